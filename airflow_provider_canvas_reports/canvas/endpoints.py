@@ -1,0 +1,168 @@
+"""Canvas URLs: the base URL rules, the account-reports paths and redirect decisions."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from urllib.parse import quote, urljoin, urlsplit
+
+from airflow_provider_canvas_reports.canvas.errors import CanvasConfigError, DownloadError
+
+_REPORT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
+_ACCOUNT_ID = re.compile(r"^(self|\d+|sis_account_id:.+)$")
+MAX_REDIRECTS = 5
+
+
+def is_loopback(hostname: str | None) -> bool:
+    if not hostname:
+        return False
+    if hostname.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def base_url(host: str | None, *, allow_http: bool = False) -> str:
+    """The Canvas base URL from a connection host.
+
+    No scheme means https. Plain http is refused unless the host is a loopback address or the
+    connection says `allow_http`, because the token would travel in clear text.
+    """
+    raw = (host or "").strip()
+    if not raw:
+        raise CanvasConfigError(
+            "The Canvas connection has no host. Set it to your Canvas URL, e.g. https://school.instructure.com"
+        )
+    if "://" not in raw:
+        raw = "https://" + raw
+    parts = urlsplit(raw)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise CanvasConfigError(
+            f"The Canvas connection host uses the scheme '{scheme}'. Use https://<your canvas host>."
+        )
+    if not parts.hostname:
+        raise CanvasConfigError(f"The Canvas connection host '{host}' has no host name.")
+    if parts.username or parts.password:
+        raise CanvasConfigError(
+            "The Canvas connection host contains credentials. Put the API token in the password field only."
+        )
+    if scheme == "http" and not allow_http and not is_loopback(parts.hostname):
+        raise CanvasConfigError(
+            f"Refusing plain http:// to {parts.hostname}: the API token would travel unencrypted. "
+            "Use https://, or set the connection extra allow_http=true if this is a trusted network."
+        )
+    path = parts.path.rstrip("/")
+    # People paste API URLs; the base is what comes before /api/v1.
+    path = re.sub(r"/api(/v1)?$", "", path)
+    netloc = parts.netloc.lower()
+    return f"{scheme}://{netloc}{path}"
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or {"https": 443, "http": 80}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def same_origin(url: str, other: str) -> bool:
+    return origin(url) == origin(other)
+
+
+def account_segment(account_id: str | int | None) -> str:
+    value = "self" if account_id is None or account_id == "" else str(account_id).strip()
+    if not _ACCOUNT_ID.match(value):
+        raise CanvasConfigError(
+            f"Invalid Canvas account_id '{value}'. Use 'self', a numeric account id, or 'sis_account_id:<id>'."
+        )
+    return quote(value, safe=":")
+
+
+def report_segment(report: str) -> str:
+    if not isinstance(report, str) or not _REPORT_NAME.match(report):
+        raise CanvasConfigError(
+            f"Invalid Canvas report name {report!r}. Use the report's type, such as 'provisioning_csv' "
+            "(CanvasHook.list_available_reports() lists them)."
+        )
+    return report
+
+
+def report_id_segment(report_id: int | str) -> str:
+    text = str(report_id).strip()
+    if isinstance(report_id, bool) or not text.isdigit() or int(text) <= 0:
+        raise CanvasConfigError(
+            f"Invalid Canvas report id {str(report_id)[:40]!r}: it must be a positive integer, such as the "
+            "'id' in the start task's XCom."
+        )
+    return str(int(text))
+
+
+def available_path(account_id: str | int | None) -> str:
+    return f"/api/v1/accounts/{account_segment(account_id)}/reports"
+
+
+def reports_path(account_id: str | int | None, report: str) -> str:
+    """Start (POST) and index (GET)."""
+    return f"{available_path(account_id)}/{report_segment(report)}"
+
+
+def report_path(account_id: str | int | None, report: str, report_id: int | str) -> str:
+    """Status (GET) and delete (DELETE)."""
+    return f"{reports_path(account_id, report)}/{report_id_segment(report_id)}"
+
+
+def abort_path(account_id: str | int | None, report: str, report_id: int | str) -> str:
+    return f"{report_path(account_id, report, report_id)}/abort"
+
+
+def account_reports_page(base: str, account_id: str | int | None) -> str:
+    """The account's reports page in the Canvas UI (Settings > Reports)."""
+    return f"{base}/accounts/{account_segment(account_id)}/settings#tab-reports"
+
+
+@dataclass(frozen=True)
+class Hop:
+    """The next request of a download: where, and whether the token may go with it."""
+
+    url: str
+    send_auth: bool
+
+
+def first_hop(canvas_base: str, file_url: str) -> Hop:
+    """The file URL Canvas gave: the token goes only if it points at the Canvas host itself."""
+    absolute = urljoin(canvas_base + "/", file_url)
+    _check_scheme(absolute)
+    return Hop(absolute, same_origin(absolute, canvas_base))
+
+
+def next_hop(canvas_base: str, current: str, location: str | None, hops: int) -> Hop:
+    """Follow one redirect. The token never leaves the Canvas host, whatever the chain does."""
+    if not location:
+        raise DownloadError("Canvas redirected the download without a Location header.")
+    if hops >= MAX_REDIRECTS:
+        raise DownloadError(
+            f"The report download was redirected more than {MAX_REDIRECTS} times (a redirect loop). "
+            "Canvas or its file store is misbehaving; retry later."
+        )
+    target = urljoin(current, location)
+    _check_scheme(target)
+    if origin(current)[0] == "https" and origin(target)[0] == "http" and not is_loopback(origin(target)[1]):
+        raise DownloadError(
+            "The report download was redirected from https to plain http; refusing to follow."
+        )
+    return Hop(target, same_origin(target, canvas_base))
+
+
+def _check_scheme(url: str) -> None:
+    if urlsplit(url).scheme.lower() not in ("http", "https"):
+        raise DownloadError("The report download points at a non-HTTP URL; refusing to follow it.")
+
+
+def redact_url(url: str) -> str:
+    """A URL fit for logs: scheme, host and path only (query strings carry signatures)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"

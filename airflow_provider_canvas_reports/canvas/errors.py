@@ -1,0 +1,291 @@
+"""Typed Canvas errors, and the mapping from a Canvas answer to one of them.
+
+Every message names the problem and the fix. No message ever carries the token, a request
+header or a full download URL (presigned URLs are credentials too).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+EXCERPT_CHARS = 200
+
+
+class CanvasError(Exception):
+    """Base class of everything this provider raises about Canvas."""
+
+    status: int | None = None
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+
+class CanvasConfigError(CanvasError, ValueError):
+    """The connection or the arguments are wrong; nothing was sent to Canvas."""
+
+
+class InvalidParametersError(CanvasConfigError):
+    """Report parameters that Canvas would ignore or reject; nothing was started."""
+
+
+class CanvasAuthError(CanvasError):
+    status = 401
+
+
+class InvalidTokenError(CanvasAuthError):
+    """Missing, invalid or expired token."""
+
+
+class PermissionDeniedError(CanvasAuthError):
+    """A valid token whose user lacks the permission on this account."""
+
+
+class InsufficientScopesError(CanvasAuthError):
+    """A scoped developer key that does not include the endpoint."""
+
+
+class CanvasNotFoundError(CanvasError):
+    status = 404
+
+
+class UnknownReportError(CanvasNotFoundError):
+    """The report name is not offered by the account."""
+
+
+class ReportNotFoundError(CanvasNotFoundError):
+    """No report run with that id (and type) on the account."""
+
+
+class AbortNotPossibleError(CanvasNotFoundError):
+    """Canvas aborts only running reports; it answers 404 in every other state."""
+
+
+class CanvasBadRequestError(CanvasError):
+    status = 400
+
+
+class InvalidEnrollmentTermError(CanvasBadRequestError):
+    """The one parameter Canvas validates itself."""
+
+
+class CanvasResponseError(CanvasError):
+    """Canvas answered with something that is not the JSON it should have been."""
+
+
+class CanvasRetryExhaustedError(CanvasError):
+    """Throttling, server errors or network failures outlasted the retry budget."""
+
+
+class StartOutcomeUnknownError(CanvasError):
+    """A start request may have reached Canvas but its answer was lost.
+
+    It is not repeated blindly: the caller reconciles through the report index first.
+    """
+
+
+class DownloadError(CanvasError):
+    """The report file could not be fetched or failed verification."""
+
+
+class ReportFailedError(CanvasError):
+    """The report ended in error, aborted or deleted."""
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """What the client was doing, so an error can say it in Canvas's terms."""
+
+    action: str
+    account_id: str
+    report: str | None = None
+    report_id: int | str | None = None
+    available_reports: tuple[str, ...] = ()
+
+
+_TAG = re.compile(r"<[^>]+>")
+_SPACE = re.compile(r"\s+")
+_SCRIPT = re.compile(r"<(script|style)[^>]*>.*?</\1>", re.IGNORECASE | re.DOTALL)
+
+
+def sanitise_excerpt(body: bytes | str, *, secrets: Iterable[str] = (), limit: int = EXCERPT_CHARS) -> str:
+    """A short, single-line, printable excerpt of a body, with tags and secrets removed."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = text[: limit * 20]
+    text = _SCRIPT.sub(" ", text)
+    text = html.unescape(_TAG.sub(" ", text))
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    text = _SPACE.sub(" ", text).strip()
+    return text[:limit] + ("..." if len(text) > limit else "")
+
+
+def _messages(payload: Any) -> list[str]:
+    """Canvas's error texts: `errors: [{message}]`, `errors: {..}`, or the singular `error`."""
+    found: list[str] = []
+    if not isinstance(payload, Mapping):
+        return found
+    errors = payload.get("errors")
+    if isinstance(errors, list):
+        for item in errors:
+            if isinstance(item, Mapping) and isinstance(item.get("message"), str):
+                found.append(item["message"])
+            elif isinstance(item, str):
+                found.append(item)
+    elif isinstance(errors, Mapping):
+        for value in errors.values():
+            if isinstance(value, list):
+                found.extend(
+                    v["message"]
+                    for v in value
+                    if isinstance(v, Mapping) and isinstance(v.get("message"), str)
+                )
+    if isinstance(payload.get("error"), str):
+        found.append(payload["error"])
+    if isinstance(payload.get("message"), str):
+        found.append(payload["message"])
+    return found
+
+
+def is_rate_limited(status: int, body_excerpt: str) -> bool:
+    """Hosted Canvas throttles with 429; legacy and self-hosted Canvas with a 403 saying so."""
+    return status == 429 or (status == 403 and "rate limit exceeded" in body_excerpt.lower())
+
+
+def error_from_response(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    context: RequestContext,
+    *,
+    secrets: Iterable[str] = (),
+) -> CanvasError:
+    """Map a non-success Canvas answer to a typed error with an actionable message.
+
+    `headers` must be a case-insensitive mapping or have lowercase keys.
+    """
+    excerpt = sanitise_excerpt(body, secrets=secrets)
+    try:
+        payload = json.loads(body.decode("utf-8", "replace").removeprefix("while(1);"))
+    except ValueError:
+        payload = None
+    messages = [sanitise_excerpt(m, secrets=secrets) for m in _messages(payload)]
+    said = "; ".join(messages) or excerpt or "(empty body)"
+    where = f"account {context.account_id}"
+    what = context.action
+
+    if status == 401:
+        lowered = said.lower()
+        if "insufficient scopes" in lowered:
+            return InsufficientScopesError(
+                f"Canvas refused to {what} on {where}: the token's developer key lacks the scope for this "
+                "endpoint (Canvas said: "
+                f"{said}). Add the account-reports scopes (url:GET|/api/v1/accounts/:account_id/reports ...) "
+                "to the developer key, or use an unscoped token.",
+                status=status,
+            )
+        if _header(headers, "www-authenticate") is None and "not authorized" in lowered:
+            return PermissionDeniedError(
+                f"Canvas refused to {what} on {where}: the token is valid but its user lacks the "
+                f"'read_reports' permission there (Canvas said: {said}). Give the user an admin role "
+                "with 'Reports - manage' on that account, or use another account_id.",
+                status=status,
+            )
+        return InvalidTokenError(
+            f"Canvas refused to {what} on {where}: the API token is missing, invalid or expired "
+            f"(Canvas said: {said}). Put a current token in the connection's password field.",
+            status=status,
+        )
+    if status == 404:
+        if context.action == "abort a report" and context.report_id is not None:
+            return AbortNotPossibleError(
+                f"Canvas did not abort report {context.report} #{context.report_id} on {where}: Canvas "
+                "aborts only reports that are 'running' (queued reports can be deleted instead), "
+                "or the report does not exist.",
+                status=status,
+            )
+        if context.report_id is not None:
+            return ReportNotFoundError(
+                f"Canvas has no report {context.report} #{context.report_id} on {where} "
+                "(it was deleted, the id is wrong, or the report type in the path is not this report's "
+                "type). Check report and report_id.",
+                status=status,
+            )
+        if context.report is not None:
+            offered = ", ".join(context.available_reports) if context.available_reports else None
+            hint = (
+                f" The account offers: {offered}."
+                if offered
+                else " List them with CanvasHook.list_available_reports()."
+            )
+            return UnknownReportError(
+                f"Canvas does not know report '{context.report}' on {where}.{hint}", status=status
+            )
+        return CanvasNotFoundError(
+            f"Canvas answered 404 to {what} on {where}: the account does not exist or the token cannot "
+            f"see it (Canvas said: {said}). Check account_id.",
+            status=status,
+        )
+    if status == 400:
+        if "enrollment_term_id" in said:
+            return InvalidEnrollmentTermError(
+                f"Canvas rejected the parameters to {what} on {where}: {said}. Use 'active_terms', a "
+                "term id, 'sis_term_id:<id>' or a comma-separated list of those.",
+                status=status,
+            )
+        return CanvasBadRequestError(
+            f"Canvas rejected the request to {what} on {where} with 400: {said}. Check the report "
+            "parameters.",
+            status=status,
+        )
+    if is_rate_limited(status, excerpt):
+        return CanvasRetryExhaustedError(
+            f"Canvas kept throttling the request to {what} on {where} (HTTP {status}) beyond the retry "
+            "budget. Lower the number of concurrent tasks sharing this token, or raise the retry budget.",
+            status=status,
+        )
+    if status >= 500:
+        return CanvasRetryExhaustedError(
+            f"Canvas answered HTTP {status} to {what} on {where} beyond the retry budget: {said}. "
+            "Canvas may be deploying or overloaded; the task can be retried later.",
+            status=status,
+        )
+    return CanvasResponseError(f"Canvas answered HTTP {status} to {what} on {where}: {said}.", status=status)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        for key, val in headers.items():
+            if key.lower() == name:
+                return val
+    return value
+
+
+def not_json_error(
+    status: int, content_type: str | None, body: bytes, context: RequestContext
+) -> CanvasResponseError:
+    """Canvas answered 2xx but not with JSON: a proxy page, a login page or a broken body."""
+    kind = (
+        "an HTML page"
+        if content_type and "html" in content_type.lower()
+        else f"'{content_type or 'no content type'}'"
+    )
+    return CanvasResponseError(
+        f"Canvas answered {what_status(status)} with {kind} instead of JSON to {context.action} on "
+        f"account {context.account_id}: {sanitise_excerpt(body) or '(empty body)'}. Check the connection "
+        "host is the Canvas URL (not an SSO or proxy page).",
+        status=status,
+    )
+
+
+def what_status(status: int) -> str:
+    return f"HTTP {status}"

@@ -1,0 +1,145 @@
+"""Report parameters: checked against the account's catalogue, then encoded as Canvas reads them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow_provider_canvas_reports.canvas.errors import InvalidParametersError, UnknownReportError
+from airflow_provider_canvas_reports.canvas.report import AvailableReport, Report
+
+# Reports that produce one CSV per table flag, and nothing (an error) without one.
+TABLE_REPORTS = frozenset({"provisioning_csv", "sis_export_csv"})
+TABLE_FLAGS = (
+    "users",
+    "accounts",
+    "terms",
+    "courses",
+    "sections",
+    "enrollments",
+    "groups",
+    "group_categories",
+    "group_membership",
+    "xlist",
+    "user_observers",
+    "admins",
+)
+# Accepted by every report although catalogues do not list them.
+UNIVERSAL = frozenset({"skip_message", "locale"})
+
+
+def truthy(value: Any) -> bool:
+    """Canvas reads booleans loosely: true, "true" and "1" all count."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value == 1
+    return isinstance(value, str) and value.strip().lower() in ("true", "1")
+
+
+def _scalar(name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    raise InvalidParametersError(
+        f"Report parameter '{name}' has a {type(value).__name__} value; use a string, number, boolean, "
+        "date or a list of those."
+    )
+
+
+def prepare(parameters: Mapping[str, Any] | None, *, skip_message: bool | None = True) -> dict[str, Any]:
+    """Check the shape and add `skip_message` (scheduled runs should not e-mail anyone)."""
+    if parameters is None:
+        parameters = {}
+    if not isinstance(parameters, Mapping):
+        raise InvalidParametersError(
+            f"Report parameters must be a mapping of name to value, got {type(parameters).__name__}. "
+            "Pass e.g. {'users': True, 'enrollment_term_id': 'sis_term_id:2026FA'}."
+        )
+    prepared = {str(k): v for k, v in parameters.items() if v is not None}
+    for name in prepared:
+        if not name or "[" in name or "]" in name:
+            raise InvalidParametersError(f"Invalid report parameter name {name!r}: use the bare name.")
+    if skip_message is not None and "skip_message" not in prepared:
+        prepared["skip_message"] = bool(skip_message)
+    return prepared
+
+
+def encode(parameters: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Form fields `parameters[name]=value`, lists as `parameters[name][]=item`."""
+    fields: list[tuple[str, str]] = []
+    for name, value in parameters.items():
+        if isinstance(value, Mapping):
+            raise InvalidParametersError(f"Report parameter '{name}' is a mapping; Canvas takes flat values.")
+        if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+            fields.extend((f"parameters[{name}][]", _scalar(name, item)) for item in value)
+        else:
+            fields.append((f"parameters[{name}]", _scalar(name, value)))
+    return fields
+
+
+def find_report(report: str, available: Sequence[AvailableReport], account_id: str) -> AvailableReport:
+    for entry in available:
+        if entry.report == report:
+            return entry
+    names = tuple(sorted(entry.report for entry in available))
+    offered = ", ".join(names) if names else "none (is the account_reports plugin enabled?)"
+    raise UnknownReportError(
+        f"Canvas does not offer report '{report}' on account {account_id}. It offers: {offered}."
+    )
+
+
+def validate(
+    report: str, parameters: Mapping[str, Any], available: Sequence[AvailableReport], account_id: str
+) -> None:
+    """What Canvas does not check itself: report name, parameter names, required parameters."""
+    entry = find_report(report, available, account_id)
+    known = set(entry.parameters)
+    if report in TABLE_REPORTS:
+        known.update(TABLE_FLAGS)
+    unknown = sorted(set(parameters) - known - UNIVERSAL)
+    if unknown:
+        listed = ", ".join(sorted(known)) or "none"
+        raise InvalidParametersError(
+            f"Report '{report}' has no parameter(s) {', '.join(unknown)}. Its parameters are: {listed}."
+        )
+    missing = sorted(name for name in entry.required_parameters if name not in parameters)
+    if missing:
+        raise InvalidParametersError(f"Report '{report}' requires parameter(s): {', '.join(missing)}.")
+    if report in TABLE_REPORTS and not any(truthy(parameters.get(flag)) for flag in TABLE_FLAGS):
+        raise InvalidParametersError(
+            f"Report '{report}' needs at least one table flag set to true ({', '.join(TABLE_FLAGS)}); "
+            "without one Canvas ends the report in error."
+        )
+
+
+def same_parameters(report: Report, sent: Mapping[str, Any]) -> bool:
+    """Whether a report in the index was started with these parameters.
+
+    Canvas echoes form values as strings and adds `locale` and `extra_text`, so compare the
+    encoded forms of what we sent against what it echoes, ignoring the additions.
+    """
+    echoed = dict(report.parameters)
+    for name, value in sent.items():
+        if name not in echoed:
+            if value is False or value == [] or name == "skip_message":
+                continue
+            return False
+        theirs = echoed[name]
+        if isinstance(value, bool) or isinstance(theirs, bool):
+            if truthy(value) != truthy(theirs):
+                return False
+            continue
+        if isinstance(value, Sequence) and not isinstance(value, str):
+            if not isinstance(theirs, Sequence) or isinstance(theirs, str):
+                return False
+            if [_scalar(name, v) for v in value] != [str(v) for v in theirs]:
+                return False
+            continue
+        if _scalar(name, value) != str(theirs):
+            return False
+    return True

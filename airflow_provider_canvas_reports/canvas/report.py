@@ -1,0 +1,218 @@
+"""The Canvas Report object and its states, parsed tolerantly from Canvas JSON."""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from airflow_provider_canvas_reports.canvas.errors import CanvasResponseError
+
+log = logging.getLogger(__name__)
+
+
+class Phase(str, enum.Enum):
+    """What a status means for a client: keep waiting, done, or failed."""
+
+    WAITING = "waiting"
+    SUCCESS = "success"
+    FAILURE = "failure"
+
+
+WAITING_STATES = frozenset({"created", "running", "compiling"})
+SUCCESS_STATES = frozenset({"complete"})
+FAILURE_STATES = frozenset({"error", "aborted", "deleted"})
+KNOWN_STATES = WAITING_STATES | SUCCESS_STATES | FAILURE_STATES
+
+
+def classify(status: str | None) -> Phase:
+    """Map a Canvas status to a phase.
+
+    An unknown or missing status is treated as still waiting (the caller keeps its deadline);
+    `progress` is never consulted because Canvas reports 100 on `error` and `aborted` too.
+    """
+    if status in SUCCESS_STATES:
+        return Phase.SUCCESS
+    if status in FAILURE_STATES:
+        return Phase.FAILURE
+    return Phase.WAITING
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """ISO-8601 with offset; None for missing or unparseable values (logged, never raised)."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        log.warning("Ignoring unparseable Canvas timestamp %r", value[:64])
+        return None
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value == value:  # not NaN
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(float(value.strip()))
+        except ValueError:
+            return None
+    return None
+
+
+def _as_progress(value: Any) -> int | None:
+    """Progress clamped to 0..100; odd values (strings, floats, out of range) tolerated."""
+    number = _as_int(value)
+    if number is None:
+        return None
+    return max(0, min(100, number))
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """The subset of a Canvas File a download needs."""
+
+    id: int | None
+    filename: str | None
+    display_name: str | None
+    content_type: str | None
+    size: int | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Attachment:
+        return cls(
+            id=_as_int(data.get("id")),
+            filename=data.get("filename") if isinstance(data.get("filename"), str) else None,
+            display_name=data.get("display_name") if isinstance(data.get("display_name"), str) else None,
+            content_type=data.get("content-type") if isinstance(data.get("content-type"), str) else None,
+            size=_as_int(data.get("size")),
+        )
+
+    @property
+    def name(self) -> str | None:
+        return self.filename or self.display_name
+
+
+@dataclass(frozen=True)
+class Report:
+    """A Canvas account report run.
+
+    `raw` keeps the JSON exactly as Canvas sent it: it is what operators return to XCom.
+    """
+
+    id: int
+    report: str
+    status: str
+    progress: int | None = None
+    current_line: int | None = None
+    file_url: str | None = None
+    attachment: Attachment | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    run_time: float | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Any, *, report_type: str | None = None) -> Report:
+        if not isinstance(data, Mapping):
+            raise CanvasResponseError(
+                f"Canvas answered with {type(data).__name__} where a Report object was expected"
+            )
+        report_id = _as_int(data.get("id"))
+        if report_id is None:
+            raise CanvasResponseError("Canvas answered with a Report object that has no id")
+        status = data.get("status")
+        if not isinstance(status, str):
+            status = "unknown"
+        attachment = data.get("attachment")
+        params = data.get("parameters")
+        run_time = data.get("run_time")
+        return cls(
+            id=report_id,
+            report=str(data.get("report") or report_type or ""),
+            status=status,
+            progress=_as_progress(data.get("progress")),
+            current_line=_as_int(data.get("current_line")),
+            file_url=data.get("file_url") if isinstance(data.get("file_url"), str) else None,
+            attachment=Attachment.from_json(attachment) if isinstance(attachment, Mapping) else None,
+            created_at=parse_timestamp(data.get("created_at")),
+            started_at=parse_timestamp(data.get("started_at")),
+            ended_at=parse_timestamp(data.get("ended_at")),
+            run_time=float(run_time)
+            if isinstance(run_time, (int, float)) and not isinstance(run_time, bool)
+            else None,
+            parameters=params if isinstance(params, Mapping) else {},
+            raw=dict(data),
+        )
+
+    @property
+    def phase(self) -> Phase:
+        return classify(self.status)
+
+    @property
+    def is_known_status(self) -> bool:
+        return self.status in KNOWN_STATES
+
+    @property
+    def extra_text(self) -> str | None:
+        """Canvas's own words about the run (the failure reason on `error`)."""
+        text = self.parameters.get("extra_text")
+        return text if isinstance(text, str) and text else None
+
+    def failure_message(self) -> str:
+        reason = self.extra_text or "Canvas gave no reason"
+        return f"Canvas report {self.report} #{self.id} ended with status '{self.status}': {reason}"
+
+    def summary(self) -> str:
+        parts = [f"{self.report} #{self.id}", f"status={self.status}"]
+        if self.progress is not None:
+            parts.append(f"progress={self.progress}%")
+        if self.current_line is not None:
+            parts.append(f"current_line={self.current_line}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class AvailableReport:
+    """An entry of the account's available-reports list."""
+
+    report: str
+    title: str
+    parameters: Mapping[str, Mapping[str, Any]]
+    last_run: Report | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> AvailableReport:
+        if not isinstance(data, Mapping) or not isinstance(data.get("report"), str):
+            raise CanvasResponseError(
+                "Canvas answered with an available-report entry that has no report name"
+            )
+        params = data.get("parameters")
+        last_run = data.get("last_run")
+        parsed_last: Report | None = None
+        if isinstance(last_run, Mapping) and last_run.get("id") is not None:
+            parsed_last = Report.from_json(last_run, report_type=data["report"])
+        return cls(
+            report=data["report"],
+            title=str(data.get("title") or data["report"]),
+            parameters={str(k): (v if isinstance(v, Mapping) else {}) for k, v in params.items()}
+            if isinstance(params, Mapping)
+            else {},
+            last_run=parsed_last,
+        )
+
+    @property
+    def required_parameters(self) -> frozenset[str]:
+        return frozenset(name for name, spec in self.parameters.items() if spec.get("required") is True)

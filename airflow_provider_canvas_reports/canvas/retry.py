@@ -1,0 +1,174 @@
+"""The retry and throttle policy, as pure decisions.
+
+Both transports (requests and aiohttp) ask `decide()` what to do after each attempt, so
+the rules exist once. Nothing here sleeps or does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from airflow_provider_canvas_reports.canvas.errors import is_rate_limited
+
+
+class Failure(str, enum.Enum):
+    """How an attempt failed before a response arrived."""
+
+    CONNECT = "connect"  # never reached Canvas: safe to repeat anything
+    RESET = "reset"  # the connection dropped: the request may have been processed
+    TIMEOUT = "timeout"  # no answer in time: the request may have been processed
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounds for one logical request. All values are JSON-friendly numbers."""
+
+    max_attempts: int = 8
+    max_elapsed: float = 300.0
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+    max_retry_after: float = 120.0
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    # Below this many units left in the leaky bucket, requests are spaced out before Canvas throttles.
+    low_remaining: float = 150.0
+    pace_delay: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("RetryPolicy.max_attempts must be at least 1")
+        if self.max_elapsed <= 0 or self.base_delay < 0 or self.max_delay < 0:
+            raise ValueError("RetryPolicy times must be positive")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What happened on attempt `number` (1-based), `elapsed` seconds after the first began."""
+
+    number: int
+    elapsed: float
+    idempotent: bool = True
+    status: int | None = None
+    headers: Mapping[str, str] | None = None
+    body_excerpt: str = ""
+    failure: Failure | None = None
+
+
+@dataclass(frozen=True)
+class Done:
+    """The answer is final (success or a client error to report)."""
+
+
+@dataclass(frozen=True)
+class Retry:
+    delay: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    reason: str
+    # True when a non-idempotent request may have reached Canvas: the caller must reconcile.
+    outcome_unknown: bool = False
+
+
+Decision = Done | Retry | GiveUp
+
+RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
+
+
+def header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    """Case-insensitive header lookup: hosted Canvas sends lowercase names."""
+    if not headers:
+        return None
+    value = headers.get(name)
+    if value is not None:
+        return value
+    wanted = name.lower()
+    for key, val in headers.items():
+        if key.lower() == wanted:
+            return val
+    return None
+
+
+def retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds from a Retry-After header (delta form); HTTP dates are treated as absent."""
+    raw = header(headers, "retry-after")
+    if raw is None:
+        return None
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def rate_limit_remaining(headers: Mapping[str, str] | None) -> float | None:
+    raw = header(headers, "x-rate-limit-remaining")
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        return None
+
+
+def backoff(policy: RetryPolicy, number: int, rng: random.Random | None = None) -> float:
+    """Exponential backoff with equal jitter: half fixed, half random, capped."""
+    ceiling = min(policy.max_delay, policy.base_delay * (2 ** max(0, number - 1)))
+    draw = (rng or random).random()
+    return ceiling / 2 + draw * ceiling / 2
+
+
+def decide(policy: RetryPolicy, attempt: Attempt, rng: random.Random | None = None) -> Decision:
+    """Retry, give up or accept, after one attempt."""
+    throttled = attempt.status is not None and is_rate_limited(attempt.status, attempt.body_excerpt)
+    if attempt.failure is None and not throttled and attempt.status not in RETRYABLE_STATUS:
+        return Done()
+
+    # A start that may have reached Canvas is never repeated blindly; throttling is decided by
+    # Canvas's middleware before the request is handled, and a refused connection never arrived.
+    may_have_run = attempt.failure in (Failure.RESET, Failure.TIMEOUT) or (attempt.status in RETRYABLE_STATUS)
+    if not attempt.idempotent and may_have_run:
+        return GiveUp(_describe(attempt), outcome_unknown=True)
+
+    if attempt.number >= policy.max_attempts:
+        return GiveUp(f"{_describe(attempt)} after {attempt.number} attempts")
+
+    if throttled:
+        hinted = retry_after(attempt.headers)
+        delay = (
+            min(hinted, policy.max_retry_after)
+            if hinted is not None
+            else backoff(policy, attempt.number, rng)
+        )
+    else:
+        delay = backoff(policy, attempt.number, rng)
+
+    if attempt.elapsed + delay > policy.max_elapsed:
+        return GiveUp(f"{_describe(attempt)}; the retry budget of {policy.max_elapsed:.0f}s is spent")
+    return Retry(delay=delay, reason=_describe(attempt))
+
+
+def pace(policy: RetryPolicy, headers: Mapping[str, str] | None) -> float:
+    """Seconds to wait before the next request on this token, from the bucket level Canvas reports."""
+    remaining = rate_limit_remaining(headers)
+    if remaining is None or remaining >= policy.low_remaining:
+        return 0.0
+    # Linear in how close the bucket is to empty: a nearly empty bucket waits the full pace delay.
+    return policy.pace_delay * (1.0 - max(0.0, remaining) / policy.low_remaining)
+
+
+def _describe(attempt: Attempt) -> str:
+    if attempt.failure is not None:
+        return {
+            Failure.CONNECT: "could not connect to Canvas",
+            Failure.RESET: "the connection to Canvas was reset",
+            Failure.TIMEOUT: "Canvas did not answer in time",
+        }[attempt.failure]
+    if attempt.status is not None and is_rate_limited(attempt.status, attempt.body_excerpt):
+        return f"Canvas throttled the request (HTTP {attempt.status})"
+    return f"Canvas answered HTTP {attempt.status}"
