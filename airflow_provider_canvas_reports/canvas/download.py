@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import random
+import time
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
 
+from airflow_provider_canvas_reports.canvas.endpoints import Hop, first_hop, next_hop, redact_url
 from airflow_provider_canvas_reports.canvas.errors import DownloadError
+from airflow_provider_canvas_reports.canvas.exchange import Failed, Sleep
 from airflow_provider_canvas_reports.canvas.report import Phase, Report
-from airflow_provider_canvas_reports.canvas.retry import header
+from airflow_provider_canvas_reports.canvas.retry import Attempt, Done, GiveUp, RetryPolicy, decide, header
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 HTML_STARTS = (b"<!doctype", b"<html", b"<head", b"<body", b"<?xml")
@@ -80,5 +85,103 @@ def check_size(received: int, expected: int | None, report: Report) -> None:
     if expected is not None and received != expected:
         raise DownloadError(
             f"The download of report #{report.id} was cut short: received {received} of {expected} bytes. "
+            "Nothing was written; retry the task."
+        )
+
+
+@dataclass(frozen=True)
+class OpenHop:
+    """Open this URL (streaming, no automatic redirects), with the token only if `send_auth`."""
+
+    hop: Hop
+
+
+@dataclass(frozen=True)
+class Opened:
+    status: int
+    headers: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The currently open response is the file; `expected_size` is what its body must measure."""
+
+    expected_size: int | None
+
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def open_chain(
+    canvas_base: str,
+    report: Report,
+    policy: RetryPolicy,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    rng: random.Random | None = None,
+) -> Generator[OpenHop | Sleep, Opened | Failed | None, Ready]:
+    """Walk Canvas's redirect chain to the file, retrying transient failures from the start.
+
+    The chain restarts at `file_url` after a failure because the later hops are short-lived
+    signed URLs. The token goes only to the Canvas host (see `endpoints.next_hop`).
+    """
+    require_file(report)
+    assert report.file_url is not None
+    started = clock()
+    number = 0
+    while True:
+        number += 1
+        hop = first_hop(canvas_base, report.file_url)
+        hops = 0
+        while True:
+            outcome = yield OpenHop(hop)
+            if isinstance(outcome, Opened) and outcome.status in REDIRECTS:
+                hop = next_hop(canvas_base, hop.url, header(outcome.headers, "location"), hops)
+                hops += 1
+                continue
+            break
+        if isinstance(outcome, Opened):
+            attempt = Attempt(number, clock() - started, status=outcome.status, headers=outcome.headers)
+        elif isinstance(outcome, Failed):
+            attempt = Attempt(number, clock() - started, failure=outcome.failure)
+        else:  # pragma: no cover - a driver bug
+            raise TypeError(f"open_chain expected Opened or Failed, got {type(outcome).__name__}")
+        decision = decide(policy, attempt, rng)
+        if isinstance(decision, Done):
+            assert isinstance(outcome, Opened)
+            return Ready(check_response(outcome.status, outcome.headers, report))
+        if isinstance(decision, GiveUp):
+            raise DownloadError(
+                f"Could not download report #{report.id}: {decision.reason} "
+                f"({redact_url(hop.url)}). The task can be retried."
+            )
+        yield Sleep(decision.delay)
+
+
+class ChunkChecker:
+    """Checks a streamed body chunk by chunk: its first bytes and its final size."""
+
+    def __init__(self, report: Report, expected_size: int | None) -> None:
+        self.report = report
+        self.expected_size = expected_size
+        self.received = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self.received == 0 and chunk:
+            check_first_bytes(chunk, self.report)
+        self.received += len(chunk)
+        if self.expected_size is not None and self.received > self.expected_size:
+            raise DownloadError(
+                f"The download of report #{self.report.id} is longer than the {self.expected_size} bytes "
+                "Canvas announced. Nothing was written; retry the task."
+            )
+        return chunk
+
+    def finish(self) -> None:
+        check_size(self.received, self.expected_size, self.report)
+
+    def cut(self, reason: str) -> DownloadError:
+        return DownloadError(
+            f"The download of report #{self.report.id} broke after {self.received} bytes ({reason}). "
             "Nothing was written; retry the task."
         )

@@ -216,3 +216,16 @@ class AvailableReport:
     @property
     def required_parameters(self) -> frozenset[str]:
         return frozenset(name for name, spec in self.parameters.items() if spec.get("required") is True)
+
+
+def cancel_action(status: str | None) -> str | None:
+    """How to stop a report Canvas has not finished: abort while running, delete otherwise.
+
+    Canvas aborts only `running` reports (404 in any other state); deleting a queued or
+    compiling report removes it, and deleting a running one aborts it too.
+    """
+    if status == "running":
+        return "abort"
+    if classify(status) is Phase.WAITING:
+        return "delete"
+    return None

@@ -1,0 +1,97 @@
+"""The account-reports endpoints as pure request descriptions with their result parsers.
+
+Each function returns a `Call`: the request to make and how to read the answer. The sync and
+async clients execute calls; they know nothing about individual endpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from airflow_provider_canvas_reports.canvas import endpoints
+from airflow_provider_canvas_reports.canvas.errors import CanvasResponseError, RequestContext
+from airflow_provider_canvas_reports.canvas.exchange import ApiRequest, ApiResponse
+from airflow_provider_canvas_reports.canvas.pagination import PER_PAGE, next_page
+from airflow_provider_canvas_reports.canvas.parameters import encode
+from airflow_provider_canvas_reports.canvas.report import AvailableReport, Report
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    request: ApiRequest
+    parse: Callable[[ApiResponse], T]
+
+
+def _account(account_id: str | int | None) -> str:
+    return "self" if account_id in (None, "") else str(account_id)
+
+
+def _report(data: Any, report_type: str | None = None) -> Report:
+    return Report.from_json(data, report_type=report_type)
+
+
+def _list_of(data: Any, what: str) -> list[Any]:
+    if not isinstance(data, list):
+        raise CanvasResponseError(
+            f"Canvas answered with {type(data).__name__} where a list of {what} was expected"
+        )
+    return data
+
+
+def available(account_id: str | int | None) -> Call[list[AvailableReport]]:
+    """Available reports: hosted Canvas sends the whole list; follow a Link header if one comes."""
+    path = endpoints.available_path(account_id)
+    ctx = RequestContext("list the available reports", _account(account_id))
+    return Call(
+        ApiRequest("GET", path, ctx, query=(("per_page", str(PER_PAGE)),)),
+        lambda resp: [AvailableReport.from_json(item) for item in _list_of(resp.data, "available reports")],
+    )
+
+
+def start(account_id: str | int | None, report: str, parameters: Mapping[str, Any]) -> Call[Report]:
+    path = endpoints.reports_path(account_id, report)
+    ctx = RequestContext("start a report", _account(account_id), report=report)
+    # A start is not idempotent: the exchange never repeats it once it may have reached Canvas.
+    return Call(
+        ApiRequest("POST", path, ctx, form=tuple(encode(parameters)), idempotent=False),
+        lambda resp: _report(resp.data, report),
+    )
+
+
+def index(account_id: str | int | None, report: str) -> Call[list[Report]]:
+    path = endpoints.reports_path(account_id, report)
+    ctx = RequestContext("list report runs", _account(account_id), report=report)
+    return Call(
+        ApiRequest("GET", path, ctx, query=(("per_page", str(PER_PAGE)),)),
+        lambda resp: [_report(item, report) for item in _list_of(resp.data, "reports")],
+    )
+
+
+def status(account_id: str | int | None, report: str, report_id: int | str) -> Call[Report]:
+    path = endpoints.report_path(account_id, report, report_id)
+    ctx = RequestContext("read the report status", _account(account_id), report=report, report_id=report_id)
+    return Call(ApiRequest("GET", path, ctx), lambda resp: _report(resp.data, report))
+
+
+def delete(account_id: str | int | None, report: str, report_id: int | str) -> Call[Report]:
+    path = endpoints.report_path(account_id, report, report_id)
+    ctx = RequestContext("delete a report", _account(account_id), report=report, report_id=report_id)
+    return Call(ApiRequest("DELETE", path, ctx), lambda resp: _report(resp.data, report))
+
+
+def abort(account_id: str | int | None, report: str, report_id: int | str) -> Call[Report]:
+    path = endpoints.abort_path(account_id, report, report_id)
+    ctx = RequestContext("abort a report", _account(account_id), report=report, report_id=report_id)
+    return Call(ApiRequest("PUT", path, ctx), lambda resp: _report(resp.data, report))
+
+
+def next_call(call: Call[list[T]], response: ApiResponse) -> Call[list[T]] | None:
+    """The call for the next page, from the Link header; None on the last page or an empty one."""
+    url = next_page(response.headers)
+    if not url or (isinstance(response.data, list) and not response.data):
+        return None
+    return Call(ApiRequest(call.request.method, url, call.request.context), call.parse)

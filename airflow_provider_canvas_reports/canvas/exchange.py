@@ -1,0 +1,170 @@
+"""One API call as a sans-IO conversation: the retry loop written once for both transports.
+
+`api_call()` is a generator. It yields `Send` (make this request) or `Sleep` (wait this long),
+receives a `Received` or a `Failed` after each `Send`, and returns the decoded JSON and
+headers, or raises a typed CanvasError. The sync transport drives it with `requests` and
+`time.sleep`, the async one with aiohttp and `asyncio.sleep`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_canvas_reports.canvas.errors import (
+    CanvasRetryExhaustedError,
+    RequestContext,
+    StartOutcomeUnknownError,
+    error_from_response,
+    not_json_error,
+    sanitise_excerpt,
+)
+from airflow_provider_canvas_reports.canvas.retry import (
+    Attempt,
+    Done,
+    Failure,
+    GiveUp,
+    RetryPolicy,
+    decide,
+    header,
+    pace,
+)
+
+# Error bodies are read up to this size: enough for Canvas's JSON errors, bounded for a proxy's page.
+MAX_ERROR_BODY = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    method: str
+    path: str  # absolute path on the Canvas host, or a full URL for Link-header pages
+    context: RequestContext
+    query: Sequence[tuple[str, str]] = ()
+    form: Sequence[tuple[str, str]] = ()
+    idempotent: bool = True
+
+
+@dataclass(frozen=True)
+class Send:
+    request: ApiRequest
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Received:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Failed:
+    failure: Failure
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    status: int
+    headers: Mapping[str, str]
+    data: Any
+
+
+@dataclass
+class Pacer:
+    """Spaces out requests on one token when Canvas says its bucket runs low."""
+
+    not_before: float = 0.0
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+
+    def wait(self) -> float:
+        return max(0.0, self.not_before - self.clock())
+
+    def note(self, policy: RetryPolicy, headers: Mapping[str, str]) -> None:
+        delay = pace(policy, headers)
+        if delay:
+            self.not_before = max(self.not_before, self.clock() + delay)
+
+
+Step = Send | Sleep
+Outcome = Received | Failed | None
+
+
+def api_call(
+    request: ApiRequest,
+    policy: RetryPolicy,
+    *,
+    pacer: Pacer | None = None,
+    secrets: Sequence[str] = (),
+    clock: Callable[[], float] = time.monotonic,
+    rng: random.Random | None = None,
+) -> Generator[Step, Outcome, ApiResponse]:
+    started = clock()
+    number = 0
+    while True:
+        number += 1
+        if pacer is not None and (wait := pacer.wait()) > 0:
+            yield Sleep(wait)
+        outcome = yield Send(request)
+        if isinstance(outcome, Failed):
+            attempt = Attempt(number, clock() - started, request.idempotent, failure=outcome.failure)
+        elif isinstance(outcome, Received):
+            if pacer is not None:
+                pacer.note(policy, outcome.headers)
+            attempt = Attempt(
+                number,
+                clock() - started,
+                request.idempotent,
+                status=outcome.status,
+                headers=outcome.headers,
+                body_excerpt=sanitise_excerpt(outcome.body[:512]),
+            )
+        else:  # pragma: no cover - a driver bug, not a Canvas behaviour
+            raise TypeError(f"api_call expected Received or Failed, got {type(outcome).__name__}")
+
+        decision = decide(policy, attempt, rng)
+        if isinstance(decision, Done):
+            assert isinstance(outcome, Received)
+            return interpret(outcome, request.context, secrets=secrets)
+        if isinstance(decision, GiveUp):
+            raise _give_up(decision, outcome, request, secrets)
+        yield Sleep(decision.delay)
+
+
+def interpret(received: Received, context: RequestContext, *, secrets: Sequence[str] = ()) -> ApiResponse:
+    """A final answer: JSON on 2xx, a typed error otherwise."""
+    if not 200 <= received.status < 300:
+        raise error_from_response(received.status, received.headers, received.body, context, secrets=secrets)
+    ctype = header(received.headers, "content-type")
+    text = received.body.decode("utf-8", "replace")
+    # Browser-session answers carry this anti-hijacking prefix; token answers do not, but it costs nothing.
+    text = text.removeprefix("while(1);")
+    try:
+        data = json.loads(text) if text.strip() else None
+    except ValueError:
+        raise not_json_error(received.status, ctype, received.body, context) from None
+    return ApiResponse(received.status, received.headers, data)
+
+
+def _give_up(decision: GiveUp, outcome: Outcome, request: ApiRequest, secrets: Sequence[str]) -> Exception:
+    ctx = request.context
+    if decision.outcome_unknown:
+        return StartOutcomeUnknownError(
+            f"Canvas may have received the request to {ctx.action} on account {ctx.account_id}, but "
+            f"{decision.reason}. It was not repeated, so that no second report starts; look in the report "
+            "index before starting again."
+        )
+    if isinstance(outcome, Received):
+        return error_from_response(outcome.status, outcome.headers, outcome.body, ctx, secrets=secrets)
+    return CanvasRetryExhaustedError(
+        f"Could not {ctx.action} on account {ctx.account_id}: {decision.reason}. Check that the Canvas host "
+        "is reachable from the worker; the task can be retried."
+    )

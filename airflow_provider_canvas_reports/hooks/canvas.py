@@ -1,0 +1,287 @@
+"""CanvasHook: the `canvas` connection and every account-reports endpoint, sync and async."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from functools import cached_property
+from typing import Any
+
+from airflow_provider_canvas_reports.canvas import api, endpoints, parameters
+from airflow_provider_canvas_reports.canvas.errors import (
+    AbortNotPossibleError,
+    CanvasConfigError,
+    CanvasError,
+    InvalidTokenError,
+    PermissionDeniedError,
+    ReportNotFoundError,
+)
+from airflow_provider_canvas_reports.canvas.report import AvailableReport, Report, cancel_action
+from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
+from airflow_provider_canvas_reports.compat import BaseHook, get_async_connection
+from airflow_provider_canvas_reports.transport.aio import AsyncDownload, AsyncTransport
+from airflow_provider_canvas_reports.transport.settings import CanvasSettings
+from airflow_provider_canvas_reports.transport.sync import Download, SyncTransport
+
+
+def settings_from_connection(conn: Any, policy: RetryPolicy) -> tuple[CanvasSettings, str]:
+    """Base URL, token and default account from an Airflow connection, with clear errors."""
+    extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
+    allow_http = parameters.truthy(extra.get("allow_http", False))
+    base = endpoints.base_url(conn.host, allow_http=allow_http)
+    token = (conn.password or "").strip()
+    if not token:
+        raise CanvasConfigError(
+            f"The Canvas connection '{conn.conn_id}' has no API token. Put the token in the connection's "
+            "password field (Account > Settings > New Access Token in Canvas)."
+        )
+    account = str(extra.get("account_id") or "self").strip()
+    endpoints.account_segment(account)  # validate early, with the same message as everywhere
+    return CanvasSettings(base, token, policy), account
+
+
+class CanvasHook(BaseHook):
+    """Talks to one Canvas through the `canvas` connection.
+
+    :param canvas_conn_id: the Airflow connection: host = Canvas URL, password = API token,
+        extra `account_id` (default account, else `self`) and `allow_http`.
+    :param retry_policy: bounds for retries on throttling, 5xx and network failures.
+    """
+
+    conn_name_attr = "canvas_conn_id"
+    default_conn_name = "canvas_default"
+    conn_type = "canvas"
+    hook_name = "Canvas LMS"
+
+    def __init__(
+        self, canvas_conn_id: str = default_conn_name, *, retry_policy: RetryPolicy | None = None
+    ) -> None:
+        super().__init__()
+        self.canvas_conn_id = canvas_conn_id
+        self.retry_policy = retry_policy or RetryPolicy()
+        self._async_settings: tuple[CanvasSettings, str] | None = None
+
+    def __repr__(self) -> str:
+        return f"CanvasHook(canvas_conn_id={self.canvas_conn_id!r})"
+
+    # -- connection ------------------------------------------------------------------------
+    @cached_property
+    def _settings(self) -> tuple[CanvasSettings, str]:
+        return settings_from_connection(self.get_connection(self.canvas_conn_id), self.retry_policy)
+
+    async def _asettings(self) -> tuple[CanvasSettings, str]:
+        # The triggerer's event loop must not call the sync get_connection (it deadlocks in Airflow 3).
+        if self._async_settings is None:
+            conn = await get_async_connection(self.canvas_conn_id)
+            self._async_settings = settings_from_connection(conn, self.retry_policy)
+        return self._async_settings
+
+    @cached_property
+    def transport(self) -> SyncTransport:
+        return SyncTransport(self._settings[0])
+
+    def get_conn(self) -> SyncTransport:
+        return self.transport
+
+    async def atransport(self) -> AsyncTransport:
+        return AsyncTransport((await self._asettings())[0])
+
+    @property
+    def base_url(self) -> str:
+        return self._settings[0].base_url
+
+    @property
+    def default_account_id(self) -> str:
+        return self._settings[1]
+
+    def account(self, account_id: str | int | None) -> str:
+        return str(account_id) if account_id not in (None, "") else self.default_account_id
+
+    async def aaccount(self, account_id: str | int | None) -> str:
+        return str(account_id) if account_id not in (None, "") else (await self._asettings())[1]
+
+    def reports_page_url(self, account_id: str | int | None = None) -> str:
+        return endpoints.account_reports_page(self.base_url, self.account(account_id))
+
+    def close(self) -> None:
+        if "transport" in self.__dict__:
+            self.transport.close()
+
+    # -- sync endpoints --------------------------------------------------------------------
+    def list_available_reports(self, account_id: str | int | None = None) -> list[AvailableReport]:
+        call = api.available(self.account(account_id))
+        return list(self.transport.pages(call))
+
+    def validate_parameters(
+        self, report: str, params: Mapping[str, Any] | None, account_id: str | int | None = None
+    ) -> dict[str, Any]:
+        """Check a report and its parameters against the account's catalogue; nothing is started."""
+        prepared = parameters.prepare(params, skip_message=None)
+        account = self.account(account_id)
+        parameters.validate(report, prepared, self.list_available_reports(account), account)
+        return prepared
+
+    def start_report(
+        self,
+        report: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        account_id: str | int | None = None,
+        skip_message: bool = True,
+    ) -> Report:
+        """Start a report run. Never repeated once it may have reached Canvas."""
+        prepared = parameters.prepare(params, skip_message=skip_message)
+        return self.transport.call(api.start(self.account(account_id), report, prepared))
+
+    def list_reports(self, report: str, account_id: str | int | None = None) -> Iterator[Report]:
+        """The runs of one report type, newest first, page by page."""
+        return self.transport.pages(api.index(self.account(account_id), report))
+
+    def get_report(self, report: str, report_id: int | str, account_id: str | int | None = None) -> Report:
+        return self.transport.call(api.status(self.account(account_id), report, report_id))
+
+    def delete_report(self, report: str, report_id: int | str, account_id: str | int | None = None) -> Report:
+        return self.transport.call(api.delete(self.account(account_id), report, report_id))
+
+    def abort_report(self, report: str, report_id: int | str, account_id: str | int | None = None) -> Report:
+        return self.transport.call(api.abort(self.account(account_id), report, report_id))
+
+    def cancel_report(
+        self, report: str, report_id: int | str, account_id: str | int | None = None
+    ) -> Report | None:
+        """Stop a run that is not finished: abort it while running, delete it otherwise.
+
+        Returns the report as Canvas left it, or None when it had already finished.
+        """
+        current = self.get_report(report, report_id, account_id)
+        action = cancel_action(current.status)
+        if action == "abort":
+            try:
+                return self.abort_report(report, report_id, account_id)
+            except AbortNotPossibleError:
+                # It left `running` between the two calls (compiling, or done): delete stops it.
+                action = cancel_action(self.get_report(report, report_id, account_id).status)
+        if action is None:
+            return None
+        try:
+            return self.delete_report(report, report_id, account_id)
+        except ReportNotFoundError:
+            return None
+
+    def open_report_file(self, report: Report) -> AbstractContextManager[Download]:
+        """Stream a complete report's file through Canvas's redirect chain.
+
+        The token goes to the Canvas host only; the body is checked against the attachment.
+        """
+        return self.transport.download(report)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the token, then the `read_reports` permission on the default account."""
+        try:
+            settings, account = self._settings
+            available = self.list_available_reports(account)
+        except InvalidTokenError:
+            return (
+                False,
+                "Canvas rejected the API token (invalid or expired). Put a current token in the password.",
+            )
+        except PermissionDeniedError:
+            return False, (
+                f"The token is valid but lacks the 'read_reports' permission on account {self.default_account_id}."
+            )
+        except CanvasError as exc:
+            return False, str(exc)
+        return True, (
+            f"Connected to {settings.base_url}: the token can read reports on account {account} "
+            f"({len(available)} reports available)."
+        )
+
+    # -- async endpoints (the trigger) -----------------------------------------------------
+    async def alist_available_reports(self, account_id: str | int | None = None) -> list[AvailableReport]:
+        transport = await self.atransport()
+        return [item async for item in transport.pages(api.available(await self.aaccount(account_id)))]
+
+    async def astart_report(
+        self,
+        report: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        account_id: str | int | None = None,
+        skip_message: bool = True,
+    ) -> Report:
+        prepared = parameters.prepare(params, skip_message=skip_message)
+        return await (await self.atransport()).call(
+            api.start(await self.aaccount(account_id), report, prepared)
+        )
+
+    async def alist_reports(self, report: str, account_id: str | int | None = None) -> AsyncIterator[Report]:
+        transport = await self.atransport()
+        async for item in transport.pages(api.index(await self.aaccount(account_id), report)):
+            yield item
+
+    async def aget_report(
+        self, report: str, report_id: int | str, account_id: str | int | None = None
+    ) -> Report:
+        return await (await self.atransport()).call(
+            api.status(await self.aaccount(account_id), report, report_id)
+        )
+
+    async def adelete_report(
+        self, report: str, report_id: int | str, account_id: str | int | None = None
+    ) -> Report:
+        return await (await self.atransport()).call(
+            api.delete(await self.aaccount(account_id), report, report_id)
+        )
+
+    async def aabort_report(
+        self, report: str, report_id: int | str, account_id: str | int | None = None
+    ) -> Report:
+        return await (await self.atransport()).call(
+            api.abort(await self.aaccount(account_id), report, report_id)
+        )
+
+    async def acancel_report(
+        self, report: str, report_id: int | str, account_id: str | int | None = None
+    ) -> Report | None:
+        """Async twin of `cancel_report`."""
+        current = await self.aget_report(report, report_id, account_id)
+        action = cancel_action(current.status)
+        if action == "abort":
+            try:
+                return await self.aabort_report(report, report_id, account_id)
+            except AbortNotPossibleError:
+                action = cancel_action((await self.aget_report(report, report_id, account_id)).status)
+        if action is None:
+            return None
+        try:
+            return await self.adelete_report(report, report_id, account_id)
+        except ReportNotFoundError:
+            return None
+
+    async def aopen_report_file(self, report: Report) -> AbstractAsyncContextManager[AsyncDownload]:
+        return (await self.atransport()).download(report)
+
+    # -- connection form (Airflow < 3.2 reads these; 3.2+ reads the provider info) ----------
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        from airflow_provider_canvas_reports.get_provider_info import get_provider_info
+
+        conn = get_provider_info()["connection-types"][0]["ui-field-behaviour"]
+        return {
+            "hidden_fields": list(conn.get("hidden-fields", [])),
+            "relabeling": dict(conn.get("relabeling", {})),
+            "placeholders": dict(conn.get("placeholders", {})),
+        }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import BooleanField, StringField
+
+        return {
+            "account_id": StringField(lazy_gettext("Account ID"), widget=BS3TextFieldWidget()),
+            "allow_http": BooleanField(
+                lazy_gettext("Allow plain http:// (trusted networks only)"), default=False
+            ),
+        }

@@ -1,0 +1,193 @@
+"""The asynchronous transport (aiohttp), used by the trigger in the triggerer's event loop.
+
+One ClientSession per event loop and (host, token) is shared by every trigger and hook in
+that loop, so thousands of waiting reports share a handful of connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Callable, Generator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+
+from airflow_provider_canvas_reports.canvas import api
+from airflow_provider_canvas_reports.canvas.api import Call
+from airflow_provider_canvas_reports.canvas.download import ChunkChecker, Opened, OpenHop, Ready, open_chain
+from airflow_provider_canvas_reports.canvas.exchange import (
+    MAX_ERROR_BODY,
+    ApiRequest,
+    ApiResponse,
+    Failed,
+    Pacer,
+    Received,
+    Sleep,
+    api_call,
+)
+from airflow_provider_canvas_reports.canvas.report import Report
+from airflow_provider_canvas_reports.canvas.retry import Failure
+from airflow_provider_canvas_reports.transport.settings import (
+    CHUNK_SIZE,
+    MAX_JSON_BODY,
+    USER_AGENT,
+    CanvasSettings,
+)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# Connections kept per (loop, host, token): enough for bursts, few enough to stay polite to Canvas.
+CONNECTIONS_PER_HOST = 16
+
+
+@dataclass
+class _Shared:
+    session: aiohttp.ClientSession
+    pacer: Pacer
+
+
+_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], _Shared]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def classify(exc: BaseException) -> Failure:
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return Failure.CONNECT
+    if isinstance(exc, asyncio.TimeoutError):
+        return Failure.TIMEOUT
+    return Failure.RESET
+
+
+async def drive(gen: Generator[Any, Any, R], step: Callable[[Any], Any]) -> R:
+    """Run a sans-IO conversation on the event loop: never blocks it."""
+    outcome: Any = None
+    try:
+        action = next(gen)
+        while True:
+            if isinstance(action, Sleep):
+                await asyncio.sleep(action.seconds)
+                outcome = None
+            else:
+                outcome = await step(action)
+            action = gen.send(outcome)
+    except StopIteration as stop:
+        return stop.value
+
+
+async def close_shared_sessions() -> None:
+    """Close this loop's shared sessions (tests and short-lived loops call it before the loop ends)."""
+    loop = asyncio.get_running_loop()
+    for shared in _SHARED.pop(loop, {}).values():
+        await shared.session.close()
+
+
+class AsyncTransport:
+    def __init__(self, settings: CanvasSettings) -> None:
+        self.settings = settings
+        self._secrets = (settings.token,)
+
+    def _shared(self) -> _Shared:
+        loop = asyncio.get_running_loop()
+        per_loop = _SHARED.setdefault(loop, {})
+        shared = per_loop.get(self.settings.session_key)
+        if shared is None or shared.session.closed:
+            policy = self.settings.policy
+            shared = _Shared(
+                aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit_per_host=CONNECTIONS_PER_HOST),
+                    timeout=aiohttp.ClientTimeout(
+                        total=None, sock_connect=policy.connect_timeout, sock_read=policy.read_timeout
+                    ),
+                    headers={"User-Agent": USER_AGENT},
+                ),
+                Pacer(),
+            )
+            per_loop[self.settings.session_key] = shared
+        return shared
+
+    async def _send(self, request: ApiRequest) -> Received | Failed:
+        session = self._shared().session
+        try:
+            async with session.request(
+                request.method,
+                self.settings.url(request.path),
+                params=list(request.query) or None,
+                data=list(request.form) or None,
+                headers={**self.settings.auth_headers, "Accept": "application/json"},
+                allow_redirects=False,
+            ) as resp:
+                limit = MAX_JSON_BODY if 200 <= resp.status < 300 else MAX_ERROR_BODY
+                body = await resp.content.read(limit)
+                return Received(resp.status, resp.headers, body)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            return Failed(classify(exc))
+
+    async def execute(self, request: ApiRequest) -> ApiResponse:
+        gen = api_call(request, self.settings.policy, pacer=self._shared().pacer, secrets=self._secrets)
+        return await drive(gen, lambda send: self._send(send.request))
+
+    async def call(self, call: Call[T]) -> T:
+        return call.parse(await self.execute(call.request))
+
+    async def pages(self, call: Call[list[T]]) -> AsyncIterator[T]:
+        current: Call[list[T]] | None = call
+        while current is not None:
+            response = await self.execute(current.request)
+            for item in current.parse(response):
+                yield item
+            current = api.next_call(current, response)
+
+    @asynccontextmanager
+    async def download(self, report: Report, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[AsyncDownload]:
+        """Open the report's file through Canvas's redirect chain and stream it."""
+        session = self._shared().session
+        holder: dict[str, aiohttp.ClientResponse] = {}
+
+        async def open_hop(step: OpenHop) -> Opened | Failed:
+            if "resp" in holder:
+                holder.pop("resp").release()
+            headers = {"Accept-Encoding": "identity"}
+            if step.hop.send_auth:
+                headers.update(self.settings.auth_headers)
+            try:
+                resp = await session.get(step.hop.url, headers=headers, allow_redirects=False)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                return Failed(classify(exc))
+            holder["resp"] = resp
+            return Opened(resp.status, resp.headers)
+
+        try:
+            ready: Ready = await drive(
+                open_chain(self.settings.base_url, report, self.settings.policy), open_hop
+            )
+            resp = holder["resp"]
+            yield AsyncDownload(
+                ready.expected_size, resp.headers.get("content-type"), _body(resp, report, ready, chunk_size)
+            )
+        finally:
+            if "resp" in holder:
+                holder.pop("resp").release()
+
+
+@dataclass
+class AsyncDownload:
+    expected_size: int | None
+    content_type: str | None
+    chunks: AsyncIterator[bytes]
+
+
+async def _body(
+    resp: aiohttp.ClientResponse, report: Report, ready: Ready, chunk_size: int
+) -> AsyncIterator[bytes]:
+    checker = ChunkChecker(report, ready.expected_size)
+    try:
+        async for chunk in resp.content.iter_chunked(chunk_size):
+            yield checker.feed(chunk)
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise checker.cut(type(exc).__name__) from None
+    checker.finish()

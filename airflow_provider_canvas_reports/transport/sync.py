@@ -1,0 +1,177 @@
+"""The synchronous transport (requests), used by operators and poke-mode sensors."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import requests
+
+from airflow_provider_canvas_reports.canvas import api
+from airflow_provider_canvas_reports.canvas.api import Call
+from airflow_provider_canvas_reports.canvas.download import ChunkChecker, Opened, OpenHop, Ready, open_chain
+from airflow_provider_canvas_reports.canvas.exchange import (
+    MAX_ERROR_BODY,
+    ApiRequest,
+    ApiResponse,
+    Failed,
+    Pacer,
+    Received,
+    Sleep,
+    api_call,
+)
+from airflow_provider_canvas_reports.canvas.report import Report
+from airflow_provider_canvas_reports.canvas.retry import Failure
+from airflow_provider_canvas_reports.transport.settings import (
+    CHUNK_SIZE,
+    MAX_JSON_BODY,
+    USER_AGENT,
+    CanvasSettings,
+)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def classify(exc: requests.RequestException) -> Failure:
+    """Whether the request can have reached Canvas: only a refused connection surely did not."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return Failure.CONNECT
+    if isinstance(exc, requests.ReadTimeout):
+        return Failure.TIMEOUT
+    if isinstance(exc, requests.ConnectionError):
+        text = repr(exc.args[0]) if exc.args else ""
+        if "NewConnectionError" in text or "NameResolutionError" in text or "Connection refused" in text:
+            return Failure.CONNECT
+    return Failure.RESET
+
+
+def drive(gen: Generator[Any, Any, R], step: Callable[[Any], Any]) -> R:
+    """Run a sans-IO conversation: sleep when told, otherwise let `step` do the I/O."""
+    outcome: Any = None
+    try:
+        action = next(gen)
+        while True:
+            if isinstance(action, Sleep):
+                time.sleep(action.seconds)
+                outcome = None
+            else:
+                outcome = step(action)
+            action = gen.send(outcome)
+    except StopIteration as stop:
+        return stop.value
+
+
+def _read_bounded(resp: requests.Response, limit: int) -> bytes:
+    data = resp.raw.read(limit + 1, decode_content=True)
+    return data[:limit]
+
+
+@dataclass
+class Download:
+    """An open report file: its announced size and its body as checked chunks."""
+
+    expected_size: int | None
+    content_type: str | None
+    chunks: Iterator[bytes]
+
+
+class SyncTransport:
+    def __init__(self, settings: CanvasSettings, session: requests.Session | None = None) -> None:
+        self.settings = settings
+        self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+        # Redirects are followed by hand: requests would keep the token on some cross-host hops.
+        self.session.max_redirects = 0
+        self.pacer = Pacer()
+        self._secrets = (settings.token,)
+
+    @property
+    def _timeout(self) -> tuple[float, float]:
+        return self.settings.policy.connect_timeout, self.settings.policy.read_timeout
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _send(self, request: ApiRequest) -> Received | Failed:
+        try:
+            resp = self.session.request(
+                request.method,
+                self.settings.url(request.path),
+                params=list(request.query) or None,
+                data=list(request.form) or None,
+                headers={**self.settings.auth_headers, "Accept": "application/json"},
+                timeout=self._timeout,
+                allow_redirects=False,
+                stream=True,
+            )
+        except requests.RequestException as exc:
+            return Failed(classify(exc))
+        try:
+            limit = MAX_JSON_BODY if 200 <= resp.status_code < 300 else MAX_ERROR_BODY
+            body = _read_bounded(resp, limit)
+        except (requests.RequestException, OSError) as exc:
+            return Failed(classify(exc) if isinstance(exc, requests.RequestException) else Failure.RESET)
+        finally:
+            resp.close()
+        return Received(resp.status_code, resp.headers, body)
+
+    def execute(self, request: ApiRequest) -> ApiResponse:
+        gen = api_call(request, self.settings.policy, pacer=self.pacer, secrets=self._secrets)
+        return drive(gen, lambda send: self._send(send.request))
+
+    def call(self, call: Call[T]) -> T:
+        return call.parse(self.execute(call.request))
+
+    def pages(self, call: Call[list[T]]) -> Iterator[T]:
+        """Every item of a paginated list, page by page (never the whole index in memory)."""
+        current: Call[list[T]] | None = call
+        while current is not None:
+            response = self.execute(current.request)
+            yield from current.parse(response)
+            current = api.next_call(current, response)
+
+    @contextmanager
+    def download(self, report: Report, chunk_size: int = CHUNK_SIZE) -> Iterator[Download]:
+        """Open the report's file through Canvas's redirect chain and stream it."""
+        holder: dict[str, requests.Response] = {}
+
+        def open_hop(step: OpenHop) -> Opened | Failed:
+            if "resp" in holder:
+                holder.pop("resp").close()
+            headers = {"Accept-Encoding": "identity"}
+            if step.hop.send_auth:
+                headers.update(self.settings.auth_headers)
+            try:
+                resp = self.session.get(
+                    step.hop.url, headers=headers, stream=True, allow_redirects=False, timeout=self._timeout
+                )
+            except requests.RequestException as exc:
+                return Failed(classify(exc))
+            holder["resp"] = resp
+            return Opened(resp.status_code, resp.headers)
+
+        try:
+            ready: Ready = drive(open_chain(self.settings.base_url, report, self.settings.policy), open_hop)
+            resp = holder["resp"]
+            yield Download(
+                ready.expected_size,
+                resp.headers.get("content-type"),
+                self._body(resp, report, ready, chunk_size),
+            )
+        finally:
+            if "resp" in holder:
+                holder.pop("resp").close()
+
+    @staticmethod
+    def _body(resp: requests.Response, report: Report, ready: Ready, chunk_size: int) -> Iterator[bytes]:
+        checker = ChunkChecker(report, ready.expected_size)
+        try:
+            for chunk in resp.iter_content(chunk_size):
+                yield checker.feed(chunk)
+        except (requests.RequestException, OSError) as exc:
+            raise checker.cut(type(exc).__name__) from None
+        checker.finish()
