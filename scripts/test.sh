@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# The project's test command. Needs only python3 (3.10+) with pip; installs everything else
+# into the project folder:
+#   .venv        pinned from requirements/dev.lock (Airflow 3.3), reused while the lock is unchanged
+#   .venv-af31   pinned from requirements/airflow-3.1.lock, only with --with-airflow-3.1
+#   .venv-uv     a bootstrap venv holding uv, only when uv is not installed already
+# Then: ruff check, ruff format --check, mypy, pytest. Every phase runs even if an earlier one
+# failed (one run shows every problem); the exit code is non-zero if any failed.
+#
+# Usage: scripts/test.sh [--with-airflow-3.1] [--lint-only] [pytest args...]
+#   --with-airflow-3.1   also run the unit tests under Airflow 3.1 (or CANVAS_TEST_AIRFLOW_31=1)
+#   --lint-only          set up .venv, run ruff and mypy, skip pytest
+#   anything else        passed to pytest (both runs), e.g. -x, -k name, tests/hooks
+# Env: PYTHON (default python3) is the interpreter the venvs are made from.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+with_af31=${CANVAS_TEST_AIRFLOW_31:-0}
+lint_only=0
+pytest_args=()
+for arg in "$@"; do
+    case "$arg" in
+        --with-airflow-3.1) with_af31=1 ;;
+        --lint-only) lint_only=1 ;;
+        -h | --help)
+            sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+            exit 0
+            ;;
+        *) pytest_args+=("$arg") ;;
+    esac
+done
+[[ "$with_af31" == 1 || "$with_af31" == true ]] && with_af31=1 || with_af31=0
+
+PYTHON=${PYTHON:-python3}
+# Units tests run against the oldest supported minor with this set (all of it that exists).
+AF31_TEST_PATHS=(tests/canvas tests/hooks tests/triggers tests/sensors tests/operators tests/storage
+    tests/test_provider_info.py)
+
+# --- output helpers -----------------------------------------------------------------------
+now() { if [[ -n "${EPOCHREALTIME:-}" ]]; then echo "${EPOCHREALTIME/,/.}"; else date +%s; fi; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
+T0=$(now)
+summary=()
+failed=0
+
+# run_phase NAME CMD...: runs CMD, records "ok/FAIL NAME (time)"; never exits the script.
+run_phase() {
+    local name=$1 start rc
+    shift
+    start=$(now)
+    printf '\n==> %s\n' "$name"
+    if "$@"; then rc=0; else rc=$?; fi
+    if [[ $rc -eq 0 ]]; then
+        summary+=("ok    $name ($(elapsed "$start"))")
+    else
+        summary+=("FAIL  $name ($(elapsed "$start"), exit $rc)")
+        failed=1
+    fi
+    printf '<== %s: %s (%s)\n' "$name" "$([[ $rc -eq 0 ]] && echo ok || echo "FAILED, exit $rc")" \
+        "$(elapsed "$start")"
+    return 0
+}
+
+# Setup failures are fatal: nothing after them can run.
+setup_phase() {
+    local name=$1 start
+    shift
+    start=$(now)
+    printf '\n==> %s\n' "$name"
+    if ! "$@"; then
+        printf '<== %s: FAILED (%s); stopping.\n' "$name" "$(elapsed "$start")" >&2
+        exit 1
+    fi
+    summary+=("ok    $name ($(elapsed "$start"))")
+    printf '<== %s: ok (%s)\n' "$name" "$(elapsed "$start")"
+}
+
+# --- uv -------------------------------------------------------------------------------------
+UV=()
+find_uv() {
+    if command -v uv >/dev/null 2>&1; then
+        UV=(uv)
+    elif [[ -x "$ROOT/.venv-uv/bin/uv" ]]; then
+        UV=("$ROOT/.venv-uv/bin/uv")
+    elif "$PYTHON" -m uv --version >/dev/null 2>&1; then
+        UV=("$PYTHON" -m uv)
+    else
+        return 1
+    fi
+}
+
+install_uv() {
+    if find_uv; then
+        echo "using $("${UV[@]}" --version) (${UV[*]})"
+        return 0
+    fi
+    # A bootstrap venv works as root and non-root, and on distributions whose system Python
+    # refuses `pip install` (PEP 668). Fall back to --user where the venv module is missing.
+    echo "uv not found; installing it into .venv-uv"
+    if "$PYTHON" -m venv "$ROOT/.venv-uv" && "$ROOT/.venv-uv/bin/python" -m pip install -q uv; then
+        UV=("$ROOT/.venv-uv/bin/uv")
+    else
+        rm -rf "$ROOT/.venv-uv"
+        echo "venv bootstrap failed; trying: $PYTHON -m pip install --user uv"
+        "$PYTHON" -m pip install -q --user uv ||
+            "$PYTHON" -m pip install -q --user --break-system-packages uv || return 1
+        UV=("$PYTHON" -m uv)
+    fi
+    echo "using $("${UV[@]}" --version)"
+}
+
+# --- venvs --------------------------------------------------------------------------------
+# The stamp covers what the venv was built from: lock, pyproject (entry points, scripts), the
+# interpreter and this script's install steps. Equal stamp -> reuse the venv as it is.
+stamp_of() {
+    local lock=$1
+    {
+        echo "install-steps v1"
+        "$PYTHON" -c 'import sys; print(sys.version)'
+        cat "$lock" pyproject.toml
+    } | "$PYTHON" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())'
+}
+
+# ensure_venv DIR LOCK. Called as an `if` condition, where set -e is off: hence the `|| return`.
+ensure_venv() {
+    local dir=$1 lock=$2 want
+    want=$(stamp_of "$lock") || return 1
+    if [[ -x "$dir/bin/python" ]] && "$dir/bin/python" -c '' 2>/dev/null &&
+        [[ "$(cat "$dir/.canvas-stamp" 2>/dev/null)" == "$want" ]]; then
+        echo "$dir is up to date with $lock (stamp matches); reusing it"
+        return 0
+    fi
+    if ! { [[ -x "$dir/bin/python" ]] && "$dir/bin/python" -c '' 2>/dev/null; }; then
+        rm -rf "$dir"
+        "${UV[@]}" venv --quiet --python "$PYTHON" "$dir" || return 1
+    fi
+    rm -f "$dir/.canvas-stamp"
+    # sync = exactly the lock: removes anything else, so runs are reproducible.
+    "${UV[@]}" pip sync --python "$dir/bin/python" "$lock" || return 1
+    # The provider itself, editable (code changes need no reinstall); deps are all in the lock.
+    "${UV[@]}" pip install --python "$dir/bin/python" --no-deps -e . || return 1
+    echo "$want" >"$dir/.canvas-stamp"
+}
+
+# --- pytest -------------------------------------------------------------------------------
+# run_pytest VENV ARGS...: exit 5 (nothing collected) is a failure: a run that tests nothing
+# must not pass.
+run_pytest() {
+    local venv=$1 rc
+    shift
+    # The venv's bin first on PATH: tests that start `airflow` get the one under test.
+    if PATH="$venv/bin:$PATH" "$venv/bin/python" -m pytest -p no:cacheprovider -q -ra "$@"; then
+        rc=0
+    else
+        rc=$?
+    fi
+    if [[ $rc -eq 5 ]]; then
+        echo "ERROR: pytest collected no tests (exit 5). A test run that runs nothing is a failure." >&2
+    fi
+    return "$rc"
+}
+
+# Read from metadata: importing airflow would take seconds.
+af_version() {
+    "$1/bin/python" -c 'import importlib.metadata as m; print(m.version("apache-airflow"))' 2>/dev/null || echo "?"
+}
+
+# Each run gets its own Airflow home (config, SQLite DB, logs): never ~/airflow.
+AIRFLOW_HOME=$(mktemp -d "${TMPDIR:-/tmp}/canvas-test-airflow-home.XXXXXX")
+trap 'rm -rf "$AIRFLOW_HOME"' EXIT
+export AIRFLOW_HOME
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+
+setup_phase "install uv" install_uv
+setup_phase "venv .venv (requirements/dev.lock)" ensure_venv "$ROOT/.venv" requirements/dev.lock
+
+VENV_BIN=$ROOT/.venv/bin
+run_phase "ruff check" "$VENV_BIN/ruff" check .
+run_phase "ruff format --check" "$VENV_BIN/ruff" format --check .
+run_phase "mypy" "$VENV_BIN/mypy"
+if [[ $lint_only == 0 ]]; then
+    run_phase "pytest (Airflow $(af_version "$ROOT/.venv"))" \
+        run_pytest "$ROOT/.venv" ${pytest_args[@]+"${pytest_args[@]}"}
+
+    if [[ $with_af31 == 1 ]]; then
+        setup_phase "venv .venv-af31 (requirements/airflow-3.1.lock)" \
+            ensure_venv "$ROOT/.venv-af31" requirements/airflow-3.1.lock
+        af31_paths=()
+        for p in "${AF31_TEST_PATHS[@]}"; do [[ -e $p ]] && af31_paths+=("$p"); done
+        run_phase "pytest unit tests (Airflow $(af_version "$ROOT/.venv-af31"))" \
+            run_pytest "$ROOT/.venv-af31" "${af31_paths[@]}" ${pytest_args[@]+"${pytest_args[@]}"}
+    fi
+fi
+
+printf '\n==> summary (total %s)\n' "$(elapsed "$T0")"
+printf '  %s\n' "${summary[@]}"
+if [[ $failed != 0 ]]; then
+    echo "FAILED" >&2
+    exit 1
+fi
+echo "all phases passed"
