@@ -84,8 +84,9 @@ class SyncTransport:
         self.settings = settings
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
-        # Redirects are followed by hand: requests would keep the token on some cross-host hops.
-        self.session.max_redirects = 0
+        # Redirects are followed by hand (every request passes allow_redirects=False): requests would
+        # keep the token on some cross-host hops. Do not set max_redirects = 0: even with
+        # allow_redirects=False, requests peeks at the next hop and raises TooManyRedirects on any 3xx.
         self.pacer = Pacer()
         self._secrets = (settings.token,)
 
