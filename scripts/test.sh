@@ -7,9 +7,11 @@
 # Then: ruff check, ruff format --check, mypy, pytest. Every phase runs even if an earlier one
 # failed (one run shows every problem); the exit code is non-zero if any failed.
 #
-# Usage: scripts/test.sh [--with-airflow-3.1] [--lint-only] [pytest args...]
+# Usage: scripts/test.sh [--with-airflow-3.1] [--lint-only] [--resync] [pytest args...]
 #   --with-airflow-3.1   also run the unit tests under Airflow 3.1 (or CANVAS_TEST_AIRFLOW_31=1)
 #   --lint-only          set up .venv, run ruff and mypy, skip pytest
+#   --resync             re-sync the venvs to their locks even if the stamp matches (after
+#                        installing something into .venv by hand, say)
 #   anything else        passed to pytest (both runs), e.g. -x, -k name, tests/hooks
 # Env: PYTHON (default python3) is the interpreter the venvs are made from.
 set -euo pipefail
@@ -19,13 +21,15 @@ ROOT=$PWD
 
 with_af31=${CANVAS_TEST_AIRFLOW_31:-0}
 lint_only=0
+resync=0
 pytest_args=()
 for arg in "$@"; do
     case "$arg" in
         --with-airflow-3.1) with_af31=1 ;;
         --lint-only) lint_only=1 ;;
+        --resync) resync=1 ;;
         -h | --help)
-            sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+            awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
             exit 0
             ;;
         *) pytest_args+=("$arg") ;;
@@ -123,16 +127,19 @@ stamp_of() {
     } | "$PYTHON" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())'
 }
 
+py_minor() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo none; }
+
 # ensure_venv DIR LOCK. Called as an `if` condition, where set -e is off: hence the `|| return`.
 ensure_venv() {
     local dir=$1 lock=$2 want
     want=$(stamp_of "$lock") || return 1
-    if [[ -x "$dir/bin/python" ]] && "$dir/bin/python" -c '' 2>/dev/null &&
+    if [[ $resync == 0 && -x "$dir/bin/python" ]] && "$dir/bin/python" -c '' 2>/dev/null &&
         [[ "$(cat "$dir/.canvas-stamp" 2>/dev/null)" == "$want" ]]; then
         echo "$dir is up to date with $lock (stamp matches); reusing it"
         return 0
     fi
-    if ! { [[ -x "$dir/bin/python" ]] && "$dir/bin/python" -c '' 2>/dev/null; }; then
+    # Recreate a venv that is broken or made from another Python minor; otherwise sync in place.
+    if [[ "$(py_minor "$dir/bin/python")" != "$(py_minor "$PYTHON")" ]]; then
         rm -rf "$dir"
         "${UV[@]}" venv --quiet --python "$PYTHON" "$dir" || return 1
     fi
@@ -172,6 +179,9 @@ AIRFLOW_HOME=$(mktemp -d "${TMPDIR:-/tmp}/canvas-test-airflow-home.XXXXXX")
 trap 'rm -rf "$AIRFLOW_HOME"' EXIT
 export AIRFLOW_HOME
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
+# Trust the OS certificate store, as curl and git do: uv's built-in roots fail behind a
+# TLS-intercepting proxy whose CA only the system knows. (Older uv ignores the variable.)
+export UV_SYSTEM_CERTS=${UV_SYSTEM_CERTS:-1}
 
 setup_phase "install uv" install_uv
 setup_phase "venv .venv (requirements/dev.lock)" ensure_venv "$ROOT/.venv" requirements/dev.lock
