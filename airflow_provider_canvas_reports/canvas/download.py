@@ -57,8 +57,8 @@ def check_response(status: int, headers: Mapping[str, str], report: Report) -> i
             f"The download of report #{report.id} returned an HTML page (a login or error page) instead "
             "of the report file. Check the token can read files on this account, then retry."
         )
-    declared = header(headers, "content-length")
-    length = int(declared) if declared and declared.strip().isdigit() else None
+    declared = (header(headers, "content-length") or "").strip()
+    length = int(declared) if declared.isascii() and declared.isdigit() else None  # "²".isdigit() too
     expected = report.attachment.size if report.attachment else None
     if length is not None and expected is not None and length != expected:
         raise DownloadError(

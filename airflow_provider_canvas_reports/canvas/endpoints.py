@@ -9,8 +9,8 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from airflow_provider_canvas_reports.canvas.errors import CanvasConfigError, DownloadError
 
-_REPORT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
-_ACCOUNT_ID = re.compile(r"^(self|\d+|sis_account_id:.+)$")
+_REPORT_NAME = re.compile(r"[a-z][a-z0-9_]{0,99}")  # fullmatch: "$" would let "x\n" through
+_ACCOUNT_ID = re.compile(r"self|[0-9]+|sis_account_id:.+")  # fullmatch; ASCII digits only
 MAX_REDIRECTS = 5
 
 
@@ -38,18 +38,24 @@ def base_url(host: str | None, *, allow_http: bool = False) -> str:
         )
     if "://" not in raw:
         raw = "https://" + raw
-    parts = urlsplit(raw)
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as exc:
+        raise CanvasConfigError(
+            f"The Canvas connection host is not a valid URL ({exc}). Use https://<your canvas host>."
+        ) from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         raise CanvasConfigError(
             f"The Canvas connection host uses the scheme '{scheme}'. Use https://<your canvas host>."
         )
-    if not parts.hostname:
-        raise CanvasConfigError(f"The Canvas connection host '{host}' has no host name.")
-    if parts.username or parts.password:
+    if parts.username or parts.password:  # checked first: the messages below must not echo them
         raise CanvasConfigError(
             "The Canvas connection host contains credentials. Put the API token in the password field only."
         )
+    if not parts.hostname:
+        raise CanvasConfigError(f"The Canvas connection host '{host}' has no host name.")
     if scheme == "http" and not allow_http and not is_loopback(parts.hostname):
         raise CanvasConfigError(
             f"Refusing plain http:// to {parts.hostname}: the API token would travel unencrypted. "
@@ -75,7 +81,7 @@ def same_origin(url: str, other: str) -> bool:
 
 def account_segment(account_id: str | int | None) -> str:
     value = "self" if account_id is None or account_id == "" else str(account_id).strip()
-    if not _ACCOUNT_ID.match(value):
+    if not _ACCOUNT_ID.fullmatch(value):
         raise CanvasConfigError(
             f"Invalid Canvas account_id '{value}'. Use 'self', a numeric account id, or 'sis_account_id:<id>'."
         )
@@ -83,7 +89,7 @@ def account_segment(account_id: str | int | None) -> str:
 
 
 def report_segment(report: str) -> str:
-    if not isinstance(report, str) or not _REPORT_NAME.match(report):
+    if not isinstance(report, str) or not _REPORT_NAME.fullmatch(report):
         raise CanvasConfigError(
             f"Invalid Canvas report name {report!r}. Use the report's type, such as 'provisioning_csv' "
             "(CanvasHook.list_available_reports() lists them)."
@@ -93,7 +99,7 @@ def report_segment(report: str) -> str:
 
 def report_id_segment(report_id: int | str) -> str:
     text = str(report_id).strip()
-    if isinstance(report_id, bool) or not text.isdigit() or int(text) <= 0:
+    if isinstance(report_id, bool) or not (text.isascii() and text.isdigit()) or int(text) <= 0:
         raise CanvasConfigError(
             f"Invalid Canvas report id {str(report_id)[:40]!r}: it must be a positive integer, such as the "
             "'id' in the start task's XCom."
@@ -134,8 +140,7 @@ class Hop:
 
 def first_hop(canvas_base: str, file_url: str) -> Hop:
     """The file URL Canvas gave: the token goes only if it points at the Canvas host itself."""
-    absolute = urljoin(canvas_base + "/", file_url)
-    _check_scheme(absolute)
+    absolute = _resolve(canvas_base + "/", file_url)
     return Hop(absolute, same_origin(absolute, canvas_base))
 
 
@@ -148,8 +153,7 @@ def next_hop(canvas_base: str, current: str, location: str | None, hops: int) ->
             f"The report download was redirected more than {MAX_REDIRECTS} times (a redirect loop). "
             "Canvas or its file store is misbehaving; retry later."
         )
-    target = urljoin(current, location)
-    _check_scheme(target)
+    target = _resolve(current, location)
     if origin(current)[0] == "https" and origin(target)[0] == "http" and not is_loopback(origin(target)[1]):
         raise DownloadError(
             "The report download was redirected from https to plain http; refusing to follow."
@@ -157,9 +161,17 @@ def next_hop(canvas_base: str, current: str, location: str | None, hops: int) ->
     return Hop(target, same_origin(target, canvas_base))
 
 
-def _check_scheme(url: str) -> None:
-    if urlsplit(url).scheme.lower() not in ("http", "https"):
+def _resolve(current: str, reference: str) -> str:
+    """An absolute http(s) URL with a valid host and port, or a DownloadError (never a bare ValueError)."""
+    try:
+        target = urljoin(current, reference)
+        parts = urlsplit(target)
+        parts.port  # noqa: B018 - raises ValueError on a malformed or out-of-range port
+    except ValueError:
+        raise DownloadError("The report download points at a malformed URL; refusing to follow it.") from None
+    if parts.scheme.lower() not in ("http", "https"):
         raise DownloadError("The report download points at a non-HTTP URL; refusing to follow it.")
+    return target
 
 
 def redact_url(url: str) -> str:

@@ -117,6 +117,9 @@ _SCRIPT = re.compile(r"<(script|style)[^>]*>.*?</\1>", re.IGNORECASE | re.DOTALL
 def sanitise_excerpt(body: bytes | str, *, secrets: Iterable[str] = (), limit: int = EXCERPT_CHARS) -> str:
     """A short, single-line, printable excerpt of a body, with tags and secrets removed."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    secrets = [secret for secret in secrets if secret]
+    for secret in secrets:  # before the cut, which could split a secret and leave its prefix
+        text = text.replace(secret, "***")
     text = text[: limit * 20]
     text = _SCRIPT.sub(" ", text)
     text = html.unescape(_TAG.sub(" ", text))
@@ -177,8 +180,11 @@ def error_from_response(
         payload = json.loads(body.decode("utf-8", "replace").removeprefix("while(1);"))
     except ValueError:
         payload = None
-    messages = [sanitise_excerpt(m, secrets=secrets) for m in _messages(payload)]
-    said = "; ".join(messages) or excerpt or "(empty body)"
+    messages = [sanitise_excerpt(m, secrets=secrets) for m in _messages(payload)[:10]]
+    said = "; ".join(messages)
+    if len(said) > EXCERPT_CHARS:  # many messages must not make a huge error message
+        said = said[:EXCERPT_CHARS] + "..."
+    said = said or excerpt or "(empty body)"
     where = f"account {context.account_id}"
     what = context.action
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-_LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]*)*)")
+_LINK = re.compile(r"<([^<>]*)>\s*((?:;\s*[^;,]*)*)")  # [^<>]: linear on a run of "<"
 _REL = re.compile(r"""rel\s*=\s*"?([^";]+)"?""", re.IGNORECASE)
 
 PER_PAGE = 100  # Canvas's maximum page size: the fewest requests per index walk

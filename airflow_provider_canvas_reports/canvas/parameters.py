@@ -142,4 +142,17 @@ def same_parameters(report: Report, sent: Mapping[str, Any]) -> bool:
             continue
         if _scalar(name, value) != str(theirs):
             return False
+    # A run started with more parameters than ours (say users and courses: a ZIP, not our CSV) is not ours.
+    for name, theirs in echoed.items():
+        if name in sent or name in _ECHO_ONLY:
+            continue
+        if theirs in (None, False, "", []) or (
+            isinstance(theirs, str) and theirs.strip().lower() in ("false", "0")
+        ):
+            continue
+        return False
     return True
+
+
+# What Canvas adds to the echo, and what does not change the file.
+_ECHO_ONLY = frozenset({"locale", "extra_text", "skip_message"})

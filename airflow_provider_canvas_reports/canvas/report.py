@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -60,14 +61,24 @@ def _as_int(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, float) and value == value:  # not NaN
+    if isinstance(value, float) and math.isfinite(value):  # not NaN, not infinite
         return int(value)
     if isinstance(value, str):
         try:
             return int(float(value.strip()))
-        except ValueError:
+        except (ValueError, OverflowError):  # "nan", "inf", "1e400"
             return None
     return None
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond float range
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _as_progress(value: Any) -> int | None:
@@ -138,7 +149,6 @@ class Report:
             status = "unknown"
         attachment = data.get("attachment")
         params = data.get("parameters")
-        run_time = data.get("run_time")
         return cls(
             id=report_id,
             report=str(data.get("report") or report_type or ""),
@@ -150,9 +160,7 @@ class Report:
             created_at=parse_timestamp(data.get("created_at")),
             started_at=parse_timestamp(data.get("started_at")),
             ended_at=parse_timestamp(data.get("ended_at")),
-            run_time=float(run_time)
-            if isinstance(run_time, (int, float)) and not isinstance(run_time, bool)
-            else None,
+            run_time=_as_float(data.get("run_time")),
             parameters=params if isinstance(params, Mapping) else {},
             raw=dict(data),
         )

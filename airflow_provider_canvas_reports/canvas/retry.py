@@ -118,7 +118,8 @@ def rate_limit_remaining(headers: Mapping[str, str] | None) -> float | None:
 
 def backoff(policy: RetryPolicy, number: int, rng: random.Random | None = None) -> float:
     """Exponential backoff with equal jitter: half fixed, half random, capped."""
-    ceiling = min(policy.max_delay, policy.base_delay * (2 ** max(0, number - 1)))
+    # The exponent is bounded: 2 ** 5000 cannot become a float, and 2.0 ** 1000 is beyond any max_delay.
+    ceiling = min(policy.max_delay, policy.base_delay * 2.0 ** min(max(0, number - 1), 1000))
     draw = (rng or random).random()
     return ceiling / 2 + draw * ceiling / 2
 
