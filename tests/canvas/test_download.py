@@ -1,0 +1,228 @@
+"""Download checks: only complete reports with a file, and never an HTML page saved as the report."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_canvas_reports.canvas.download import (
+    HTML_STARTS,
+    ZIP_MAGIC,
+    check_first_bytes,
+    check_response,
+    check_size,
+    is_zip,
+    require_file,
+)
+from airflow_provider_canvas_reports.canvas.errors import DownloadError
+from airflow_provider_canvas_reports.canvas.report import Report
+
+FILE_URL = "https://school.instructure.com/accounts/1/files/987/download"
+
+
+def make(
+    status="complete",
+    *,
+    attachment=True,
+    file_url=FILE_URL,
+    name="grade_export_csv_01_Dec_2013_12_x.csv",
+    content_type="text/csv",
+    size=1234,
+    extra_text=None,
+    report="grade_export_csv",
+) -> Report:
+    data = {"id": 12, "report": report, "status": status, "progress": 100, "file_url": file_url}
+    if attachment:
+        data["attachment"] = {
+            "id": 987,
+            "filename": name,
+            "display_name": name,
+            "content-type": content_type,
+            "size": size,
+        }
+    if extra_text:
+        data["parameters"] = {"extra_text": extra_text}
+    return Report.from_json(data)
+
+
+CSV = make()
+ZIP = make(
+    name="provisioning_csv_01_Dec_2013_12.zip", content_type="application/zip", report="provisioning_csv"
+)
+
+# --------------------------------------------------------------------------- require_file
+
+
+def test_complete_report_with_attachment_is_downloadable():
+    require_file(CSV)
+    require_file(ZIP)
+
+
+@pytest.mark.parametrize("status", ["error", "aborted", "deleted"])
+def test_failed_reports_have_no_file(status):
+    report = make(status, extra_text="Failed, the report failed to generate a file. Please try again.")
+    with pytest.raises(DownloadError) as info:
+        require_file(report)
+    message = str(info.value)
+    assert f"'{status}'" in message
+    assert "Failed, the report failed to generate a file." in message
+    assert "no file to download" in message
+
+
+def test_error_with_progress_100_and_attachment_is_still_refused():
+    with pytest.raises(DownloadError):
+        require_file(make("error"))
+
+
+@pytest.mark.parametrize("status", ["created", "running", "compiling", "unknown", "mystery"])
+def test_incomplete_reports_are_refused(status):
+    with pytest.raises(DownloadError, match="not 'complete'") as info:
+        require_file(make(status))
+    assert "ReportCompleteSensor" in str(info.value)
+    assert f"'{status}'" in str(info.value)
+
+
+def test_complete_without_attachment_is_refused():
+    with pytest.raises(DownloadError, match="no file attached"):
+        require_file(make(attachment=False, file_url=None))
+    with pytest.raises(DownloadError, match="no file attached"):
+        require_file(make(attachment=False))
+    with pytest.raises(DownloadError, match="no file attached"):
+        require_file(make(file_url=None))
+
+
+# --------------------------------------------------------------------------- is_zip
+
+
+def test_is_zip():
+    assert is_zip(ZIP)
+    assert is_zip(make(name="x.ZIP", content_type=None))
+    assert is_zip(make(name="report", content_type="application/x-zip-compressed"))
+    assert not is_zip(CSV)
+    assert not is_zip(make(attachment=False))
+    assert not is_zip(make(name=None, content_type=None))
+
+
+# --------------------------------------------------------------------------- check_response
+
+
+def test_check_response_ok_returns_expected_size():
+    assert check_response(200, {"Content-Type": "text/csv", "Content-Length": "1234"}, CSV) == 1234
+    assert check_response(200, {"content-type": "application/octet-stream"}, CSV) == 1234
+
+
+def test_check_response_without_attachment_size_uses_content_length():
+    report = make(size=None)
+    assert check_response(200, {"content-length": "99"}, report) == 99
+    assert check_response(200, {}, report) is None
+    assert check_response(200, {"content-length": "chunked"}, report) is None
+
+
+@pytest.mark.parametrize("status", [201, 204, 206, 302, 400, 401, 403, 404, 500])
+def test_check_response_refuses_anything_but_200(status):
+    with pytest.raises(DownloadError, match=f"HTTP {status}") as info:
+        check_response(status, {"Content-Type": "text/csv"}, CSV)
+    assert "#12" in str(info.value)
+    assert "run the download task again" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content-Type": "text/html"},
+        {"content-type": "text/html; charset=utf-8"},
+        {"CONTENT-TYPE": "TEXT/HTML"},
+    ],
+)
+def test_check_response_refuses_html(headers):
+    with pytest.raises(DownloadError, match="HTML page") as info:
+        check_response(200, headers, CSV)
+    assert "login" in str(info.value)
+
+
+@pytest.mark.parametrize("length", ["1233", "1235", "0", "10000000"])
+def test_check_response_refuses_a_length_other_than_the_attachment(length):
+    with pytest.raises(DownloadError, match=f"announces {length} bytes") as info:
+        check_response(200, {"Content-Length": length}, CSV)
+    assert "1234" in str(info.value)
+    assert "Nothing was written" in str(info.value)
+
+
+@pytest.mark.parametrize("length", [" 1234 ", "abc", "-5", "1e3", "²", "١٢٣٤", ""])
+def test_check_response_ignores_unreadable_content_length(length):
+    assert check_response(200, {"content-length": length}, CSV) == 1234
+
+
+def test_check_response_never_leaks_the_url():
+    with pytest.raises(DownloadError) as info:
+        check_response(403, {"Location": "https://s3.example/x?X-Amz-Signature=abc"}, CSV)
+    assert "Signature" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- check_first_bytes
+
+
+def test_csv_first_bytes_pass():
+    check_first_bytes(b"canvas_user_id,user_id,login_id\n1,u1,l1\n", CSV)
+    check_first_bytes(b"\xef\xbb\xbfid,name\n", CSV)
+    check_first_bytes(b"", CSV)
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        b"<!DOCTYPE html><html><head><title>Log In to Canvas</title>",
+        b"<!doctype html>\n<html>",
+        b"<html><body>Login</body></html>",
+        b"  \r\n\t<HTML lang='en'>",
+        b"<head><meta charset='utf-8'>",
+        b"<body>expired</body>",
+        b'<?xml version="1.0"?><Error><Code>AccessDenied</Code></Error>',
+        b"\n\n<!DOCTYPE HTML PUBLIC>",
+    ],
+)
+def test_html_disguised_as_csv_is_refused(chunk):
+    with pytest.raises(DownloadError, match="HTML page") as info:
+        check_first_bytes(chunk, CSV)
+    assert "Nothing was written" in str(info.value)
+
+
+def test_html_disguised_as_zip_is_refused():
+    with pytest.raises(DownloadError):
+        check_first_bytes(b"<!DOCTYPE html><html>", ZIP)
+
+
+@pytest.mark.parametrize("chunk", [b"PK\x03\x04\x14\x00\x00\x00", b"PK\x05\x06" + b"\x00" * 18])
+def test_zip_magic_passes(chunk):
+    check_first_bytes(chunk, ZIP)
+
+
+@pytest.mark.parametrize("chunk", [b"canvas_user_id,user_id\n", b"PK", b"\x1f\x8b\x08\x00", b"pk\x03\x04"])
+def test_a_zip_report_that_is_not_a_zip_is_refused(chunk):
+    with pytest.raises(DownloadError, match="should be a ZIP"):
+        check_first_bytes(chunk, ZIP)
+
+
+def test_a_csv_report_may_start_with_anything_but_html():
+    check_first_bytes(b"PK\x03\x04", CSV)
+    check_first_bytes(b"<not a tag but data", CSV)
+
+
+def test_magic_constants():
+    assert b"PK\x03\x04" in ZIP_MAGIC
+    assert all(start == start.lower() for start in HTML_STARTS)
+
+
+# --------------------------------------------------------------------------- check_size
+
+
+def test_check_size():
+    check_size(1234, 1234, CSV)
+    check_size(0, None, CSV)
+    check_size(10**12, None, CSV)
+
+
+@pytest.mark.parametrize("received", [0, 1233, 1235])
+def test_check_size_refuses_a_short_or_long_body(received):
+    with pytest.raises(DownloadError, match=f"received {received} of 1234 bytes") as info:
+        check_size(received, 1234, CSV)
+    assert "Nothing was written" in str(info.value)
