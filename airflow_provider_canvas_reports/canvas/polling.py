@@ -1,0 +1,339 @@
+"""How often to ask Canvas about a report, and how long it has left: pure functions, no I/O.
+
+The trigger (deferrable mode), the sensor (poke and reschedule modes) and the start operator's
+worker-side wait all use these rules, so the three waits behave the same.
+
+Adaptive polling (``adaptive=True``, the default) makes ``poll_interval`` the *shortest*
+interval, never the usual one:
+
+- while the report is ``created`` (queued; Canvas runs one report job at a time per root
+  account, so this can last hours) or running without measurable progress, the interval grows
+  by about x1.5 per poll: it is half the time waited so far, which needs no state between
+  polls and so survives a triggerer restart or a sensor reschedule;
+- while it runs and progress moves, it aims just past the predicted finish: the predicted time
+  left plus 5% of the run time so far, so that one poll usually sees the report complete and
+  never comes later than that margin after the prediction;
+- always within ``[poll_interval, max_poll_interval]``, and never past the deadline.
+
+With ``adaptive=False`` the interval is exactly ``poll_interval`` (only the deadline cuts it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from airflow_provider_canvas_reports.canvas.errors import (
+    CanvasAuthError,
+    CanvasBadRequestError,
+    CanvasConfigError,
+    CanvasNotFoundError,
+)
+from airflow_provider_canvas_reports.canvas.report import Phase, Report, classify
+
+DEFAULT_MAX_POLL_INTERVAL = 300.0
+# While queued, the next interval is this fraction of the time waited so far (x1.5 per poll).
+QUEUED_GROWTH = 0.5
+# How far past the predicted finish a poll may land, as a fraction of the run time so far.
+OVERSHOOT_FRACTION = 0.05
+RUNNING_STATES = frozenset({"running", "compiling"})
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    """When to poll next. All fields are plain numbers (they travel in trigger kwargs)."""
+
+    poll_interval: float
+    adaptive: bool = True
+    max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.poll_interval) or self.poll_interval <= 0:
+            raise ValueError(
+                f"poll_interval must be a positive number of seconds, not {self.poll_interval!r}"
+            )
+        if not math.isfinite(self.max_poll_interval) or self.max_poll_interval <= 0:
+            raise ValueError(
+                f"max_poll_interval must be a positive number of seconds, not {self.max_poll_interval!r}"
+            )
+
+    @property
+    def ceiling(self) -> float:
+        # A max below the floor would invert the clamp; the floor wins, as documented.
+        return max(self.poll_interval, self.max_poll_interval)
+
+    def next_interval(self, *, status: str | None, waited: float, estimate: Estimate | None = None) -> float:
+        """Seconds until the next poll, given the status just seen.
+
+        :param waited: seconds since the wait began (for the growth while queued).
+        :param estimate: progress estimate, when the report is running and progress moved.
+        """
+        if not self.adaptive:
+            return self.poll_interval
+        if status in RUNNING_STATES and estimate is not None and estimate.remaining is not None:
+            target = estimate.remaining + OVERSHOOT_FRACTION * max(0.0, estimate.running_for)
+        else:
+            target = QUEUED_GROWTH * max(0.0, waited)
+        return min(self.ceiling, max(self.poll_interval, target))
+
+
+def sleep_for(interval: float, *, now: float, deadline: float | None) -> float:
+    """The interval, cut so that the poll after it does not land past the deadline."""
+    if deadline is None:
+        return max(0.0, interval)
+    return max(0.0, min(interval, deadline - now))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What the progress says: rate in percent per second and seconds left (None if unknown)."""
+
+    progress: int | None
+    running_for: float
+    rate: float | None
+    remaining: float | None
+
+
+@dataclass
+class ProgressTracker:
+    """Progress rate and time left from the polls seen so far (times are epoch seconds).
+
+    The rate comes from the first and the latest running observations in this process. Before
+    progress moves between two of them (a trigger's first poll, a rescheduled sensor's only
+    poke), it falls back to Canvas's own ``started_at``: progress over the time since then.
+    """
+
+    first_at: float | None = None
+    first_progress: int | None = None
+    last_at: float | None = None
+    last_progress: int | None = None
+    started_at: float | None = None
+
+    def observe(self, report: Report, now: float) -> None:
+        if report.started_at is not None:
+            self.started_at = report.started_at.timestamp()
+        if report.status not in RUNNING_STATES or report.progress is None:
+            return
+        if self.first_at is None or self.first_progress is None:
+            self.first_at, self.first_progress = now, report.progress
+        self.last_at, self.last_progress = now, report.progress
+
+    def estimate(self, now: float) -> Estimate | None:
+        """None until a running report has been seen."""
+        if self.last_at is None or self.last_progress is None:
+            return None
+        progress = self.last_progress
+        begun = self.started_at if self.started_at is not None and self.started_at <= now else self.first_at
+        running_for = max(0.0, now - (begun if begun is not None else now))
+        rate: float | None = None
+        if (
+            self.first_at is not None
+            and self.first_progress is not None
+            and progress > self.first_progress
+            and self.last_at > self.first_at
+        ):
+            rate = (progress - self.first_progress) / (self.last_at - self.first_at)
+        elif progress > 0 and self.started_at is not None and self.last_at > self.started_at:
+            rate = progress / (self.last_at - self.started_at)
+        remaining: float | None = None
+        if rate is not None and rate > 0:
+            remaining = max(0.0, (100 - progress) / rate - (now - self.last_at))
+        return Estimate(progress=progress, running_for=running_for, rate=rate, remaining=remaining)
+
+
+def describe_duration(seconds: float | None) -> str:
+    """Short human form for logs: 42s, 3m05s, 2h07m."""
+    if seconds is None or not math.isfinite(seconds):
+        return "unknown"
+    total = max(0, round(seconds))
+    if total < 60:
+        return f"{total}s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def progress_line(report: Report, *, waited: float, estimate: Estimate | None) -> str:
+    """One log line per poll: status, progress, current line, time waited, time left."""
+    parts = [f"Canvas report {report.report} #{report.id}: status={report.status}"]
+    if report.progress is not None:
+        parts.append(f"progress={report.progress}%")
+    if report.current_line is not None:
+        parts.append(f"current_line={report.current_line}")
+    parts.append(f"waited={describe_duration(waited)}")
+    if classify(report.status) is Phase.WAITING and estimate is not None and estimate.remaining is not None:
+        parts.append(f"estimated_left={describe_duration(estimate.remaining)}")
+    return " ".join(parts)
+
+
+# -- the wait itself, as decisions -------------------------------------------------------------
+SUCCESS = "success"
+FAILURE = "failure"
+TIMEOUT = "timeout"
+ERROR = "error"
+OUTCOMES = frozenset({SUCCESS, FAILURE, TIMEOUT, ERROR})
+DEFAULT_MAX_CONSECUTIVE_ERRORS = 5
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed poll is worth another poll.
+
+    Auth, configuration and bad-request errors will fail the same way every time; a 404 is
+    handled apart (the report is gone). Anything else (throttling or 5xx beyond the transport's
+    retry budget, resets, a proxy page instead of JSON) may pass.
+    """
+    return not isinstance(
+        exc, (CanvasAuthError, CanvasBadRequestError, CanvasConfigError, CanvasNotFoundError)
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The wait is over: one of OUTCOMES, the last report seen (if any) and what to say."""
+
+    kind: str
+    message: str
+    report: Report | None = None
+
+
+@dataclass(frozen=True)
+class PollAgain:
+    """Not finished: wait `seconds`, then poll. `line` is for the log, `warning` if set too."""
+
+    seconds: float
+    line: str
+    warning: str | None = None
+
+
+class Waiter:
+    """The rules of waiting for one report, driven by a trigger (async) or a worker loop (sync).
+
+    The driver calls `before_poll`, polls Canvas, then `seen`, `gone` or `failed`, and sleeps
+    what `PollAgain` says. Times are epoch seconds passed in by the driver.
+    """
+
+    def __init__(
+        self,
+        policy: PollPolicy,
+        *,
+        report_type: str,
+        report_id: int,
+        started_at: float,
+        deadline: float | None,
+        max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS,
+    ) -> None:
+        if max_consecutive_errors < 1:
+            raise ValueError("max_consecutive_errors must be at least 1")
+        self.policy = policy
+        self.report_type = report_type
+        self.report_id = report_id
+        self.started_at = started_at
+        self.deadline = deadline
+        self.max_consecutive_errors = max_consecutive_errors
+        self.tracker = ProgressTracker()
+        self.polls = 0
+        self.consecutive_errors = 0
+        self.failed_polls = 0
+        self.last: Report | None = None
+        self._warned: set[str] = set()
+
+    @property
+    def name(self) -> str:
+        return f"Canvas report {self.report_type} #{self.report_id}"
+
+    def waited(self, now: float) -> float:
+        return max(0.0, now - self.started_at)
+
+    def before_poll(self, now: float) -> Outcome | None:
+        """The deadline check: a timeout outcome once it has passed."""
+        if self.deadline is None or now < self.deadline:
+            return None
+        last = f"; last status '{self.last.status}'" if self.last is not None else ""
+        progress = (
+            f", progress {self.last.progress}%"
+            if self.last is not None and self.last.progress is not None
+            else ""
+        )
+        return Outcome(
+            TIMEOUT,
+            f"{self.name} did not finish within {describe_duration(self.deadline - self.started_at)} "
+            f"(the timeout){last}{progress}.",
+            self.last,
+        )
+
+    def time_left(self, now: float) -> float | None:
+        return None if self.deadline is None else max(0.0, self.deadline - now)
+
+    def seen(self, report: Report, now: float) -> Outcome | PollAgain:
+        self.polls += 1
+        self.consecutive_errors = 0
+        self.last = report
+        self.tracker.observe(report, now)
+        phase = classify(report.status)
+        if phase is Phase.SUCCESS:
+            return Outcome(
+                SUCCESS, f"{self.name} is complete after {describe_duration(self.waited(now))}.", report
+            )
+        if phase is Phase.FAILURE:
+            return Outcome(FAILURE, report.failure_message(), report)
+        estimate = self.tracker.estimate(now)
+        warning = None
+        if not report.is_known_status and report.status not in self._warned:
+            self._warned.add(report.status)  # once per status, not on every poll
+            warning = (
+                f"{self.name} has a status this provider does not know: '{report.status[:40]}'. "
+                "Treating it as not finished; the deadline still applies."
+            )
+        interval = self.policy.next_interval(status=report.status, waited=self.waited(now), estimate=estimate)
+        return PollAgain(
+            sleep_for(interval, now=now, deadline=self.deadline),
+            progress_line(report, waited=self.waited(now), estimate=estimate),
+            warning,
+        )
+
+    def gone(self, now: float) -> Outcome:
+        """Canvas answers 404: the report was deleted (Canvas drops deleted reports from GET)."""
+        self.polls += 1
+        if self.last is None:
+            message = (
+                f"Canvas has no {self.name[len('Canvas ') :]} (HTTP 404): it was deleted, or the report id "
+                "or report type is wrong."
+            )
+        else:
+            message = (
+                f"{self.name} no longer exists in Canvas (HTTP 404 while waiting; last status "
+                f"'{self.last.status}'): it was deleted, so it will never complete."
+            )
+        return Outcome(FAILURE, message, self.last)
+
+    def failed(self, error: BaseException, now: float) -> Outcome | PollAgain:
+        self.polls += 1
+        self.failed_polls += 1
+        self.consecutive_errors += 1
+        what = f"{type(error).__name__}: {str(error)[:500]}"
+        if not is_transient(error):
+            return Outcome(ERROR, f"Could not read the status of {self.name}: {what}", self.last)
+        if self.consecutive_errors >= self.max_consecutive_errors:
+            return Outcome(
+                ERROR,
+                f"Gave up waiting for {self.name} after {self.consecutive_errors} consecutive failed "
+                f"polls (each one already retried by the client). Last error: {what}",
+                self.last,
+            )
+        return PollAgain(
+            sleep_for(self.policy.poll_interval, now=now, deadline=self.deadline),
+            f"Polling {self.name} failed ({self.consecutive_errors} of {self.max_consecutive_errors} "
+            f"tolerated in a row): {what}",
+        )
+
+    def summary(self, now: float) -> str:
+        """One line for the worker's log when the wait ends."""
+        state = self.last.summary() if self.last is not None else self.name
+        parts = [state, f"waited {describe_duration(self.waited(now))}", f"{self.polls} polls"]
+        if self.failed_polls:
+            parts.append(f"{self.failed_polls} failed polls tolerated")
+        if self.last is not None and self.last.run_time is not None:
+            parts.append(f"Canvas run time {describe_duration(self.last.run_time)}")
+        return "; ".join(parts)

@@ -1,0 +1,201 @@
+"""What the start operator and the sensor share: waiting in the worker, ending a wait, cancelling.
+
+Both waits (the trigger's and the worker's) end in the same event dict, so one function
+(`conclude`) turns it into the task's result or error, whichever side did the waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from airflow.providers.common.compat.sdk import AirflowException
+
+from airflow_provider_canvas_reports.canvas.errors import CanvasError, ReportNotFoundError
+from airflow_provider_canvas_reports.canvas.polling import (
+    ERROR,
+    FAILURE,
+    SUCCESS,
+    TIMEOUT,
+    PollAgain,
+    PollPolicy,
+    Waiter,
+)
+from airflow_provider_canvas_reports.canvas.report import Phase, Report
+from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
+from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
+from airflow_provider_canvas_reports.triggers.reports import (
+    ReportEvent,
+    ReportStatusTrigger,
+    event_payload,
+    parse_event,
+    retry_policy_kwargs,
+)
+
+# XCom keys pushed right after the start, before any waiting (the extra link reads the URL).
+XCOM_REPORT_ID = "report_id"
+XCOM_REPORTS_URL = "canvas_reports_url"
+
+
+class ReportWaitTimeoutError(AirflowException):
+    """The report did not finish before the timeout; it was cancelled in Canvas (if possible)."""
+
+
+class ReportWaitError(AirflowException):
+    """Waiting failed: polls kept failing, or the wait resumed with an invalid event."""
+
+
+def seconds(value: timedelta | float | int | None, *, name: str, default: float) -> float:
+    """A duration argument as positive seconds; None means the default (a wait always has a deadline)."""
+    if value is None:
+        return default
+    number = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if not number > 0:
+        raise ValueError(f"{name} must be a positive duration, not {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class WaitSettings:
+    """How a task waits: the poll policy, the deadline length and the error bound."""
+
+    policy: PollPolicy
+    timeout: float
+    max_consecutive_errors: int
+    retry_policy: RetryPolicy | None = None
+
+    def trigger(
+        self, *, conn_id: str, report: str, report_id: int, account_id: str, started_at: float
+    ) -> ReportStatusTrigger:
+        return ReportStatusTrigger(
+            canvas_conn_id=conn_id,
+            report=report,
+            report_id=report_id,
+            account_id=account_id,
+            poll_interval=self.policy.poll_interval,
+            # Absolute, so a triggerer restart or a move keeps the same deadline.
+            deadline=started_at + self.timeout,
+            adaptive_polling=self.policy.adaptive,
+            max_poll_interval=self.policy.max_poll_interval,
+            max_consecutive_errors=self.max_consecutive_errors,
+            wait_started_at=started_at,
+            retry_policy=retry_policy_kwargs(self.retry_policy),
+        )
+
+    def waiter(self, *, report: str, report_id: int, started_at: float) -> Waiter:
+        return Waiter(
+            self.policy,
+            report_type=report,
+            report_id=report_id,
+            started_at=started_at,
+            deadline=started_at + self.timeout,
+            max_consecutive_errors=self.max_consecutive_errors,
+        )
+
+
+def poll_once(hook: CanvasHook, waiter: Waiter, account: str, clock: Callable[[], float]) -> Any:
+    """One status request, as the waiter sees it: an Outcome or a PollAgain."""
+    try:
+        report = hook.get_report(waiter.report_type, waiter.report_id, account)
+    except ReportNotFoundError:
+        return waiter.gone(clock())
+    except Exception as exc:
+        return waiter.failed(exc, clock())
+    return waiter.seen(report, clock())
+
+
+def wait_in_worker(
+    hook: CanvasHook,
+    waiter: Waiter,
+    account: str,
+    log: logging.Logger | Any,
+    *,
+    first: Report | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.time,
+) -> dict[str, Any]:
+    """The trigger's loop, in the worker (deferrable=False): same policy, same event."""
+    step: Any = waiter.seen(first, clock()) if first is not None else None
+    while True:
+        if step is None:
+            step = waiter.before_poll(clock()) or poll_once(hook, waiter, account, clock)
+        if not isinstance(step, PollAgain):
+            return event_payload(step, waiter, account_id=account, now=clock())
+        if step.warning:
+            log.warning("%s", step.warning)
+        log.info("%s; next poll in %.1fs", step.line, step.seconds)
+        sleep(step.seconds)
+        step = None
+
+
+def describe_cancel(
+    hook: CanvasHook, report: str, report_id: int, account: str, log: logging.Logger | Any
+) -> tuple[str, Report | None]:
+    """Cancel a report we stop waiting for; say what happened, and return it if it completed meanwhile."""
+    try:
+        result = hook.cancel_report(report, report_id, account)
+    except CanvasError as exc:
+        log.warning("Could not cancel Canvas report %s #%s: %s", report, report_id, exc)
+        return (
+            f"Could not cancel it in Canvas ({type(exc).__name__}: {str(exc)[:300]}); cancel it by hand "
+            f"on the account's reports page: {hook.reports_page_url(account)}",
+            None,
+        )
+    if result is not None:
+        how = (
+            "aborted it (it was running)"
+            if result.status == "aborted"
+            else "deleted it (it was still queued)"
+        )
+        if result.status not in ("aborted", "deleted"):
+            how = f"asked Canvas to stop it (Canvas now says '{result.status}')"
+        log.warning("Cancelled Canvas report %s #%s: %s.", report, report_id, how)
+        return f"Cancelled it in Canvas: {how}.", None
+    # Nothing to cancel: it ended between the last poll and now. Complete counts as success.
+    try:
+        final = hook.get_report(report, report_id, account)
+    except CanvasError:
+        return "It had already ended in Canvas; nothing to cancel.", None
+    if final.phase is Phase.SUCCESS:
+        return "It completed just at the deadline.", final
+    return f"It had already ended in Canvas with status '{final.status}'; nothing to cancel.", None
+
+
+def conclude(
+    payload: Any,
+    *,
+    hook: CanvasHook,
+    report_id: int | str | None,
+    log: logging.Logger | Any,
+    on_failure: Callable[[str], Exception],
+    on_timeout: Callable[[str], Exception],
+    on_error: Callable[[str], Exception],
+) -> dict[str, Any]:
+    """The end of a wait, from either side: the final Report dict, or the right exception.
+
+    A timeout cancels the report in Canvas first (abort if running, delete if queued).
+    """
+    try:
+        event: ReportEvent = parse_event(payload, report_id=report_id)
+    except ValueError as exc:
+        raise on_error(str(exc)) from None
+    if event.summary:
+        log.info("Canvas report wait ended (%s): %s", event.status, event.summary)
+    if event.status == SUCCESS:
+        assert event.report_json is not None  # parse_event guarantees it
+        return event.report_json
+    if event.status == FAILURE:
+        raise on_failure(event.message)
+    if event.status == TIMEOUT:
+        account = event.account_id or hook.account(None)
+        note, completed = describe_cancel(hook, event.report, event.report_id, account, log)
+        if completed is not None:
+            log.info("%s", note)
+            return dict(completed.raw)
+        raise on_timeout(f"{event.message} {note}")
+    assert event.status == ERROR
+    raise on_error(event.message)

@@ -1,0 +1,384 @@
+"""Operators for Canvas account reports."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import AirflowException, BaseOperator, conf
+
+from airflow_provider_canvas_reports.canvas import parameters as canvas_parameters
+from airflow_provider_canvas_reports.canvas.errors import (
+    CanvasError,
+    ReportFailedError,
+    ReportNotFoundError,
+    StartOutcomeUnknownError,
+)
+from airflow_provider_canvas_reports.canvas.polling import (
+    DEFAULT_MAX_CONSECUTIVE_ERRORS,
+    DEFAULT_MAX_POLL_INTERVAL,
+    PollPolicy,
+)
+from airflow_provider_canvas_reports.canvas.report import Phase, Report
+from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
+from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
+from airflow_provider_canvas_reports.links.canvas import CanvasReportsLink
+from airflow_provider_canvas_reports.operators._common import (
+    XCOM_REPORT_ID,
+    XCOM_REPORTS_URL,
+    ReportWaitError,
+    ReportWaitTimeoutError,
+    WaitSettings,
+    conclude,
+    seconds,
+    wait_in_worker,
+)
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+
+# ---------------------------------------------------------------------------------------------
+# StartAccountReportOperator
+# ---------------------------------------------------------------------------------------------
+
+# Key in Airflow 3.3's task_state_store. Renaming it breaks in-flight retries of deployed tasks.
+STATE_KEY = "canvas_report"
+DEFAULT_TIMEOUT = timedelta(hours=24)
+# Canvas stamps created_at to the second and its clock is not ours: widen the reconcile window.
+RECONCILE_MARGIN = timedelta(seconds=15)
+
+
+class StartAccountReportOperator(BaseOperator):
+    """Start a Canvas account report; optionally wait for it (deferring when ``deferrable``).
+
+    Returns (XCom ``return_value``) the Report JSON exactly as Canvas sent it: the started
+    report, or with ``wait_for_completion`` the final one. It also pushes ``report_id`` and
+    ``canvas_reports_url`` right after the start, before any waiting.
+
+    Never starts a second report for one task's tries:
+
+    - Airflow 3.3+: the report id goes into ``task_state_store`` right after the start; a retry
+      reconnects to a report still running, returns a completed one, and starts afresh only
+      after one that failed (``error``, ``aborted``, ``deleted``).
+    - Every version: when a start's answer is lost (the POST may have created the report) and
+      before starting on a retry without a stored id, it looks in the report index for a run
+      of the same type with the same parameters created since the try's POST (lost answer) or
+      the DAG run's start (retry), not failed, and adopts it.
+
+    :param report: the report type, e.g. ``provisioning_csv`` (templated).
+    :param parameters: report parameters, e.g. ``{"users": True, "enrollment_term_id":
+        "sis_term_id:2026FA"}`` (templated).
+    :param wait_for_completion: wait until the report ends; ``error``, ``aborted`` and
+        ``deleted`` fail the task with Canvas's own reason.
+    :param deferrable: wait in the triggerer instead of the worker (default from
+        ``[operators] default_deferrable``).
+    :param poll_interval: seconds between status polls. With ``adaptive_polling`` (default)
+        this is the *shortest* interval: it stretches while the report is queued and aims at
+        the predicted finish while it runs, up to ``max_poll_interval``.
+    :param adaptive_polling: see :mod:`airflow_provider_canvas_reports.canvas.polling`;
+        False polls exactly every ``poll_interval``.
+    :param max_poll_interval: the longest interval adaptive polling may use.
+    :param timeout: how long to wait (seconds or timedelta, default 24 hours). At the
+        deadline the report is cancelled in Canvas (aborted if running, deleted if queued)
+        and the task fails saying so.
+    :param max_consecutive_errors: failed polls in a row (each already retried by the client)
+        tolerated before the wait fails.
+    :param canvas_conn_id: the Canvas connection.
+    :param account_id: the account (templated); default: the connection's, else ``self``.
+    :param validate_parameters: check the report and its parameters against the account's
+        available reports before starting (unknown report, unknown or missing required
+        parameter: a clear error and nothing started).
+    :param skip_message: ask Canvas not to e-mail the token's user when the report is done.
+    :param canvas_retry_policy: the client's bounds for retries on throttling, 5xx and resets.
+    """
+
+    template_fields: Sequence[str] = ("report", "parameters", "account_id")
+    template_fields_renderers = {"parameters": "json"}
+    operator_extra_links = (CanvasReportsLink(),)
+    ui_color = "#e4f0e8"
+
+    def __init__(
+        self,
+        *,
+        report: str,
+        parameters: Mapping[str, Any] | None = None,
+        wait_for_completion: bool = False,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: timedelta | float = 60.0,
+        adaptive_polling: bool = True,
+        max_poll_interval: timedelta | float = DEFAULT_MAX_POLL_INTERVAL,
+        timeout: timedelta | float | None = DEFAULT_TIMEOUT,
+        max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS,
+        canvas_conn_id: str = CanvasHook.default_conn_name,
+        account_id: str | int | None = None,
+        validate_parameters: bool = True,
+        skip_message: bool = True,
+        canvas_retry_policy: RetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.report = report
+        self.parameters = parameters
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.canvas_conn_id = canvas_conn_id
+        self.account_id = account_id
+        self.validate_parameters = validate_parameters
+        self.skip_message = skip_message
+        self.canvas_retry_policy = canvas_retry_policy
+        self.wait = WaitSettings(
+            policy=PollPolicy(
+                seconds(poll_interval, name="poll_interval", default=60.0),
+                adaptive_polling,
+                seconds(max_poll_interval, name="max_poll_interval", default=DEFAULT_MAX_POLL_INTERVAL),
+            ),
+            timeout=seconds(timeout, name="timeout", default=DEFAULT_TIMEOUT.total_seconds()),
+            max_consecutive_errors=max_consecutive_errors,
+            retry_policy=canvas_retry_policy,
+        )
+        # The report this try waits for in the worker: on_kill cancels it.
+        self._waiting_for: tuple[str, int, str] | None = None
+
+    @cached_property
+    def hook(self) -> CanvasHook:
+        return CanvasHook(self.canvas_conn_id, retry_policy=self.canvas_retry_policy)
+
+    # -- execute ---------------------------------------------------------------------------
+    def execute(self, context: Context) -> dict[str, Any]:
+        hook = self.hook
+        account = hook.account(self.account_id)
+        sent = canvas_parameters.prepare(self.parameters, skip_message=self.skip_message)
+        store = _state_store(context)
+        saved = _store_get(store, self.log)
+
+        report = self._resume_from_saved(saved, hook, account, sent)
+        if report is None:
+            if self.validate_parameters:
+                hook.validate_parameters(self.report, sent, account)
+            # With a stored id (3.3+) the earlier try's report is known and was not adoptable;
+            # without one, the earlier try may have started a report before dying.
+            if _try_number(context) > 1 and saved is None:
+                since = _dag_run_start(context)
+                report = self._reconcile(hook, account, sent, since, why="this is a retry")
+            if report is None:
+                report = self._start(hook, account, sent)
+        self._remember(context, store, report, account)
+
+        if not self.wait_for_completion:
+            return dict(report.raw)
+        return self._wait(hook, account, report)
+
+    def _start(self, hook: CanvasHook, account: str, sent: dict[str, Any]) -> Report:
+        posted_at = datetime.now(timezone.utc)
+        try:
+            report = hook.start_report(self.report, sent, account_id=account, skip_message=self.skip_message)
+        except StartOutcomeUnknownError as exc:
+            self.log.warning("The start's answer was lost: %s Looking in the report index.", exc)
+            found = self._reconcile(hook, account, sent, posted_at, why="the start's answer was lost")
+            if found is None:
+                # Starting again could duplicate a report Canvas is still creating; a retry of
+                # this task looks in the index again before it starts anything.
+                raise AirflowException(
+                    f"{exc} The report index shows no matching {self.report} report created since the "
+                    "request, so none was adopted; the task's retry will look again before starting one."
+                ) from None
+            return found
+        self.log.info(
+            "Started Canvas report %s #%s on account %s (status %s).",
+            report.report,
+            report.id,
+            account,
+            report.status,
+        )
+        return report
+
+    def _reconcile(
+        self, hook: CanvasHook, account: str, sent: Mapping[str, Any], since: datetime | None, *, why: str
+    ) -> Report | None:
+        """The newest run of this report with these parameters since `since`, unless it failed."""
+        if since is None:
+            return None
+        bound = since - RECONCILE_MARGIN
+        for candidate in hook.list_reports(self.report, account):
+            if candidate.created_at is None:
+                continue
+            if candidate.created_at < bound:
+                break  # newest first: everything after this is older still
+            if candidate.phase is Phase.FAILURE or not canvas_parameters.same_parameters(candidate, sent):
+                continue
+            self.log.warning(
+                "Adopting Canvas report %s #%s (status %s, created %s) instead of starting another, because "
+                "%s and it has the same type and parameters and was created since %s.",
+                candidate.report,
+                candidate.id,
+                candidate.status,
+                candidate.created_at.isoformat(),
+                why,
+                bound.isoformat(),
+            )
+            return candidate
+        self.log.info("No matching %s report created since %s in the index.", self.report, bound.isoformat())
+        return None
+
+    def _resume_from_saved(
+        self, saved: Any, hook: CanvasHook, account: str, sent: Mapping[str, Any]
+    ) -> Report | None:
+        """Airflow 3.3+: the report an earlier try of this task started, unless it failed."""
+        if not isinstance(saved, Mapping) or saved.get("report") != self.report:
+            return None
+        if str(saved.get("account_id")) != account or not str(saved.get("report_id", "")).isdigit():
+            return None
+        report_id = int(saved["report_id"])
+        try:
+            current = hook.get_report(self.report, report_id, account)
+        except ReportNotFoundError:
+            self.log.warning(
+                "The report an earlier try started (#%s) is gone from Canvas; starting afresh.", report_id
+            )
+            return None
+        if not canvas_parameters.same_parameters(current, sent):
+            self.log.warning(
+                "The report an earlier try started (#%s) has other parameters than this try's; starting afresh.",
+                report_id,
+            )
+            return None
+        if current.phase is Phase.FAILURE:
+            self.log.warning(
+                "The report an earlier try started failed (%s); starting afresh.", current.failure_message()
+            )
+            return None
+        if current.phase is Phase.SUCCESS:
+            self.log.info(
+                "The report an earlier try started (#%s) is complete; not starting another.", report_id
+            )
+        else:
+            self.log.info(
+                "Reconnecting to the report an earlier try started (#%s, status %s) instead of starting another.",
+                report_id,
+                current.status,
+            )
+        return current
+
+    def _remember(self, context: Context, store: Any, report: Report, account: str) -> None:
+        """Persist the id for retries, and push what downstream tasks and the link need."""
+        _store_set(
+            store,
+            {"report_id": report.id, "report": report.report or self.report, "account_id": account},
+            self.log,
+        )
+        if self.do_xcom_push:
+            ti = context["ti"]
+            ti.xcom_push(key=XCOM_REPORT_ID, value=report.id)
+            ti.xcom_push(key=XCOM_REPORTS_URL, value=self.hook.reports_page_url(account))
+
+    # -- waiting ---------------------------------------------------------------------------
+    def _wait(self, hook: CanvasHook, account: str, report: Report) -> dict[str, Any]:
+        if report.phase is Phase.SUCCESS:
+            return dict(report.raw)
+        if report.phase is Phase.FAILURE:
+            raise ReportFailedError(report.failure_message())
+        started = time.time()
+        if self.deferrable:
+            self.defer(
+                trigger=self.wait.trigger(
+                    conn_id=self.canvas_conn_id,
+                    report=self.report,
+                    report_id=report.id,
+                    account_id=account,
+                    started_at=started,
+                ),
+                method_name="execute_complete",
+                kwargs={"report_id": report.id},
+                # The trigger carries the deadline: a framework timeout would skip execute_complete
+                # and leave the report running in Canvas (apache/airflow#61467).
+                timeout=None,
+            )
+        waiter = self.wait.waiter(report=self.report, report_id=report.id, started_at=started)
+        self._waiting_for = (self.report, report.id, account)
+        try:
+            payload = wait_in_worker(hook, waiter, account, self.log, first=report)
+        finally:
+            self._waiting_for = None
+        return self._conclude(payload, report.id)
+
+    def execute_complete(
+        self, context: Context, event: Any = None, report_id: int | None = None
+    ) -> dict[str, Any]:
+        """Resume after the trigger: validate its event, return the final Report or fail."""
+        return self._conclude(event, report_id)
+
+    def _conclude(self, payload: Any, report_id: int | None) -> dict[str, Any]:
+        return conclude(
+            payload,
+            hook=self.hook,
+            report_id=report_id,
+            log=self.log,
+            on_failure=ReportFailedError,
+            on_timeout=ReportWaitTimeoutError,
+            on_error=ReportWaitError,
+        )
+
+    def on_kill(self) -> None:
+        """Killed while waiting in the worker: stop the report in Canvas too."""
+        if self._waiting_for is None:
+            return
+        report, report_id, account = self._waiting_for
+        try:
+            result = self.hook.cancel_report(report, report_id, account)
+        except CanvasError as exc:
+            self.log.warning("Could not cancel Canvas report %s #%s: %s", report, report_id, exc)
+            return
+        if result is not None:
+            self.log.info(
+                "Cancelled Canvas report %s #%s: Canvas now says '%s'.", report, report_id, result.status
+            )
+
+
+# -- task state helpers (task_state_store exists from Airflow 3.3) ----------------------------
+def _state_store(context: Context) -> Any:
+    return context.get("task_state_store")  # type: ignore[misc]
+
+
+def _store_get(store: Any, log: Any) -> Any:
+    if store is None:
+        return None
+    try:
+        return store.get(STATE_KEY)
+    except Exception as exc:  # the store is an aid; the index reconcile still protects the retry
+        log.warning("Could not read task_state_store: %s", exc)
+        return None
+
+
+def _store_set(store: Any, value: dict[str, Any], log: Any) -> None:
+    if store is None:
+        return
+    try:
+        store.set(STATE_KEY, value)
+    except Exception as exc:
+        log.warning("Could not save the report id in task_state_store: %s", exc)
+
+
+def _try_number(context: Context) -> int:
+    ti = context.get("ti")  # type: ignore[misc]
+    try:
+        return int(getattr(ti, "try_number", 1) or 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def _dag_run_start(context: Context) -> datetime | None:
+    dag_run = context.get("dag_run")  # type: ignore[misc]
+    for name in ("start_date", "run_after", "logical_date"):
+        value = getattr(dag_run, name, None)
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# End of StartAccountReportOperator
+# ---------------------------------------------------------------------------------------------

@@ -1,0 +1,287 @@
+"""ReportCompleteSensor: waits until a Canvas report is complete."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import (
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    BaseSensorOperator,
+    PokeReturnValue,
+    conf,
+)
+
+from airflow_provider_canvas_reports.canvas import endpoints
+from airflow_provider_canvas_reports.canvas.errors import CanvasConfigError, CanvasError
+from airflow_provider_canvas_reports.canvas.polling import (
+    DEFAULT_MAX_CONSECUTIVE_ERRORS,
+    DEFAULT_MAX_POLL_INTERVAL,
+    ERROR,
+    FAILURE,
+    SUCCESS,
+    Outcome,
+    PollAgain,
+    PollPolicy,
+    Waiter,
+    describe_duration,
+)
+from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
+from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
+from airflow_provider_canvas_reports.links.canvas import CanvasReportsLink
+from airflow_provider_canvas_reports.operators._common import (
+    XCOM_REPORTS_URL,
+    ReportWaitError,
+    WaitSettings,
+    conclude,
+    describe_cancel,
+    poll_once,
+    seconds,
+)
+from airflow_provider_canvas_reports.triggers.reports import event_payload
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+
+class ReportCompleteSensor(BaseSensorOperator):
+    """Wait until a Canvas report is ``complete``; return the final Report dict (XCom).
+
+    The return value is the Report JSON as Canvas sent it, in poke, reschedule and deferrable
+    modes alike. ``error``, ``aborted`` and ``deleted`` (or the report vanishing from Canvas)
+    fail the task with the report id, status and Canvas's reason, or skip it with
+    ``soft_fail``. An unknown status keeps the sensor waiting, with a warning.
+
+    At ``timeout`` the report is cancelled in Canvas (aborted if running, deleted if still
+    queued) before the task fails (or skips with ``soft_fail``) saying so. In reschedule mode
+    the timeout counts from the first try, as for every Airflow sensor; in deferrable mode it
+    becomes an absolute deadline carried by the trigger.
+
+    :param report: the report type, e.g. ``provisioning_csv`` (templated).
+    :param report_id: the report run's id, e.g. ``"{{ ti.xcom_pull(task_ids='start',
+        key='report_id') }}"`` (templated).
+    :param deferrable: wait in the triggerer (default from ``[operators] default_deferrable``).
+        The sensor checks once first and finishes at once if the report is already over.
+    :param poke_interval: seconds between polls. With ``adaptive_polling`` (default) this is
+        the *shortest* interval: it stretches while the report is queued and aims at the
+        predicted finish while it runs, up to ``max_poll_interval``. Airflow's
+        ``exponential_backoff`` replaces adaptive polling in poke and reschedule modes.
+    :param adaptive_polling: False polls exactly every ``poke_interval``.
+    :param max_poll_interval: the longest interval adaptive polling may use.
+    :param max_consecutive_errors: failed polls in a row (each already retried by the client)
+        tolerated before the task fails. In reschedule mode each poke is its own try, so a
+        failed poll fails that try (Airflow's ``retries`` apply).
+    :param canvas_conn_id: the Canvas connection.
+    :param account_id: the account (templated); default: the connection's, else ``self``.
+    :param canvas_retry_policy: the client's bounds for retries on throttling, 5xx and resets.
+    """
+
+    template_fields: Sequence[str] = ("report", "report_id", "account_id")
+    operator_extra_links = (CanvasReportsLink(),)
+    ui_color = "#e4f0e8"
+
+    def __init__(
+        self,
+        *,
+        report: str,
+        report_id: int | str,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poke_interval: timedelta | float = 60.0,
+        adaptive_polling: bool = True,
+        max_poll_interval: timedelta | float = DEFAULT_MAX_POLL_INTERVAL,
+        max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS,
+        canvas_conn_id: str = CanvasHook.default_conn_name,
+        account_id: str | int | None = None,
+        canvas_retry_policy: RetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=poke_interval, **kwargs)
+        self.report = report
+        self.report_id = report_id
+        self.deferrable = deferrable
+        self.adaptive_polling = adaptive_polling
+        self.max_poll_interval = seconds(
+            max_poll_interval, name="max_poll_interval", default=DEFAULT_MAX_POLL_INTERVAL
+        )
+        self.max_consecutive_errors = max_consecutive_errors
+        self.canvas_conn_id = canvas_conn_id
+        self.account_id = account_id
+        self.canvas_retry_policy = canvas_retry_policy
+        self.wait = WaitSettings(
+            policy=PollPolicy(
+                seconds(self.poke_interval, name="poke_interval", default=60.0),
+                adaptive_polling,
+                self.max_poll_interval,
+            ),
+            timeout=float(self.timeout),
+            max_consecutive_errors=max_consecutive_errors,
+            retry_policy=canvas_retry_policy,
+        )
+        self._waiter: Waiter | None = None
+        self._account: str | None = None
+        self._next_interval: float | None = None
+        # True while the last poke saw the report still running: a timeout then cancels it.
+        self._pending = False
+
+    @cached_property
+    def hook(self) -> CanvasHook:
+        return CanvasHook(self.canvas_conn_id, retry_policy=self.canvas_retry_policy)
+
+    def _report_id(self) -> int:
+        try:
+            return int(endpoints.report_id_segment(self.report_id))
+        except CanvasConfigError as exc:
+            raise AirflowFailException(str(exc)) from None
+
+    def _account_id(self) -> str:
+        if self._account is None:
+            self._account = self.hook.account(self.account_id)
+        return self._account
+
+    # -- how a wait ends -------------------------------------------------------------------
+    def _failed(self, message: str) -> Exception:
+        # A failed report stays failed: retrying the sensor would not help.
+        return AirflowSkipException(message) if self.soft_fail else AirflowFailException(message)
+
+    def _timed_out(self, message: str) -> Exception:
+        return AirflowSkipException(message) if self.soft_fail else AirflowSensorTimeout(message)
+
+    def _conclude(self, payload: Any) -> dict[str, Any]:
+        return conclude(
+            payload,
+            hook=self.hook,
+            report_id=self._report_id(),
+            log=self.log,
+            on_failure=self._failed,
+            on_timeout=self._timed_out,
+            on_error=ReportWaitError,
+        )
+
+    # -- execute ---------------------------------------------------------------------------
+    def execute(self, context: Context) -> Any:
+        if self.do_xcom_push:
+            context["ti"].xcom_push(
+                key=XCOM_REPORTS_URL, value=self.hook.reports_page_url(self._account_id())
+            )
+        if self.deferrable:
+            return self._execute_deferrable()
+        try:
+            return super().execute(context)
+        except (AirflowSensorTimeout, AirflowSkipException) as exc:
+            if not self._pending:
+                raise  # not the timeout: raised by poke itself
+            return self._after_timeout(exc)
+
+    def _after_timeout(self, exc: Exception) -> dict[str, Any]:
+        """BaseSensorOperator's timeout hit while the report still ran: cancel it, then fail."""
+        report_id = self._report_id()
+        account = self._account_id()
+        last = self._waiter.last if self._waiter is not None else None
+        seen = f"; last status '{last.status}'" if last is not None else ""
+        note, completed = describe_cancel(self.hook, self.report, report_id, account, self.log)
+        if completed is not None:
+            self.log.info("%s", note)
+            return dict(completed.raw)
+        message = (
+            f"Canvas report {self.report} #{report_id} did not finish within "
+            f"{describe_duration(self.timeout)} (the sensor's timeout){seen}. {note}"
+        )
+        raise self._timed_out(message) from exc
+
+    def _execute_deferrable(self) -> Any:
+        report_id = self._report_id()
+        account = self._account_id()
+        started = time.time()
+        waiter = self.wait.waiter(report=self.report, report_id=report_id, started_at=started)
+        # One check first: a report already over ends the task without a trip to the triggerer.
+        step = poll_once(self.hook, waiter, account, time.time)
+        if isinstance(step, Outcome):
+            return self._conclude(event_payload(step, waiter, account_id=account, now=time.time()))
+        self.log.info("%s; deferring to the triggerer.", step.line)
+        self.defer(
+            trigger=self.wait.trigger(
+                conn_id=self.canvas_conn_id,
+                report=self.report,
+                report_id=report_id,
+                account_id=account,
+                started_at=started,
+            ),
+            method_name="execute_complete",
+            # The trigger carries the deadline: a framework timeout would skip execute_complete
+            # and leave the report running in Canvas (apache/airflow#61467).
+            timeout=None,
+        )
+
+    def execute_complete(self, context: Context, event: Any = None) -> dict[str, Any]:
+        """Resume after the trigger: validate its event, return the final Report or fail."""
+        return self._conclude(event)
+
+    # -- poke and reschedule modes ---------------------------------------------------------
+    def _get_waiter(self, context: Context) -> Waiter:
+        if self._waiter is None:
+            started = time.time()
+            if self.reschedule:
+                # The wait began at the first try: adaptive polling and logs count from there.
+                first = context["ti"].get_first_reschedule_date(context)
+                if first is not None:
+                    started = first.timestamp()
+            # BaseSensorOperator enforces the timeout in these modes, so no deadline here.
+            self._waiter = Waiter(
+                self.wait.policy,
+                report_type=self.report,
+                report_id=self._report_id(),
+                started_at=started,
+                deadline=None,
+                max_consecutive_errors=self.max_consecutive_errors,
+            )
+        return self._waiter
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        waiter = self._get_waiter(context)
+        self._pending = False
+        step = poll_once(self.hook, waiter, self._account_id(), time.time)
+        if isinstance(step, PollAgain):
+            if waiter.consecutive_errors and self.reschedule:
+                raise ReportWaitError(step.line)
+            if step.warning:
+                self.log.warning("%s", step.warning)
+            self.log.info("%s", step.line)
+            self._next_interval = step.seconds
+            self._pending = True
+            return False
+        if step.kind == SUCCESS:
+            assert step.report is not None
+            self.log.info("Canvas report wait ended: %s", waiter.summary(time.time()))
+            return PokeReturnValue(is_done=True, xcom_value=dict(step.report.raw))
+        if step.kind == FAILURE:
+            raise self._failed(step.message)
+        assert step.kind == ERROR
+        raise ReportWaitError(step.message)
+
+    def _get_next_poke_interval(
+        self, started_at: Any, run_duration: Callable[[], float], poke_count: int
+    ) -> float:
+        # Airflow's exponential_backoff, when asked for, replaces adaptive polling.
+        if self.exponential_backoff or self._next_interval is None:
+            return super()._get_next_poke_interval(started_at, run_duration, poke_count)
+        # Land the last poke at the timeout rather than sleeping past it.
+        return max(0.0, min(self._next_interval, self.timeout - run_duration()))
+
+    def on_kill(self) -> None:
+        """Killed while poking: stop the report in Canvas, as the trigger does when deferred."""
+        if not self._pending:
+            return
+        try:
+            result = self.hook.cancel_report(self.report, self._report_id(), self._account_id())
+        except CanvasError as exc:
+            self.log.warning("Could not cancel Canvas report %s #%s: %s", self.report, self.report_id, exc)
+            return
+        if result is not None:
+            self.log.info(
+                "Cancelled Canvas report %s #%s: Canvas now says '%s'.", self.report, result.id, result.status
+            )
