@@ -1,0 +1,50 @@
+"""Spool a stream to a local temp file, for formats that need seeking (ZIP)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+from airflow_provider_canvas_reports.storage.streaming import CHUNK_SIZE, Meter, Verify, pump
+
+
+@dataclass(frozen=True)
+class SpooledFile:
+    """A local, fully received and size-checked copy of a stream."""
+
+    path: Path
+    size: int
+    sha256: str
+
+
+@contextmanager
+def spool_stream(
+    chunks: Iterable[bytes],
+    *,
+    expected_size: int | None,
+    dir: str | os.PathLike[str] | None = None,
+    verify: Verify | None = None,
+) -> Iterator[SpooledFile]:
+    """Write ``chunks`` to a private temp file and yield it; the file is deleted on exit, always.
+
+    The size is checked against ``expected_size`` (VerificationError) and ``verify(size, sha256)``
+    runs before the file is yielded. ``dir`` picks the folder (default: the system temp folder);
+    it needs room for the whole download. Only ``kill -9`` can leave a ``canvas-report-*.spool``
+    file behind.
+    """
+    fd, name = tempfile.mkstemp(prefix="canvas-report-", suffix=".spool", dir=dir)
+    try:
+        meter = Meter(expected_size, f"spooled download {name}")
+        with open(fd, "wb", buffering=CHUNK_SIZE) as f:
+            pump(chunks, f.write, meter)
+        size, sha256 = meter.finish()
+        if verify is not None:
+            verify(size, sha256)
+        yield SpooledFile(path=Path(name), size=size, sha256=sha256)
+    finally:
+        with suppress(FileNotFoundError):
+            os.unlink(name)

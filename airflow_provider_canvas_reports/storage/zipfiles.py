@@ -1,0 +1,364 @@
+"""Safe, streaming, all-or-nothing extraction of a (spooled, local) ZIP into an object folder.
+
+The central directory is validated as a whole before anything is written: names, duplicates,
+member types, encryption, compression methods, declared sizes and ratios, and the archive layout.
+Member data is then read from the archive and inflated by us, not by ``zipfile.ZipFile.open``,
+so that every limit is enforced on the bytes actually produced (a header that under-declares a
+member's size is caught, not silently truncated) and memory stays bounded (1 MiB in, 1 MiB out).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import stat
+import struct
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from airflow.sdk import ObjectStoragePath
+
+from airflow_provider_canvas_reports.storage.destination import describe, object_uri
+from airflow_provider_canvas_reports.storage.errors import (
+    InvalidZipError,
+    StorageError,
+    UnsafeNameError,
+    ZipBombError,
+)
+from airflow_provider_canvas_reports.storage.model import LandedObject, OverwritePolicy
+from airflow_provider_canvas_reports.storage.names import safe_name
+from airflow_provider_canvas_reports.storage.streaming import CHUNK_SIZE
+from airflow_provider_canvas_reports.storage.writer import destination_exists_error, write_stream
+
+log = logging.getLogger(__name__)
+
+_GiB = 1 << 30
+_MiB = 1 << 20
+
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # APPNOTE 4.3.7, as in zipfile.structFileHeader
+_LOCAL_MAGIC = b"PK\x03\x04"
+_FLAG_ENCRYPTED = 0x0001
+_FLAG_STRONG_ENCRYPTION = 0x0040
+_FLAG_UTF8_NAME = 0x0800
+# Only methods we can inflate with bounded memory: zlib honours max_length. (bz2/lzma in
+# zipfile have no output bound per call, and Canvas only produces deflate.)
+_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+_DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
+
+
+@dataclass(frozen=True)
+class ZipLimits:
+    """Limits that stop a ZIP bomb; the defaults fit real Canvas exports (several GB) with room.
+
+    Declared sizes are checked before anything is written, and the same limits are enforced
+    again on the bytes actually decompressed.
+    """
+
+    #: Entries in the central directory (Canvas ZIPs hold a few dozen CSVs at most).
+    max_members: int = 1_000
+    #: Uncompressed bytes of one member.
+    max_member_bytes: int = 16 * _GiB
+    #: Uncompressed bytes of all members together.
+    max_total_bytes: int = 64 * _GiB
+    #: Uncompressed/compressed ratio of one member. Real CSVs deflate 3-20x; deflate's
+    #: theoretical maximum is ~1030x, which is what bombs use.
+    max_ratio: float = 200.0
+    #: Members smaller than this are not ratio-checked: a tiny, very repetitive file is
+    #: harmless, and the size limits still apply.
+    ratio_check_min_bytes: int = 1 * _MiB
+
+    def __post_init__(self) -> None:
+        for field in ("max_members", "max_member_bytes", "max_total_bytes", "max_ratio"):
+            if getattr(self, field) <= 0:
+                raise ValueError(f"ZipLimits.{field} must be > 0, got {getattr(self, field)}")
+        if self.ratio_check_min_bytes < 0:
+            raise ValueError("ZipLimits.ratio_check_min_bytes must be >= 0")
+
+
+@dataclass(frozen=True)
+class _Member:
+    info: zipfile.ZipInfo
+    name: str  # safe object name (member basename)
+
+
+_REFUSED = "The ZIP was refused and nothing was written; it is not a well-formed report export: inspect it."
+
+
+def _unsafe(raw: str, problem: str) -> UnsafeNameError:
+    return UnsafeNameError(f"ZIP member {raw!r} is unsafe: {problem}. {_REFUSED}")
+
+
+def _check_member_path(raw: str) -> list[str]:
+    """Refuse paths that could escape the folder; return the meaningful components."""
+    if "\x00" in raw:
+        raise _unsafe(raw, "its name contains a NUL character")
+    if "\\" in raw:
+        raise _unsafe(raw, "its name contains a backslash")
+    if raw.startswith("/"):
+        raise _unsafe(raw, "it is an absolute path")
+    if _DRIVE_LETTER.match(raw):
+        raise _unsafe(raw, "it starts with a drive letter")
+    components = raw.split("/")
+    if ".." in components:
+        raise _unsafe(raw, "path traversal ('..')")
+    return [c for c in components if c not in ("", ".")]
+
+
+def member_object_name(raw: str) -> str:
+    """The object name a ZIP member file lands as: its safe basename (folders are flattened)."""
+    parts = _check_member_path(raw)
+    if not parts:
+        raise _unsafe(raw, "its name is empty")
+    try:
+        return safe_name(parts[-1])
+    except UnsafeNameError as exc:
+        raise _unsafe(raw, f"its file name is not usable ({exc})") from None
+
+
+def _validate(zf: zipfile.ZipFile, zip_size: int, limits: ZipLimits, label: str) -> list[_Member]:
+    infos = zf.infolist()
+    if len(infos) > limits.max_members:
+        raise ZipBombError(
+            f"{label} has {len(infos)} entries, more than max_members={limits.max_members}. {_REFUSED} "
+            "If it is genuine, raise ZipLimits.max_members."
+        )
+    members: list[_Member] = []
+    seen: dict[str, str] = {}
+    total = 0
+    for info in infos:
+        raw = info.orig_filename
+        file_type = stat.S_IFMT(info.external_attr >> 16)
+        if file_type == stat.S_IFLNK:
+            raise InvalidZipError(f"ZIP member {raw!r} is a symbolic link. {_REFUSED}")
+        if info.is_dir() or file_type == stat.S_IFDIR:
+            _check_member_path(raw)  # skipped, but a traversal attempt still condemns the ZIP
+            continue
+        if file_type not in (0, stat.S_IFREG):
+            raise InvalidZipError(f"ZIP member {raw!r} is a special file (mode {file_type:o}). {_REFUSED}")
+        if info.flag_bits & (_FLAG_ENCRYPTED | _FLAG_STRONG_ENCRYPTION):
+            raise InvalidZipError(
+                f"ZIP member {raw!r} is encrypted; encrypted ZIPs are not supported. Nothing was "
+                "written. Download the report without a password."
+            )
+        if info.compress_type not in _METHODS:
+            raise InvalidZipError(
+                f"ZIP member {raw!r} uses compression method {info.compress_type}; only stored and "
+                f"deflate are supported. {_REFUSED}"
+            )
+        name = member_object_name(raw)
+        # Case-insensitive: on macOS/Windows folders 'Users.csv' and 'users.csv' are one file.
+        previous = seen.get(name.casefold())
+        if previous is not None:
+            raise UnsafeNameError(
+                f"ZIP members {previous!r} and {raw!r} would both land as {name!r} (folders are "
+                f"flattened, names compared case-insensitively). {_REFUSED}"
+            )
+        seen[name.casefold()] = raw
+        if info.file_size > limits.max_member_bytes:
+            raise ZipBombError(
+                f"ZIP member {raw!r} declares {info.file_size} bytes, over max_member_bytes="
+                f"{limits.max_member_bytes}. {_REFUSED} If it is genuine, raise ZipLimits.max_member_bytes."
+            )
+        if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
+            raise InvalidZipError(f"ZIP member {raw!r} is stored but its two sizes differ. {_REFUSED}")
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > limits.ratio_check_min_bytes and ratio > limits.max_ratio:
+            raise ZipBombError(
+                f"ZIP member {raw!r} expands {ratio:.0f}x ({info.compress_size} -> {info.file_size} "
+                f"bytes), over max_ratio={limits.max_ratio:g}: a ZIP bomb. {_REFUSED} "
+                "If it is genuine, raise ZipLimits.max_ratio."
+            )
+        total += info.file_size
+        if total > limits.max_total_bytes:
+            raise ZipBombError(
+                f"{label} declares more than max_total_bytes={limits.max_total_bytes} uncompressed. "
+                f"{_REFUSED} If it is genuine, raise ZipLimits.max_total_bytes."
+            )
+        members.append(_Member(info=info, name=name))
+    _check_layout(infos, getattr(zf, "start_dir", zip_size), label)
+    return members
+
+
+def _check_layout(infos: list[zipfile.ZipInfo], data_end: int, label: str) -> None:
+    """Refuse entries whose data overlap: the "better ZIP bomb" reuses one compressed stream
+    for many entries, which no size check on a single entry can see."""
+    spans = sorted(infos, key=lambda i: i.header_offset)
+    for index, info in enumerate(spans):
+        start = info.header_offset
+        end = start + _LOCAL_HEADER.size + info.compress_size  # a lower bound of the entry's end
+        limit = spans[index + 1].header_offset if index + 1 < len(spans) else data_end
+        if start < 0 or end > limit:
+            raise ZipBombError(
+                f"{label}: entry {info.orig_filename!r} overlaps the next entry or the central "
+                f"directory (a known ZIP bomb construction), or the archive is corrupt. {_REFUSED}"
+            )
+
+
+class _Budget:
+    """Bytes actually produced across the whole extraction."""
+
+    def __init__(self, limits: ZipLimits) -> None:
+        self.limits = limits
+        self.total = 0
+
+
+def _member_chunks(fp: BinaryIO, info: zipfile.ZipInfo, budget: _Budget) -> Iterator[bytes]:
+    """Yield the member's uncompressed bytes, checking every limit on the actual output."""
+    raw_name = info.orig_filename
+    limits = budget.limits
+
+    def corrupt(problem: str) -> InvalidZipError:
+        return InvalidZipError(f"ZIP member {raw_name!r} is corrupt: {problem}. Download the report again.")
+
+    fp.seek(info.header_offset)
+    header = fp.read(_LOCAL_HEADER.size)
+    if len(header) != _LOCAL_HEADER.size or header[:4] != _LOCAL_MAGIC:
+        raise corrupt("bad local header")
+    fields = _LOCAL_HEADER.unpack(header)
+    flags, name_len, extra_len = fields[3], fields[10], fields[11]
+    local_name = fp.read(name_len).decode("utf-8" if flags & _FLAG_UTF8_NAME else "cp437", errors="replace")
+    if local_name != raw_name:
+        # Same check as zipfile: a mismatch means the directory points into someone else's data.
+        raise corrupt(f"the local header names {local_name!r}")
+    fp.seek(extra_len, os.SEEK_CUR)
+
+    declared = info.file_size
+    compressed_size = max(info.compress_size, 1)  # we never read more than this (see below)
+    produced = 0
+    crc = 0
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS) if info.compress_type == zipfile.ZIP_DEFLATED else None
+
+    def check(data: bytes) -> bytes:
+        nonlocal produced, crc
+        produced += len(data)
+        budget.total += len(data)
+        if produced > declared:
+            raise ZipBombError(
+                f"ZIP member {raw_name!r} decompresses to more than the {declared} bytes its header "
+                f"declares: a ZIP bomb or a forged header. {_REFUSED}"
+            )
+        if produced > limits.max_member_bytes or budget.total > limits.max_total_bytes:
+            raise ZipBombError(f"ZIP member {raw_name!r} exceeds the ZIP size limits while decompressing.")
+        if produced > limits.ratio_check_min_bytes and produced > limits.max_ratio * compressed_size:
+            raise ZipBombError(
+                f"ZIP member {raw_name!r} expands more than max_ratio={limits.max_ratio:g}x while "
+                "decompressing: a ZIP bomb."
+            )
+        crc = zlib.crc32(data, crc)
+        return data
+
+    remaining = info.compress_size
+    while remaining > 0:
+        compressed = fp.read(min(CHUNK_SIZE, remaining))
+        if not compressed:
+            raise corrupt("the archive ends inside its data")
+        remaining -= len(compressed)
+        if inflater is None:
+            yield check(compressed)
+            continue
+        data = inflater.decompress(compressed, CHUNK_SIZE)
+        if data:
+            yield check(data)
+        while inflater.unconsumed_tail:  # output was capped at CHUNK_SIZE: drain the rest
+            data = inflater.decompress(inflater.unconsumed_tail, CHUNK_SIZE)
+            if data:
+                yield check(data)
+        if inflater.eof:
+            break
+    if inflater is not None:
+        rest = inflater.flush()  # small: the input is consumed, only zlib's pending output is left
+        if rest:
+            yield check(rest)
+        if not inflater.eof:
+            raise corrupt("its compressed data ends early")
+    if produced != declared:
+        raise corrupt(f"it holds {produced} bytes but declares {declared}")
+    if crc != info.CRC:
+        raise corrupt("CRC-32 mismatch")
+
+
+def _rollback(written: list[ObjectStoragePath]) -> str:
+    """Remove objects this extraction wrote; describe the outcome for the error message."""
+    if not written:
+        return "Nothing was written."
+    removed, failed = [], []
+    for target in written:
+        try:
+            target.unlink()
+            removed.append(target.name)
+        except FileNotFoundError:
+            removed.append(target.name)
+        except Exception as exc:
+            failed.append(f"{object_uri(target)} ({exc})")
+    note = f"The {len(removed)} object(s) this extraction had already written were removed ({', '.join(removed)})."
+    if failed:
+        note += f" Could NOT remove: {'; '.join(failed)}: delete them by hand."
+    return note
+
+
+def extract_zip(
+    zip_path: str | os.PathLike[str],
+    dest_dir: ObjectStoragePath,
+    *,
+    limits: ZipLimits | None = None,
+    overwrite: OverwritePolicy | str = OverwritePolicy.REPLACE,
+) -> list[LandedObject]:
+    """Land each file member of the local ZIP ``zip_path`` as ``<dest_dir>/<member basename>``.
+
+    All-or-nothing: the whole archive is validated before the first write, and if a member still
+    fails mid-way (corrupt data, forged sizes, storage error), the objects already written by this
+    call are removed and the error says so. Directory entries are skipped; symlinks, encrypted
+    members, unsafe or colliding names and anything over ``limits`` are refused. Objects kept by
+    ``overwrite='skip_identical'`` are reported (``skipped=True``) and never removed.
+    """
+    limits = limits or ZipLimits()
+    policy = OverwritePolicy.coerce(overwrite)
+    path = os.fspath(zip_path)
+    label = f"ZIP {os.path.basename(path)!r}"
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
+        raise InvalidZipError(
+            f"{label} is not a readable ZIP archive ({exc}). Nothing was written. Download the report "
+            "again, or set extract_zip=False to land the file as it is."
+        ) from exc
+
+    with zf, open(path, "rb") as fp:
+        members = _validate(zf, os.path.getsize(path), limits, label)
+        targets = [dest_dir / member.name for member in members]
+        if policy is OverwritePolicy.FAIL:
+            for target in targets:
+                if target.exists():
+                    raise destination_exists_error(target)
+        budget = _Budget(limits)
+        landed: list[LandedObject] = []
+        written: list[ObjectStoragePath] = []
+        current = ""
+        try:
+            for member, target in zip(members, targets, strict=True):
+                current = member.info.orig_filename
+                landed_object = write_stream(
+                    _member_chunks(fp, member.info, budget),
+                    target,
+                    expected_size=member.info.file_size,
+                    overwrite=policy,
+                )
+                landed.append(landed_object)
+                if not landed_object.skipped:
+                    written.append(target)
+        except Exception as exc:
+            note = _rollback(written)
+            if isinstance(exc, StorageError):
+                raise type(exc)(f"{exc} {note}") from exc
+            raise StorageError(
+                f"Extracting ZIP member {current!r} to {describe(dest_dir)} failed: {exc}. {note}"
+            ) from exc
+        except BaseException:
+            _rollback(written)  # killed or timed out: still leave no half-extracted set behind
+            raise
+    log.info("Extracted %d member(s) of %s to %s", len(landed), label, describe(dest_dir))
+    return landed

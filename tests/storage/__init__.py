@@ -1,0 +1,1 @@
+"""Tests for airflow_provider_canvas_reports.storage."""

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from airflow_provider_canvas_reports.storage import VerificationError, file_chunks, spool_stream
+
+from .helpers import MiB, data_bytes, data_chunks, failing_after, sha256
+
+
+def test_spooled_file_holds_the_stream_and_is_deleted_on_exit(tmp_path):
+    with spool_stream(data_chunks(3 * MiB + 7), expected_size=3 * MiB + 7, dir=tmp_path) as spooled:
+        assert spooled.path.parent == tmp_path
+        assert spooled.path.read_bytes() == data_bytes(3 * MiB + 7)
+        assert spooled.size == 3 * MiB + 7
+        assert spooled.sha256 == sha256(data_bytes(3 * MiB + 7))
+        assert b"".join(file_chunks(str(spooled.path))) == data_bytes(3 * MiB + 7)
+    assert not spooled.path.exists()
+    assert os.listdir(tmp_path) == []
+
+
+def test_spooled_file_is_deleted_when_the_body_fails(tmp_path):
+    with pytest.raises(RuntimeError), spool_stream(iter([b"abc"]), expected_size=3, dir=tmp_path) as spooled:
+        raise RuntimeError("extraction failed")
+    assert not spooled.path.exists()
+
+
+@pytest.mark.parametrize(
+    ("chunks", "expected_size", "error"),
+    [
+        (lambda: failing_after(data_chunks(2 * MiB), MiB), None, ConnectionResetError),
+        (lambda: iter([b"abc"]), 4, VerificationError),
+        (lambda: iter([b"abcde"]), 4, VerificationError),
+    ],
+)
+def test_failed_download_leaves_no_spool(tmp_path, chunks, expected_size, error):
+    with pytest.raises(error), spool_stream(chunks(), expected_size=expected_size, dir=tmp_path):
+        pytest.fail("must not be reached")
+    assert os.listdir(tmp_path) == []
+
+
+def test_verify_runs_before_the_spool_is_handed_out(tmp_path):
+    def verify(size, digest):
+        assert (size, digest) == (3, sha256(b"abc"))
+        raise VerificationError("manifest mismatch")
+
+    with (
+        pytest.raises(VerificationError),
+        spool_stream(iter([b"abc"]), expected_size=3, dir=tmp_path, verify=verify),
+    ):
+        pytest.fail("must not be reached")
+    assert os.listdir(tmp_path) == []
