@@ -14,7 +14,7 @@ from airflow_provider_canvas_reports.canvas.report import Phase, Report
 from airflow_provider_canvas_reports.canvas.retry import Attempt, Done, GiveUp, RetryPolicy, decide, header
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
-HTML_STARTS = (b"<!doctype", b"<html", b"<head", b"<body", b"<?xml")
+HTML_STARTS = (b"<!doctype", b"<html", b"<head", b"<body", b"<?xml", b"<!--")
 
 
 def require_file(report: Report) -> None:
@@ -70,7 +70,7 @@ def check_response(status: int, headers: Mapping[str, str], report: Report) -> i
 
 def check_first_bytes(chunk: bytes, report: Report) -> None:
     """Catch a login page served with a file's content type, and a CSV posing as a ZIP."""
-    head = chunk[:64].lstrip().lower()
+    head = chunk[:64].removeprefix(b"\xef\xbb\xbf").lstrip().lower()
     if head.startswith(HTML_STARTS):
         raise DownloadError(
             f"The download of report #{report.id} is an HTML page, not the report file. Nothing was written."
@@ -159,26 +159,45 @@ def open_chain(
 
 
 class ChunkChecker:
-    """Checks a streamed body chunk by chunk: its first bytes and its final size."""
+    """Checks a streamed body chunk by chunk: its first bytes and its final size.
+
+    The first HEAD_BYTES are held back until they can be checked, because a transport may
+    hand over a first chunk of only a few bytes.
+    """
+
+    HEAD_BYTES = 64
 
     def __init__(self, report: Report, expected_size: int | None) -> None:
         self.report = report
         self.expected_size = expected_size
         self.received = 0
+        self._head: bytes | None = b""
 
     def feed(self, chunk: bytes) -> bytes:
-        if self.received == 0 and chunk:
-            check_first_bytes(chunk, self.report)
+        """The bytes that may be passed on now (possibly empty while the head is held back)."""
         self.received += len(chunk)
         if self.expected_size is not None and self.received > self.expected_size:
             raise DownloadError(
                 f"The download of report #{self.report.id} is longer than the {self.expected_size} bytes "
                 "Canvas announced. Nothing was written; retry the task."
             )
-        return chunk
+        if self._head is None:
+            return chunk
+        self._head += chunk
+        if len(self._head) < self.HEAD_BYTES:
+            return b""
+        return self._release()
 
-    def finish(self) -> None:
+    def finish(self) -> bytes:
+        """Check the size; returns what was still held back (for files shorter than the head)."""
         check_size(self.received, self.expected_size, self.report)
+        return self._release() if self._head is not None else b""
+
+    def _release(self) -> bytes:
+        head, self._head = self._head or b"", None
+        if head:
+            check_first_bytes(head, self.report)
+        return head
 
     def cut(self, reason: str) -> DownloadError:
         return DownloadError(

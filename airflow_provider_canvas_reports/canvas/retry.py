@@ -40,8 +40,10 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("RetryPolicy.max_attempts must be at least 1")
-        if self.max_elapsed <= 0 or self.base_delay < 0 or self.max_delay < 0:
+        if self.max_elapsed <= 0 or min(self.base_delay, self.max_delay, self.max_retry_after) < 0:
             raise ValueError("RetryPolicy times must be positive")
+        if self.low_remaining <= 0 or self.pace_delay < 0:
+            raise ValueError("RetryPolicy.low_remaining must be positive and pace_delay not negative")
 
 
 @dataclass(frozen=True)

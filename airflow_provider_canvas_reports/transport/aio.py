@@ -79,6 +79,22 @@ async def drive(gen: Generator[Any, Any, R], step: Callable[[Any], Any]) -> R:
         return stop.value
 
 
+async def _read_bounded(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """The whole body, up to `limit` bytes.
+
+    `StreamReader.read(n)` returns what has arrived so far (at most n), not n bytes: one call
+    cuts a body that comes in several pieces. Reading on to EOF also makes aiohttp raise
+    ClientPayloadError when the connection closes before Content-Length is reached.
+    """
+    body = bytearray()
+    while len(body) < limit:
+        chunk = await stream.read(limit - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
+
+
 async def close_shared_sessions() -> None:
     """Close this loop's shared sessions (tests and short-lived loops call it before the loop ends)."""
     loop = asyncio.get_running_loop()
@@ -122,7 +138,7 @@ class AsyncTransport:
                 allow_redirects=False,
             ) as resp:
                 limit = MAX_JSON_BODY if 200 <= resp.status < 300 else MAX_ERROR_BODY
-                body = await resp.content.read(limit)
+                body = await _read_bounded(resp.content, limit)
                 return Received(resp.status, resp.headers, body)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             return Failed(classify(exc))
@@ -187,7 +203,9 @@ async def _body(
     checker = ChunkChecker(report, ready.expected_size)
     try:
         async for chunk in resp.content.iter_chunked(chunk_size):
-            yield checker.feed(chunk)
+            if passed := checker.feed(chunk):
+                yield passed
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         raise checker.cut(type(exc).__name__) from None
-    checker.finish()
+    if tail := checker.finish():
+        yield tail

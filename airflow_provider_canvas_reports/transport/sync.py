@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import requests
+import urllib3
 
 from airflow_provider_canvas_reports.canvas import api
 from airflow_provider_canvas_reports.canvas.api import Call
@@ -114,7 +115,10 @@ class SyncTransport:
         try:
             limit = MAX_JSON_BODY if 200 <= resp.status_code < 300 else MAX_ERROR_BODY
             body = _read_bounded(resp, limit)
-        except (requests.RequestException, OSError) as exc:
+        except urllib3.exceptions.ReadTimeoutError:
+            return Failed(Failure.TIMEOUT)
+        # resp.raw is urllib3's: a body cut short raises its ProtocolError, which is not an OSError.
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             return Failed(classify(exc) if isinstance(exc, requests.RequestException) else Failure.RESET)
         finally:
             resp.close()
@@ -172,7 +176,9 @@ class SyncTransport:
         checker = ChunkChecker(report, ready.expected_size)
         try:
             for chunk in resp.iter_content(chunk_size):
-                yield checker.feed(chunk)
+                if passed := checker.feed(chunk):
+                    yield passed
         except (requests.RequestException, OSError) as exc:
             raise checker.cut(type(exc).__name__) from None
-        checker.finish()
+        if tail := checker.finish():
+            yield tail

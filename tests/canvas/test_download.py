@@ -226,3 +226,39 @@ def test_check_size_refuses_a_short_or_long_body(received):
     with pytest.raises(DownloadError, match=f"received {received} of 1234 bytes") as info:
         check_size(received, 1234, CSV)
     assert "Nothing was written" in str(info.value)
+
+
+class TestChunkChecker:
+    """A transport may hand over a first chunk of a few bytes: the check must still see the head."""
+
+    def _drain(self, checker, chunks):
+        out = b"".join(checker.feed(c) for c in chunks)
+        return out + checker.finish()
+
+    def test_html_split_into_tiny_chunks_is_caught(self):
+        from airflow_provider_canvas_reports.canvas.download import ChunkChecker
+
+        page = b"<!DOCTYPE html><html><body>Log in to Canvas</body></html>" + b" " * 40
+        checker = ChunkChecker(make(size=len(page)), len(page))
+        with pytest.raises(DownloadError, match="HTML page"):
+            self._drain(checker, [page[i : i + 3] for i in range(0, len(page), 3)])
+
+    def test_zip_whose_first_chunk_is_shorter_than_the_magic_passes_whole(self):
+        from airflow_provider_canvas_reports.canvas.download import ChunkChecker
+
+        body = b"PK\x03\x04" + bytes(range(256)) * 4
+        report = make(name="r.zip", content_type="application/zip", size=len(body))
+        checker = ChunkChecker(report, len(body))
+        assert self._drain(checker, [body[:2], body[2:3], body[3:100], body[100:]]) == body
+
+    def test_file_shorter_than_the_head_is_released_by_finish(self):
+        from airflow_provider_canvas_reports.canvas.download import ChunkChecker
+
+        checker = ChunkChecker(make(size=10), 10)
+        assert checker.feed(b"a,b\n1,2\n") == b""
+        assert checker.feed(b"3\n") == b""
+        assert checker.finish() == b"a,b\n1,2\n3\n"
+
+    def test_bom_before_html_is_still_html(self):
+        with pytest.raises(DownloadError, match="HTML page"):
+            check_first_bytes(b"\xef\xbb\xbf<html><body>x</body></html>", make())
