@@ -14,8 +14,7 @@ from aiohttp import web
 from . import responses
 from .auth import bearer_token, token_spec
 from .context import CTX, SimContext
-from .inject import send_body
-from .middleware import FAULT_KEY
+from .inject import PENDING, send_body
 from .state import Attachment
 from .world import resolve_account
 
@@ -44,10 +43,10 @@ async def serve_file(request: web.Request, attachment: Attachment) -> web.Stream
         "content-type": attachment.content_type,
         "content-disposition": f"attachment; filename=\"{attachment.display_name}\"; filename*=UTF-8''{filename}",
     }
-    fault = request.get(FAULT_KEY)
-    if fault is not None and fault.kind in ("truncate", "wrong_length", "stall"):
-        request[FAULT_KEY + "_done"] = True
-        return await send_body(request, 200, headers, attachment.file.path, attachment.size, fault)
+    pending = PENDING.get()
+    if pending is not None and pending.fault.kind in ("truncate", "wrong_length", "stall"):
+        pending.applied = True
+        return await send_body(request, 200, headers, attachment.file.path, attachment.size, pending.fault)
     if request.method != "HEAD":
         ctx.counters.bytes_served += attachment.size
     return web.FileResponse(attachment.file.path, headers=headers)

@@ -6,6 +6,8 @@ import asyncio
 import random
 import socket
 import struct
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
@@ -15,6 +17,19 @@ from .context import SimContext
 from .faults import Fault
 
 CHUNK = 256 * 1024
+
+
+@dataclass
+class PendingFault:
+    """A post-handler fault for the request being handled; a file handler may apply it itself."""
+
+    fault: Fault
+    applied: bool = False
+
+
+# Per request: aiohttp runs each request in its own task, so a context variable is
+# request-scoped without touching the request object's storage.
+PENDING: ContextVar[PendingFault | None] = ContextVar("canvas_simulator_pending_fault", default=None)
 
 
 def reset_connection(request: web.Request) -> web.Response:

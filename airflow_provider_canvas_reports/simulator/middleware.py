@@ -12,10 +12,9 @@ from . import responses
 from .auth import token_spec
 from .context import CTX, ENDPOINT_NAMES, SimContext
 from .faults import DELAY_KINDS, PRE_KINDS, Fault
-from .inject import answer_instead, spoil
+from .inject import PENDING, PendingFault, answer_instead, spoil
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-FAULT_KEY = "canvas_simulator_fault"
 
 
 def endpoint_of(request: web.Request) -> str:
@@ -43,6 +42,8 @@ async def _faulted(
     request: web.Request, ctx: SimContext, endpoint: str
 ) -> tuple[Fault | None, web.StreamResponse | None]:
     """The fault for this request and, if it replaces the answer, that answer."""
+    # Keep-alive requests may share a task (and so a context): start clean.
+    PENDING.set(None)
     fault = ctx.faults.take(endpoint, report_id_of(request, ctx))
     if fault is None:
         return None, None
@@ -54,7 +55,7 @@ async def _faulted(
         if fault.kind == "throttle":
             ctx.counters.throttled += 1
         return fault, answer_instead(request, ctx, fault)
-    request[FAULT_KEY] = fault
+    PENDING.set(PendingFault(fault))
     return fault, None
 
 
@@ -97,9 +98,16 @@ async def canvas_middleware(request: web.Request, handler: Handler) -> web.Strea
         if not ticket.throttled:
             response.headers["x-request-cost"] = f"{cost:.4f}".rstrip("0").rstrip(".") or "0"
             response.headers["x-rate-limit-remaining"] = f"{remaining:.1f}"
-    if fault is not None and not request.get(FAULT_KEY + "_done"):
-        return await spoil(request, fault, response)
-    return response
+    return await _spoil_unless_applied(request, fault, response)
+
+
+async def _spoil_unless_applied(
+    request: web.Request, fault: Fault | None, response: web.StreamResponse
+) -> web.StreamResponse:
+    pending = PENDING.get()
+    if fault is None or (pending is not None and pending.applied):
+        return response
+    return await spoil(request, fault, response)
 
 
 def foreign_host_middleware(endpoint: str) -> Middleware:
@@ -133,8 +141,6 @@ def foreign_host_middleware(endpoint: str) -> Middleware:
             if exc.status != 404:
                 raise
             response = web.Response(text="Not Found\n", status=404, headers={"content-type": "text/plain"})
-        if fault is not None and not request.get(FAULT_KEY + "_done"):
-            return await spoil(request, fault, response)
-        return response
+        return await _spoil_unless_applied(request, fault, response)
 
     return middleware

@@ -214,7 +214,8 @@ class ReportStore:
 
     def add(self, state: ReportState) -> ReportState:
         self.reports[state.id] = state
-        self._replan()
+        # As of its creation, so the clock ticking since cannot make it look started.
+        self._replan(state.created_at)
         return state
 
     def __iter__(self) -> Iterator[ReportState]:
@@ -246,7 +247,7 @@ class ReportStore:
         if snap.status != "running":
             return False
         state.frozen = Snapshot("aborted", 100, snap.current_line, snap.started_at, now, ABORTED_TEXT)
-        self._replan()
+        self._replan(now)
         return True
 
     def delete(self, state: ReportState) -> None:
@@ -258,13 +259,12 @@ class ReportStore:
             "deleted", snap.progress, snap.current_line, snap.started_at, ended, snap.extra_text
         )
         state.deleted = True
-        self._replan()
+        self._replan(now)
 
-    def _replan(self) -> None:
+    def _replan(self, now: float) -> None:
         """Canvas runs one report job at a time per root account: queue them."""
         if not self.serialize_jobs:
             return
-        now = self.clock.now()
         free_at = -math.inf
         # All simulated accounts share one root account, hence one queue.
         for state in sorted(self.reports.values(), key=lambda s: s.id):
@@ -272,6 +272,6 @@ class ReportStore:
                 if state.frozen.started_at is not None:
                     free_at = max(free_at, state.planned_end)
                 continue  # ended before it ever started: held no worker
-            if state.fate != "stuck_created" and state.start_at > now:
+            if state.fate != "stuck_created" and state.start_at >= now:
                 state.start_at = max(state.created_at + state.queue_seconds, free_at)
             free_at = max(free_at, state.planned_end)

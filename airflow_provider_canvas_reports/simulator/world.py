@@ -136,7 +136,7 @@ class Sizes:
 
     @property
     def courses(self) -> int:
-        return max(4, self.users // 12)
+        return max(12, self.users // 12)
 
     @property
     def sections(self) -> int:
