@@ -8,6 +8,7 @@ keeps generation well above 50 MB/s.
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -272,6 +273,12 @@ class GenContext:
     def teacher_user(self, section: int) -> int:
         pool = max(1, self.sizes.users // 50)
         return min(self.sizes.users - 1, ((section * 7919) % pool) * 50 + 1)
+
+
+@functools.lru_cache(maxsize=4)
+def context_for(params: GenParams) -> GenContext:
+    """Shared per parameters: building the lookup tables is the slow part for big data."""
+    return GenContext(params)
 
 
 class SectionParts:
@@ -1094,12 +1101,22 @@ class Written:
     bytes: int
 
 
-def write_table(out: BinaryIO, table: Table, ctx: GenContext, pad_to_bytes: int | None = None) -> Written:
+class GenerationCancelled(Exception):
+    """The simulator is stopping: abandon the file being written."""
+
+
+def write_table(
+    out: BinaryIO,
+    table: Table,
+    ctx: GenContext,
+    pad_to_bytes: int | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> Written:
     """Stream one table as CSV into ``out``, batch by batch.
 
     Without padding it writes the table's natural rows. With ``pad_to_bytes`` it
     keeps producing further (deterministic) rows until at least that many bytes are
-    written.
+    written. ``cancelled`` is checked between batches.
     """
     row = table.make_row(ctx)
     natural = table.count(ctx.sizes)
@@ -1112,6 +1129,8 @@ def write_table(out: BinaryIO, table: Table, ctx: GenContext, pad_to_bytes: int 
         stop = i + BATCH_ROWS if need_more else min(i + BATCH_ROWS, natural)
         if stop <= i:
             break
+        if cancelled is not None and cancelled():
+            raise GenerationCancelled(table.name)
         data = "".join(map(row, range(i, stop))).encode()
         i = stop
         if data:
@@ -1125,7 +1144,3 @@ def write_table(out: BinaryIO, table: Table, ctx: GenContext, pad_to_bytes: int 
             if empty_batches > 64:
                 break
     return Written(rows, written)
-
-
-def estimate_rows(table: Table, ctx: GenContext) -> int:
-    return table.count(ctx.sizes)

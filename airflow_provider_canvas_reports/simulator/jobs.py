@@ -13,6 +13,7 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 
 from .clock import Clock, TimeFormat
+from .data import GenerationCancelled
 from .reportfiles import BuiltFile, FileFactory, FileRequest, display_name
 from .state import Attachment, ReportState, error_code_failure
 
@@ -47,14 +48,22 @@ class FileJobs:
         if build is None:
             build = asyncio.ensure_future(loop.run_in_executor(self._executor, self.factory.build, request))
             self._building[key] = build
-            build.add_done_callback(lambda _f: self._building.pop(key, None))
+            build.add_done_callback(lambda done: self._built(key, done))
         task = asyncio.ensure_future(self._attach_when_built(state, build))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
+    def _built(self, key: str, done: asyncio.Future[BuiltFile]) -> None:
+        self._building.pop(key, None)
+        # Mark the exception retrieved: the waiting task reports it, or is gone on stop.
+        if not done.cancelled():
+            done.exception()
+
     async def _attach_when_built(self, state: ReportState, build: asyncio.Future[BuiltFile]) -> None:
         try:
             built = await asyncio.shield(build)
+        except GenerationCancelled:
+            return
         except Exception:
             log.exception("generating report %s failed", state.id)
             state.failure = error_code_failure(self._rng.randint(1000, 99999))
@@ -84,4 +93,6 @@ class FileJobs:
     def shutdown(self) -> None:
         for task in list(self._pending):
             task.cancel()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        # Builds check this between batches, so waiting for them is short.
+        self.factory.cancel.set()
+        self._executor.shutdown(wait=True, cancel_futures=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -63,7 +62,8 @@ class CanvasSimulator:
             cfg.leak_per_second,
             cfg.actual_cost,
         )
-        self._own_data_dir: Path | None = None
+        # A TemporaryDirectory also cleans up at exit if stop() is never called.
+        self._own_data_dir: tempfile.TemporaryDirectory[str] | None = None
         self._jobs: FileJobs | None = None
         self._runners: list[web.AppRunner] = []
         self._running: RunningSimulator | None = None
@@ -124,7 +124,10 @@ class CanvasSimulator:
         if cfg.data_dir is not None:
             data_dir = Path(cfg.data_dir)
         else:
-            data_dir = self._own_data_dir = Path(tempfile.mkdtemp(prefix="canvas-simulator-"))
+            self._own_data_dir = tempfile.TemporaryDirectory(
+                prefix="canvas-simulator-", ignore_cleanup_errors=True
+            )
+            data_dir = Path(self._own_data_dir.name)
         self._jobs = FileJobs(FileFactory(data_dir), cfg.generation_workers, self.clock, self.times, cfg.seed)
         ctx = SimContext(
             config=cfg,
@@ -175,7 +178,7 @@ class CanvasSimulator:
             self._jobs.shutdown()
         self._running = None
         if self._own_data_dir is not None:
-            shutil.rmtree(self._own_data_dir, ignore_errors=True)
+            self._own_data_dir.cleanup()
             self._own_data_dir = None
 
     async def idle(self, timeout: float | None = 60.0) -> None:

@@ -126,14 +126,14 @@ class ReportState:
         t = self.clock.now() if now is None else now
         if self.frozen is not None:
             return self.frozen
-        started = self.start_at if self.start_at <= t and t > self.created_at else None
-        other = self.other_at
-        if other is not None and t >= other:
-            status = "aborted" if self.fate == "aborted_by_other" else "deleted"
-            return Snapshot(status, 100, self._line(other), self.start_at, other, ABORTED_TEXT)
         if t < self.start_at or t <= self.created_at:
             # A report is always "created" in the answer that starts it.
             return Snapshot("created", 0, 0, None, None, self.extra_text)
+        started = self.start_at
+        other = self.other_at
+        if other is not None and t >= other:
+            status = "aborted" if self.fate == "aborted_by_other" else "deleted"
+            return Snapshot(status, 100, self._line(other), started, other, ABORTED_TEXT)
         if t < self.run_end:
             frac = (t - self.start_at) / self.run_seconds if self.run_seconds > 0 else 1.0
             if self.fate == "stuck_running":
