@@ -1,0 +1,129 @@
+"""The download chain when it misbehaves: nothing wrong is ever handed over as the file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+
+from airflow_provider_canvas_reports.canvas.errors import DownloadError
+from airflow_provider_canvas_reports.canvas.report import Report
+
+from .helpers import FAST, TOKEN, Canvas, Client
+
+pytestmark = pytest.mark.usefixtures("close_sessions")
+
+
+async def _complete(canvas: Canvas, client: Client) -> Report:
+    started = await client.start_report("grade_export_csv")
+    canvas.finish()
+    done = await client.get_report("grade_export_csv", started.id)
+    assert done.status == "complete", done.summary()
+    canvas.counters.reset()
+    return done
+
+
+async def test_redirect_loop_is_a_download_error(canvas: Canvas, client: Client) -> None:
+    report = await _complete(canvas, client)
+    canvas.fault("files", "redirect_loop", times=None)
+
+    with pytest.raises(DownloadError, match="redirect loop"):
+        await client.download(report)
+
+    assert canvas.counters.files_auth_headers == 0
+    assert canvas.counters.requests["files"] <= 6  # bounded, not followed forever
+
+
+async def test_files_host_sending_back_to_the_canvas_login_page(canvas: Canvas, client: Client) -> None:
+    """The files host redirects to Canvas's login page: an HTML page, never saved as the file."""
+    report = await _complete(canvas, client)
+    canvas.fault("files", "auth_redirect", times=None)
+
+    with pytest.raises(DownloadError, match="HTML page") as info:
+        await client.download(report)
+
+    assert canvas.counters.requests["login"] == 1
+    assert canvas.counters.files_auth_headers == 0
+    assert TOKEN not in str(info.value)
+
+
+@pytest.mark.parametrize("endpoint", ["download", "store"])
+async def test_login_page_instead_of_the_file(canvas: Canvas, client: Client, endpoint: str) -> None:
+    report = await _complete(canvas, client)
+    canvas.fault(endpoint, "html", times=None)
+
+    with pytest.raises(DownloadError, match="HTML page"):
+        await client.download(report)
+
+
+async def test_expired_store_link_is_an_error_not_a_file(canvas: Canvas, client: Client) -> None:
+    report = await _complete(canvas, client)
+    canvas.fault("store", "expired", times=None)
+
+    with pytest.raises(DownloadError, match="HTTP 403") as info:
+        await client.download(report)
+
+    assert "may have expired" in str(info.value)
+    # The signed store URL is a credential too: it is not in the message.
+    assert "X-Amz" not in str(info.value)
+
+
+async def test_truncated_body_is_a_download_error(canvas: Canvas, client: Client) -> None:
+    report = await _complete(canvas, client)
+    canvas.fault("store", "truncate", times=None, fraction=0.5)
+
+    with pytest.raises(DownloadError, match="Nothing was written"):
+        await client.download(report)
+
+
+async def test_wrong_content_length_is_a_download_error(canvas: Canvas, client: Client) -> None:
+    report = await _complete(canvas, client)
+    canvas.fault("store", "wrong_length", times=None)
+
+    with pytest.raises(DownloadError, match=f"Canvas says the file has {report.attachment.size}"):  # type: ignore[union-attr]
+        await client.download(report)
+
+
+async def test_stalled_body_past_the_read_timeout_is_a_download_error(
+    canvas: Canvas, make_client: Callable[..., Client]
+) -> None:
+    client = make_client(canvas.hook(policy=replace(FAST, read_timeout=0.3)))
+    report = await _complete(canvas, client)
+    canvas.fault("store", "stall", times=None, delay=1.5, fraction=0.5)
+
+    with pytest.raises(DownloadError, match="broke after"):
+        await client.download(report)
+
+
+async def test_stalled_body_within_the_read_timeout_arrives_whole(canvas: Canvas, client: Client) -> None:
+    report = await _complete(canvas, client)
+    canvas.fault("store", "stall", times=1, delay=0.2, fraction=0.5)
+
+    assert await client.download(report) == canvas.file_bytes(report.id)
+
+
+@pytest.mark.parametrize(("endpoint", "kind"), [("download", "503"), ("files", "reset"), ("store", "500")])
+async def test_transient_failures_restart_the_chain(
+    canvas: Canvas, client: Client, endpoint: str, kind: str
+) -> None:
+    report = await _complete(canvas, client)
+    canvas.fault(endpoint, kind, times=2)
+
+    assert await client.download(report) == canvas.file_bytes(report.id)
+    assert canvas.counters.faults[kind] == 2
+    # Retries start again at Canvas (the later links are short-lived). aiohttp may itself repeat
+    # a GET once on a dropped keep-alive connection, so count at least one restart.
+    assert 2 <= canvas.counters.requests["download"] <= 3
+    assert canvas.counters.files_auth_headers == 0
+
+
+async def test_endless_store_failures_give_up_in_bounded_time(canvas: Canvas, client: Client) -> None:
+    report = await _complete(canvas, client)
+    canvas.fault("store", "503", times=None)
+
+    with pytest.raises(DownloadError, match="can be retried") as info:
+        await client.download(report)
+
+    assert "X-Amz" not in str(info.value)  # the signed query string is not shown
+    assert canvas.counters.requests["download"] <= FAST.max_attempts

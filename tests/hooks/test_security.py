@@ -1,0 +1,235 @@
+"""Where the token may go, and where it must never show up."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import pytest
+
+from airflow_provider_canvas_reports.canvas.errors import CanvasConfigError, CanvasRetryExhaustedError
+
+from .helpers import BAD_TOKEN, NO_PERMISSION_TOKEN, NO_SCOPE_TOKEN, TOKEN, Canvas, Client, loopback_alias
+
+pytestmark = pytest.mark.usefixtures("close_sessions")
+
+
+# --- plain http ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "host", ["http://canvas.example.edu", "http://192.0.2.10:8080", "HTTP://Canvas.Example.EDU/"]
+)
+async def test_plain_http_to_a_remote_host_is_refused_before_any_request(
+    canvas: Canvas, make_client: Callable[..., Client], host: str
+) -> None:
+    client = make_client(canvas.hook(host=host))
+
+    # A request would fail to connect (CanvasRetryExhaustedError) rather than raise a config error.
+    with pytest.raises(CanvasConfigError, match="Refusing plain http://") as info:
+        await client.list_available_reports()
+
+    assert "allow_http" in str(info.value)
+    assert TOKEN not in str(info.value)
+
+
+async def test_no_scheme_means_https(canvas: Canvas, make_client: Callable[..., Client]) -> None:
+    hook = canvas.hook(host="canvas.invalid")
+
+    assert hook.base_url == "https://canvas.invalid"
+
+
+async def test_plain_http_allowed_with_allow_http(
+    make_canvas: Callable[..., Canvas], make_client: Callable[..., Client]
+) -> None:
+    alias = loopback_alias()
+    if alias is None:
+        pytest.skip("this machine has no host name besides localhost")
+    name, address = alias
+    canvas = make_canvas(host=address)
+    port = canvas.url.rsplit(":", 1)[1]
+    host = f"http://{name}:{port}"
+
+    refused = make_client(canvas.hook(host=host))
+    with pytest.raises(CanvasConfigError, match="Refusing plain http://"):
+        await refused.list_available_reports()
+    assert canvas.counters.total_requests == 0
+
+    allowed = make_client(canvas.hook(host=host, extra={"allow_http": True}))
+    assert len(await allowed.list_available_reports()) > 0
+    assert canvas.counters.requests["available"] == 1
+
+
+async def test_missing_token_is_a_clear_error(canvas: Canvas, make_client: Callable[..., Client]) -> None:
+    client = make_client(canvas.hook(token=None))
+
+    with pytest.raises(CanvasConfigError, match="has no API token") as info:
+        await client.list_available_reports()
+
+    assert "password field" in str(info.value)
+    assert canvas.counters.total_requests == 0
+
+
+async def test_blank_token_is_a_clear_error(canvas: Canvas, make_client: Callable[..., Client]) -> None:
+    client = make_client(canvas.hook(token="   "))
+
+    with pytest.raises(CanvasConfigError, match="has no API token"):
+        await client.get_report("grade_export_csv", 1)
+
+
+async def test_credentials_in_the_host_are_refused(
+    canvas: Canvas, make_client: Callable[..., Client]
+) -> None:
+    client = make_client(canvas.hook(host=f"http://admin:{TOKEN}@127.0.0.1:1"))
+
+    with pytest.raises(CanvasConfigError, match="contains credentials") as info:
+        await client.list_available_reports()
+
+    assert TOKEN not in str(info.value)
+
+
+async def test_unreachable_host_error_does_not_show_the_token(
+    canvas: Canvas, make_client: Callable[..., Client]
+) -> None:
+    client = make_client(canvas.hook(host="http://127.0.0.1:9"))
+
+    with pytest.raises(CanvasRetryExhaustedError) as info:
+        await client.list_available_reports()
+
+    assert TOKEN not in str(info.value)
+    assert TOKEN not in repr(info.value)
+
+
+# --- the token never leaves the Canvas host -------------------------------------------------------
+
+
+async def test_token_never_reaches_files_host_or_store_through_the_whole_chain(
+    canvas: Canvas, client: Client
+) -> None:
+    started = await client.start_report("provisioning_csv", {"users": True, "terms": True})
+    canvas.finish()
+    report = await client.get_report("provisioning_csv", started.id)
+    # A failure first, so the chain is walked twice.
+    canvas.fault("store", "503", times=1)
+
+    assert await client.download(report) == canvas.file_bytes(report.id)
+
+    assert canvas.counters.requests["files"] >= 2
+    assert canvas.counters.requests["store"] >= 2
+    assert canvas.counters.files_auth_headers == 0
+
+
+# --- repr and logs --------------------------------------------------------------------------------
+
+
+async def test_token_not_in_reprs(canvas: Canvas, mode: str) -> None:
+    hook = canvas.hook()
+    if mode == "sync":
+        settings, _account = hook._settings
+        transport = hook.get_conn()
+        texts = [repr(hook), str(hook), repr(settings), str(settings), repr(transport.settings)]
+    else:
+        settings, _account = await hook._asettings()
+        transport = await hook.atransport()
+        texts = [repr(hook), repr(settings), repr(transport.settings)]
+    assert settings.token == TOKEN  # the settings do hold it ...
+    for text in texts:  # ... but never show it
+        assert TOKEN not in text
+    assert "token=***" in repr(settings)
+    # The shared-session key identifies the token without containing it.
+    assert TOKEN not in repr(settings.session_key)
+
+
+async def test_token_not_in_any_log_record_during_a_full_run(
+    canvas: Canvas, client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for name in ("urllib3", "aiohttp", "airflow_provider_canvas_reports", "airflow"):
+        caplog.set_level(logging.DEBUG, logger=name)
+
+    started = await client.start_report("grade_export_csv", {"include_deleted": True})
+    canvas.sim.advance(5)
+    await client.get_report("grade_export_csv", started.id)
+    canvas.finish()
+    report = await client.get_report("grade_export_csv", started.id)
+    await client.list_reports("grade_export_csv")
+    body = await client.download(report)
+    with pytest.raises(CanvasConfigError):
+        await client.get_report("grade_export_csv", "not-a-number")
+
+    assert body == canvas.file_bytes(report.id)
+    assert caplog.records, "expected some DEBUG logging (urllib3 at least) to check"
+    for record in caplog.records:
+        texts = [
+            record.getMessage(),
+            str(record.msg),
+            repr(record.args),
+            record.__dict__.get("exc_text") or "",
+        ]
+        for text in texts:
+            assert TOKEN not in text, f"token leaked in a log record from {record.name}"
+    assert TOKEN not in caplog.text
+
+
+# --- test_connection (the Airflow UI's "Test" button: sync only) -----------------------------------
+
+
+def test_test_connection_ok(canvas: Canvas) -> None:
+    ok, message = canvas.hook().test_connection()
+
+    assert ok is True
+    assert canvas.url in message
+    assert "can read reports on account self" in message
+    assert TOKEN not in message
+
+
+def test_test_connection_bad_token(canvas: Canvas) -> None:
+    ok, message = canvas.hook(token=BAD_TOKEN).test_connection()
+
+    assert ok is False
+    assert "token" in message
+    assert "invalid or expired" in message
+    assert BAD_TOKEN not in message
+
+
+def test_test_connection_without_permission(canvas: Canvas) -> None:
+    ok, message = canvas.hook(token=NO_PERMISSION_TOKEN).test_connection()
+
+    assert ok is False
+    assert "read_reports" in message
+    assert "account self" in message
+
+
+def test_test_connection_with_insufficient_scopes(canvas: Canvas) -> None:
+    ok, message = canvas.hook(token=NO_SCOPE_TOKEN).test_connection()
+
+    assert ok is False
+    assert "scope" in message
+
+
+def test_test_connection_missing_token(canvas: Canvas) -> None:
+    ok, message = canvas.hook(token=None).test_connection()
+
+    assert ok is False
+    assert "no API token" in message
+
+
+def test_test_connection_refused_http(canvas: Canvas) -> None:
+    ok, message = canvas.hook(host="http://canvas.example.edu").test_connection()
+
+    assert ok is False
+    assert "Refusing plain http://" in message
+
+
+def test_test_connection_unreachable(canvas: Canvas) -> None:
+    ok, message = canvas.hook(host="http://127.0.0.1:9").test_connection()
+
+    assert ok is False
+    assert "could not connect" in message.lower()
+
+
+def test_test_connection_on_an_unknown_account(canvas: Canvas) -> None:
+    ok, message = canvas.hook(extra={"account_id": "999"}).test_connection()
+
+    assert ok is False
+    assert "account_id" in message
