@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_canvas_reports import __version__
 from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
@@ -32,4 +33,13 @@ class CanvasSettings:
         return self.base_url, hashlib.sha256(self.token.encode()).hexdigest()
 
     def url(self, path_or_url: str) -> str:
-        return path_or_url if "://" in path_or_url else self.base_url + path_or_url
+        """The URL to send a request carrying the token to: always on the configured Canvas origin.
+
+        Full URLs come from Link headers. Only their path and query are kept, so a proxy that builds
+        http:// links, another domain of the same Canvas, or a hostile header never gets the token.
+        """
+        if "://" not in path_or_url:
+            return self.base_url + path_or_url
+        parts = urlsplit(path_or_url)
+        base = urlsplit(self.base_url)
+        return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
