@@ -1,0 +1,356 @@
+"""DownloadReportOperator: land a finished Canvas report's file(s) in object storage.
+
+Public import path: ``airflow_provider_canvas_reports.operators.reports`` (re-exported there).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from airflow.providers.common.compat.sdk import AirflowFailException
+from airflow.sdk import Asset, AssetAlias, BaseOperator, ObjectStoragePath
+
+from airflow_provider_canvas_reports.canvas.download import is_zip, require_file
+from airflow_provider_canvas_reports.canvas.errors import DownloadError
+from airflow_provider_canvas_reports.canvas.report import Phase, Report
+from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
+from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
+from airflow_provider_canvas_reports.storage.cleanup import clean_stale_partials
+from airflow_provider_canvas_reports.storage.destination import describe, resolve_destination
+from airflow_provider_canvas_reports.storage.errors import UnsafeNameError, VerificationError
+from airflow_provider_canvas_reports.storage.model import LandedObject, OverwritePolicy
+from airflow_provider_canvas_reports.storage.names import safe_name
+from airflow_provider_canvas_reports.storage.spool import spool_stream
+from airflow_provider_canvas_reports.storage.writer import write_stream
+from airflow_provider_canvas_reports.storage.zipfiles import ZipLimits, extract_zip, member_object_name
+
+if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
+    from airflow.sdk import Context
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_ASSET_ALIAS = "canvas-reports"
+_MIB = 1 << 20
+
+
+def _format_size(size: int | None) -> str:
+    if size is None:
+        return "unknown size"
+    if size < _MIB:
+        return f"{size:,} bytes"
+    return f"{size / _MIB:,.1f} MiB"
+
+
+def _with_progress(chunks: Iterable[bytes], expected: int | None, label: str) -> Iterator[bytes]:
+    """Pass chunks through, logging progress every ~10% (or 64 MiB when the size is unknown)."""
+    received = 0
+    step = max(expected // 10, 8 * _MIB) if expected else 64 * _MIB
+    next_mark = step
+    started = time.monotonic()
+    for chunk in chunks:
+        received += len(chunk)
+        if received >= next_mark:
+            rate = received / _MIB / max(time.monotonic() - started, 1e-6)
+            share = f" ({100 * received // expected}%)" if expected else ""
+            log.info("%s: %s received%s, %.1f MiB/s", label, _format_size(received), share, rate)
+            while next_mark <= received:
+                next_mark += step
+        yield chunk
+
+
+def _member_names(zip_path: Path) -> list[str]:
+    """Object names the ZIP's members will land as (unsafe ones are left to extract_zip to refuse)."""
+    names = []
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            for raw in zf.namelist():
+                if raw.endswith("/"):
+                    continue
+                try:
+                    names.append(member_object_name(raw))
+                except UnsafeNameError:
+                    continue
+    except zipfile.BadZipFile:
+        return []  # extract_zip reports it properly
+    return names
+
+
+def _report_id(value: Any) -> int:
+    text = str(value).strip()
+    if not text.isdigit():
+        # Usually a template that rendered to nothing ("None", "") because the start task's XCom
+        # was missing: retrying cannot fix that.
+        raise AirflowFailException(
+            f"report_id must be a Canvas report id (a positive number), got {text[:80]!r}. Check the "
+            "template, e.g. \"{{ ti.xcom_pull('start')['id'] }}\"."
+        )
+    return int(text)
+
+
+class DownloadReportOperator(BaseOperator):
+    """Download a complete Canvas account report into a folder of object storage.
+
+    The file is streamed from Canvas through its redirect chain (the token goes to the Canvas host
+    only), checked (not an HTML page, the attachment's exact size, ZIP magic) and committed
+    atomically, so the destination never holds a partial or unverified object. Nothing is ever
+    held whole in memory.
+
+    A CSV report lands as one object named after the attachment. A ZIP report lands, with
+    ``extract_zip=True``, as one object per member under the member's name (``users.csv``, ...);
+    it is spooled to local disk first because reading a ZIP needs seeking. With
+    ``extract_zip=False`` the ZIP lands as one object.
+
+    Returns (XCom ``return_value``) ``[{"uri", "name", "size", "sha256"}, ...]``, one dict per
+    object, and emits one asset event per object through the asset alias ``asset_alias``.
+
+    :param report: the report type, e.g. ``provisioning_csv`` (templated).
+    :param report_id: the report run's id, e.g. ``"{{ ti.xcom_pull('start')['id'] }}"`` (templated).
+    :param destination: the folder: a URL (``file:///data/``, ``s3://bucket/prefix/``, ...) or an
+        ``ObjectStoragePath`` (templated).
+    :param dest_conn_id: the Airflow connection for the destination's filesystem (e.g. AWS);
+        templated, and an empty string means none.
+    :param extract_zip: land a ZIP report's members instead of the ZIP itself.
+    :param overwrite: ``"replace"`` (default), ``"fail"`` or ``"skip_identical"``.
+    :param canvas_conn_id: the ``canvas`` connection.
+    :param account_id: Canvas account (templated); default: the connection's, else ``self``.
+    :param zip_limits: limits for ZIP extraction (a ``ZipLimits`` or a dict of its fields);
+        defaults guard against ZIP bombs.
+    :param asset_alias: name of the ``AssetAlias`` the landed objects are announced through
+        (added to ``outlets``); ``None`` emits no asset events.
+    :param download_attempts: attempts at the whole download when it fails in transit (cut
+        short, wrong size, an HTML page); nothing from a failed attempt is ever committed.
+    :param download_retry_delay: seconds before the second attempt; doubled for each next one.
+    :param spool_dir: local folder for spooling ZIPs (needs room for the whole ZIP); default:
+        the system temp folder.
+    :param canvas_retry_policy: the client's bounds for retries of each request (throttling,
+        5xx, resets) inside one download attempt.
+    """
+
+    template_fields: Sequence[str] = ("report", "report_id", "destination", "dest_conn_id", "account_id")
+    ui_color = "#e8f3fc"
+    #: Seconds a temp file must be untouched before a new try removes it as a killed try's leftover.
+    #: A live writer touches its temp file on every write.
+    stale_partial_age: float = 300.0
+
+    def __init__(
+        self,
+        *,
+        report: str,
+        report_id: int | str,
+        destination: str | ObjectStoragePath,
+        dest_conn_id: str | None = None,
+        extract_zip: bool = True,
+        overwrite: OverwritePolicy | str = OverwritePolicy.REPLACE,
+        canvas_conn_id: str = "canvas_default",
+        account_id: int | str | None = None,
+        zip_limits: ZipLimits | Mapping[str, Any] | None = None,
+        asset_alias: str | None = DEFAULT_ASSET_ALIAS,
+        download_attempts: int = 3,
+        download_retry_delay: float = 5.0,
+        spool_dir: str | None = None,
+        canvas_retry_policy: RetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if asset_alias:
+            outlets = kwargs.pop("outlets", None)
+            if outlets is None:
+                outlets = []
+            elif not isinstance(outlets, (list, tuple)):
+                outlets = [outlets]
+            outlets = list(outlets)
+            if not any(isinstance(o, AssetAlias) and o.name == asset_alias for o in outlets):
+                outlets.append(AssetAlias(asset_alias))
+            kwargs["outlets"] = outlets
+        super().__init__(**kwargs)
+        if download_attempts < 1:
+            raise ValueError(f"download_attempts must be at least 1, got {download_attempts}")
+        self.report = report
+        self.report_id = report_id
+        self.destination = destination
+        self.dest_conn_id = dest_conn_id
+        self.extract_zip = extract_zip
+        self.overwrite = OverwritePolicy.coerce(overwrite)  # fail at parse time on a typo
+        self.canvas_conn_id = canvas_conn_id
+        self.account_id = account_id
+        self.zip_limits = zip_limits
+        self.asset_alias = asset_alias
+        self.download_attempts = download_attempts
+        self.download_retry_delay = download_retry_delay
+        self.spool_dir = spool_dir
+        self.canvas_retry_policy = canvas_retry_policy
+        # Filled by execute() for get_openlineage_facets_on_complete (same operator instance).
+        self._lineage: dict[str, Any] | None = None
+
+    # -- execution -------------------------------------------------------------------------
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        hook = CanvasHook(self.canvas_conn_id, retry_policy=self.canvas_retry_policy)
+        try:
+            landed = self._download(hook, context)
+        finally:
+            hook.close()
+        return [obj.as_dict() for obj in landed]
+
+    def _download(self, hook: CanvasHook, context: Context) -> list[LandedObject]:
+        report_id = _report_id(self.report_id)
+        account = hook.account(self.account_id)
+        report = hook.get_report(self.report, report_id, account)
+        try:
+            require_file(report)
+        except DownloadError as exc:
+            if report.phase is Phase.FAILURE:
+                # error/aborted/deleted never grows a file: retrying the task cannot help.
+                raise AirflowFailException(str(exc)) from None
+            raise
+        attachment = report.attachment
+        assert attachment is not None  # require_file checked it
+
+        # A template that renders to "" (no lake connection configured) means none.
+        folder = resolve_destination(self.destination, self.dest_conn_id or None)
+        zipped = is_zip(report)
+        log.info(
+            "Landing Canvas report %s #%s (%s, %s) into %s%s",
+            report.report,
+            report.id,
+            attachment.name or "unnamed file",
+            _format_size(attachment.size),
+            describe(folder),
+            ", extracting its members" if zipped and self.extract_zip else "",
+        )
+        started = time.monotonic()
+        if zipped and self.extract_zip:
+            landed = self._retrying(report, lambda: self._land_zip_members(hook, report, folder))
+        else:
+            name = self._object_name(report, zipped)
+            self._clean_partials(folder, [name])
+            landed = self._retrying(report, lambda: [self._land_file(hook, report, folder / name)])
+        elapsed = time.monotonic() - started
+        for obj in landed:
+            log.info(
+                "%s %s (%s, sha256 %s)",
+                "Kept identical" if obj.skipped else "Landed",
+                obj.uri,
+                _format_size(obj.size),
+                obj.sha256,
+            )
+        total = sum(obj.size for obj in landed)
+        log.info("Landed %d object(s), %s, in %.1fs", len(landed), _format_size(total), elapsed)
+
+        self._emit_asset_events(context, report, landed)
+        self._lineage = {
+            "canvas_base_url": hook.base_url,
+            "account": account,
+            "report": report.report,
+            "report_id": report.id,
+            "landed": [obj.as_dict() for obj in landed],
+        }
+        return landed
+
+    @staticmethod
+    def _object_name(report: Report, zipped: bool) -> str:
+        attachment = report.attachment
+        name = attachment.name if attachment else None
+        if not name:
+            name = f"{report.report}_{report.id}.{'zip' if zipped else 'csv'}"
+        # Canvas names are plain ("provisioning_csv_26_Nov_2026_12-ab.csv"); anything that could
+        # escape the folder is refused (UnsafeNameError), never rewritten.
+        return safe_name(name)
+
+    def _land_file(self, hook: CanvasHook, report: Report, target: ObjectStoragePath) -> LandedObject:
+        # Straight from the HTTP body to the store: no local copy for a CSV or an unextracted ZIP.
+        with hook.open_report_file(report) as download:
+            return write_stream(
+                _with_progress(download.chunks, download.expected_size, f"report #{report.id}"),
+                target,
+                expected_size=download.expected_size,
+                overwrite=self.overwrite,
+            )
+
+    def _land_zip_members(
+        self, hook: CanvasHook, report: Report, folder: ObjectStoragePath
+    ) -> list[LandedObject]:
+        # A ZIP's directory is at its end, so it is spooled to local disk, then extracted member
+        # by member, each streamed and verified into its own object.
+        with (
+            hook.open_report_file(report) as download,
+            spool_stream(
+                _with_progress(download.chunks, download.expected_size, f"report #{report.id}"),
+                expected_size=download.expected_size,
+                dir=self.spool_dir,
+            ) as spooled,
+        ):
+            log.info(
+                "Received the ZIP (%s, sha256 %s); extracting", _format_size(spooled.size), spooled.sha256
+            )
+            self._clean_partials(folder, _member_names(spooled.path))
+            return extract_zip(spooled.path, folder, limits=self._zip_limits(), overwrite=self.overwrite)
+
+    def _clean_partials(self, folder: ObjectStoragePath, names: list[str]) -> None:
+        # Leftovers of an earlier try killed mid-write (kill -9, OOM). Only our own names, and only
+        # old ones, so another task writing into the same folder right now is never disturbed.
+        removed = clean_stale_partials(folder, names, min_age=self.stale_partial_age)
+        if removed:
+            log.info("Removed %d leftover(s) of an earlier, killed try in %s", len(removed), describe(folder))
+
+    def _zip_limits(self) -> ZipLimits | None:
+        if self.zip_limits is None or isinstance(self.zip_limits, ZipLimits):
+            return self.zip_limits
+        return ZipLimits(**dict(self.zip_limits))
+
+    def _retrying(self, report: Report, attempt: Callable[[], T]) -> T:
+        """Run the whole download again (from Canvas's file URL) after a failure in transit.
+
+        Only transport and verification failures are retried; a refused name, a ZIP bomb or an
+        existing object under overwrite='fail' fail at once. A failed attempt commits nothing.
+        """
+        for number in range(1, self.download_attempts + 1):
+            try:
+                return attempt()
+            except (DownloadError, VerificationError) as exc:
+                if number >= self.download_attempts:
+                    raise
+                delay = self.download_retry_delay * 2 ** (number - 1)
+                log.warning(
+                    "Download attempt %d of %d for report #%s failed: %s Retrying in %.0fs.",
+                    number,
+                    self.download_attempts,
+                    report.id,
+                    exc,
+                    delay,
+                )
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _emit_asset_events(self, context: Context, report: Report, landed: Sequence[LandedObject]) -> None:
+        if not self.asset_alias:
+            return
+        alias = AssetAlias(self.asset_alias)
+        if not any(isinstance(o, AssetAlias) and o.name == alias.name for o in self.outlets):
+            return  # someone removed it from outlets after construction: the runner would refuse
+        events = context["outlet_events"][alias]
+        for obj in landed:
+            events.add(
+                Asset(obj.uri),
+                extra={
+                    "report": report.report,
+                    "report_id": report.id,
+                    "name": obj.name,
+                    "size": obj.size,
+                    "sha256": obj.sha256,
+                },
+            )
+
+    # -- OpenLineage -----------------------------------------------------------------------
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage | None:
+        if self._lineage is None:
+            return None
+        from airflow_provider_canvas_reports.lineage import download_lineage
+
+        return download_lineage(**self._lineage)
