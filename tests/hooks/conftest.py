@@ -25,7 +25,7 @@ def make_canvas(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Canva
             running = stack.enter_context(sim.run_in_thread())
             canvas = Canvas(sim, running, monkeypatch)
             canvas.connect()
-            stack.callback(lambda: [hook.close() for hook in canvas.hooks])
+            stack.callback(canvas.close_hooks)
             return canvas
 
         yield make

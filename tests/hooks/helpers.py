@@ -98,6 +98,10 @@ class Canvas:
         self.hooks.append(hook)
         return hook
 
+    def close_hooks(self) -> None:
+        for hook in self.hooks:
+            hook.close()
+
     def fault(self, endpoint: str, kind: str, times: int | None = 1, **kwargs: Any) -> Fault:
         return self.sim.faults.add(Fault(endpoint=endpoint, kind=kind, times=times, **kwargs))
 
@@ -210,6 +214,7 @@ class AsyncClient:
 
 
 Client = SyncClient | AsyncClient
+MakeClient = Callable[[CanvasHook], Client]
 
 
 # --- helpers --------------------------------------------------------------------------

@@ -81,7 +81,8 @@ async def test_wrong_content_length_is_a_download_error(canvas: Canvas, client: 
     report = await _complete(canvas, client)
     canvas.fault("store", "wrong_length", times=None)
 
-    with pytest.raises(DownloadError, match=f"Canvas says the file has {report.attachment.size}"):  # type: ignore[union-attr]
+    assert report.attachment is not None
+    with pytest.raises(DownloadError, match=f"Canvas says the file has {report.attachment.size}"):
         await client.download(report)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import zipfile
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ from airflow_provider_canvas_reports.canvas.errors import (
     DownloadError,
     ReportNotFoundError,
 )
-from airflow_provider_canvas_reports.canvas.report import Phase
+from airflow_provider_canvas_reports.canvas.report import Phase, Report
 from airflow_provider_canvas_reports.simulator.catalogue import available
 
 from .helpers import Canvas, Client
@@ -333,7 +334,9 @@ async def test_cancel_deleted_report_is_not_found(canvas: Canvas, client: Client
 # --- download ------------------------------------------------------------------------------------
 
 
-async def _complete(canvas: Canvas, client: Client, report: str = "grade_export_csv", params=None):  # type: ignore[no-untyped-def]
+async def _complete(
+    canvas: Canvas, client: Client, report: str = "grade_export_csv", params: dict[str, Any] | None = None
+) -> Report:
     started = await client.start_report(report, params)
     canvas.finish()
     done = await client.get_report(report, started.id)
@@ -348,7 +351,8 @@ async def test_download_follows_the_cross_host_chain_byte_for_byte(canvas: Canva
     body = await client.download(report)
 
     assert body == canvas.file_bytes(report.id)
-    assert len(body) == report.attachment.size  # type: ignore[union-attr]
+    assert report.attachment is not None
+    assert len(body) == report.attachment.size
     # Canvas host -> files host -> store, one request each; the token went to the first only.
     assert canvas.counters.requests["download"] == 1
     assert canvas.counters.requests["files"] == 1
@@ -364,7 +368,7 @@ async def test_download_zip_of_several_tables(canvas: Canvas, client: Client) ->
 
     assert body == canvas.file_bytes(report.id)
     assert report.attachment is not None
-    assert report.attachment.name.endswith(".zip")
+    assert (report.attachment.name or "").endswith(".zip")
     assert sorted(zipfile.ZipFile(io.BytesIO(body)).namelist()) == ["courses.csv", "users.csv"]
     assert canvas.counters.files_auth_headers == 0
 

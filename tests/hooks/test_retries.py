@@ -13,7 +13,7 @@ from airflow_provider_canvas_reports.canvas.errors import (
     StartOutcomeUnknownError,
 )
 
-from .helpers import FAST, Canvas, Client, Stopwatch, closed_port
+from .helpers import FAST, Canvas, Client, MakeClient, Stopwatch, closed_port
 
 pytestmark = pytest.mark.usefixtures("close_sessions")
 
@@ -27,7 +27,9 @@ async def _started(canvas: Canvas, client: Client) -> int:
 # --- throttling ------------------------------------------------------------------------------
 
 
-async def test_429_is_retried_until_it_succeeds(make_canvas: Callable[..., Canvas], make_client) -> None:  # type: ignore[no-untyped-def]
+async def test_429_is_retried_until_it_succeeds(
+    make_canvas: Callable[..., Canvas], make_client: MakeClient
+) -> None:
     canvas = make_canvas(throttle="429")
     client = make_client(canvas.hook())
     report_id = await _started(canvas, client)
@@ -40,7 +42,9 @@ async def test_429_is_retried_until_it_succeeds(make_canvas: Callable[..., Canva
     assert canvas.counters.requests["status"] == 4
 
 
-async def test_429_retry_after_is_honoured(make_canvas: Callable[..., Canvas], make_client) -> None:  # type: ignore[no-untyped-def]
+async def test_429_retry_after_is_honoured(
+    make_canvas: Callable[..., Canvas], make_client: MakeClient
+) -> None:
     canvas = make_canvas(throttle="429")
     # Retry-After (the simulator says 1 s) may be waited in full here.
     client = make_client(canvas.hook(policy=replace(FAST, max_retry_after=5.0, max_elapsed=10.0)))
@@ -54,7 +58,9 @@ async def test_429_retry_after_is_honoured(make_canvas: Callable[..., Canvas], m
     assert 0.9 <= watch.elapsed < 5
 
 
-async def test_403_rate_limit_exceeded_is_retried(make_canvas: Callable[..., Canvas], make_client) -> None:  # type: ignore[no-untyped-def]
+async def test_403_rate_limit_exceeded_is_retried(
+    make_canvas: Callable[..., Canvas], make_client: MakeClient
+) -> None:
     canvas = make_canvas(throttle="403")
     client = make_client(canvas.hook())
     report_id = await _started(canvas, client)
@@ -68,7 +74,7 @@ async def test_403_rate_limit_exceeded_is_retried(make_canvas: Callable[..., Can
 
 async def test_throttled_start_is_retried_and_starts_one_report(
     make_canvas: Callable[..., Canvas],
-    make_client,  # type: ignore[no-untyped-def]
+    make_client: MakeClient,
 ) -> None:
     # Throttling happens before Canvas handles the request: repeating the start is safe.
     canvas = make_canvas(throttle="429")
@@ -84,7 +90,7 @@ async def test_throttled_start_is_retried_and_starts_one_report(
 
 async def test_endless_throttling_exhausts_a_bounded_budget(
     make_canvas: Callable[..., Canvas],
-    make_client,  # type: ignore[no-untyped-def]
+    make_client: MakeClient,
 ) -> None:
     canvas = make_canvas(throttle="429")
     client = make_client(canvas.hook())
@@ -100,8 +106,8 @@ async def test_endless_throttling_exhausts_a_bounded_budget(
 
 
 async def test_parallel_requests_overflowing_the_bucket_all_succeed(
-    make_canvas: Callable[..., Canvas], make_client, mode: str
-) -> None:  # type: ignore[no-untyped-def]
+    make_canvas: Callable[..., Canvas], make_client: MakeClient, mode: str
+) -> None:
     """The leaky bucket charges parallel requests up front: some are refused, all get through."""
     canvas = make_canvas(throttle="429", bucket_capacity=160.0, request_cost=50.0, latency=0.02)
     policy = replace(FAST, max_attempts=40, max_elapsed=20.0)
@@ -213,7 +219,7 @@ async def test_endless_resets_exhaust_a_bounded_budget(canvas: Canvas, client: C
     assert watch.elapsed < 5
 
 
-async def test_max_elapsed_bounds_the_retries(canvas: Canvas, make_client) -> None:  # type: ignore[no-untyped-def]
+async def test_max_elapsed_bounds_the_retries(canvas: Canvas, make_client: MakeClient) -> None:
     # Many attempts allowed, little time: the time budget is what stops it.
     policy = replace(FAST, max_attempts=1000, base_delay=0.1, max_delay=0.2, max_elapsed=1.0)
     client = make_client(canvas.hook(policy=policy))
@@ -230,7 +236,7 @@ async def test_max_elapsed_bounds_the_retries(canvas: Canvas, make_client) -> No
 # --- timeouts ----------------------------------------------------------------------------------
 
 
-async def test_slow_answer_past_the_read_timeout_is_retried(canvas: Canvas, make_client) -> None:  # type: ignore[no-untyped-def]
+async def test_slow_answer_past_the_read_timeout_is_retried(canvas: Canvas, make_client: MakeClient) -> None:
     client = make_client(canvas.hook(policy=replace(FAST, read_timeout=0.3)))
     report_id = await _started(canvas, client)
     canvas.fault("status", "slow", times=1, delay=1.5)
@@ -243,7 +249,7 @@ async def test_slow_answer_past_the_read_timeout_is_retried(canvas: Canvas, make
     assert watch.elapsed < 1.5  # did not wait for the slow answer
 
 
-async def test_always_slow_exhausts_the_budget(canvas: Canvas, make_client) -> None:  # type: ignore[no-untyped-def]
+async def test_always_slow_exhausts_the_budget(canvas: Canvas, make_client: MakeClient) -> None:
     client = make_client(canvas.hook(policy=replace(FAST, read_timeout=0.2, max_elapsed=1.0)))
     report_id = await _started(canvas, client)
     canvas.fault("status", "slow", times=None, delay=1.0)
@@ -254,7 +260,9 @@ async def test_always_slow_exhausts_the_budget(canvas: Canvas, make_client) -> N
     assert watch.elapsed < 4
 
 
-async def test_slow_start_past_the_read_timeout_is_not_repeated(canvas: Canvas, make_client) -> None:  # type: ignore[no-untyped-def]
+async def test_slow_start_past_the_read_timeout_is_not_repeated(
+    canvas: Canvas, make_client: MakeClient
+) -> None:
     client = make_client(canvas.hook(policy=replace(FAST, read_timeout=0.2)))
     canvas.fault("start", "slow", times=1, delay=0.6)
 

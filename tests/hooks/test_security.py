@@ -126,12 +126,10 @@ async def test_token_not_in_reprs(canvas: Canvas, mode: str) -> None:
     hook = canvas.hook()
     if mode == "sync":
         settings, _account = hook._settings
-        transport = hook.get_conn()
-        texts = [repr(hook), str(hook), repr(settings), str(settings), repr(transport.settings)]
+        texts = [repr(hook), str(hook), repr(settings), str(settings), repr(hook.get_conn().settings)]
     else:
         settings, _account = await hook._asettings()
-        transport = await hook.atransport()
-        texts = [repr(hook), repr(settings), repr(transport.settings)]
+        texts = [repr(hook), repr(settings), repr((await hook.atransport()).settings)]
     assert settings.token == TOKEN  # the settings do hold it ...
     for text in texts:  # ... but never show it
         assert TOKEN not in text
