@@ -49,6 +49,14 @@ def storage_kind(fs: AbstractFileSystem) -> StorageKind:
     return "generic"
 
 
+def connection_id(path: ObjectStoragePath) -> str | None:
+    """The Airflow connection of ``path``: an attribute since Airflow 3.2, a storage option before."""
+    conn_id = getattr(path, "conn_id", None)
+    if conn_id is None:
+        conn_id = path.storage_options.get("conn_id")
+    return conn_id or None
+
+
 def object_uri(path: ObjectStoragePath) -> str:
     """The plain URI of ``path``, without the Airflow connection id (``s3://bucket/key``)."""
     protocol = path.protocol or "file"
@@ -60,7 +68,8 @@ def object_uri(path: ObjectStoragePath) -> str:
 def describe(path: ObjectStoragePath) -> str:
     """``object_uri`` plus the connection, for messages."""
     uri = object_uri(path)
-    return f"{uri} (connection {path.conn_id!r})" if path.conn_id else uri
+    conn_id = connection_id(path)
+    return f"{uri} (connection {conn_id!r})" if conn_id else uri
 
 
 def _install_hint(scheme: str) -> str:
@@ -84,8 +93,8 @@ def _scheme_has_filesystem(scheme: str) -> bool:
 
 
 def _check_connection(conn_id: str) -> None:
-    from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
+    # common.compat: the exception class moved from airflow.exceptions to airflow.sdk in 3.2.
+    from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
     try:
         BaseHook.get_connection(conn_id)
@@ -105,7 +114,8 @@ def _split(destination: str | ObjectStoragePath) -> tuple[str, str, str | None, 
         if scheme == "local":
             scheme = "file"
         url = object_uri(destination) if scheme != "file" else "file://" + destination.path
-        return scheme, url, destination.conn_id, dict(destination.storage_options)
+        options = {k: v for k, v in destination.storage_options.items() if k != "conn_id"}
+        return scheme, url, connection_id(destination), options
     if not isinstance(destination, str):
         raise DestinationError(
             f"Destination must be a URL string or an ObjectStoragePath, got {type(destination).__name__}"

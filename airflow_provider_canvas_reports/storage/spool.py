@@ -9,7 +9,13 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from airflow_provider_canvas_reports.storage.streaming import CHUNK_SIZE, Meter, Verify, pump
+from airflow_provider_canvas_reports.storage.streaming import (
+    CHUNK_SIZE,
+    Meter,
+    Verify,
+    check_free_space,
+    pump,
+)
 
 
 @dataclass(frozen=True)
@@ -33,10 +39,18 @@ def spool_stream(
 
     The size is checked against ``expected_size`` (VerificationError) and ``verify(size, sha256)``
     runs before the file is yielded. ``dir`` picks the folder (default: the system temp folder);
-    it needs room for the whole download. Only ``kill -9`` can leave a ``canvas-report-*.spool``
-    file behind.
+    it needs room for the whole download, checked up front when ``expected_size`` is known. Where
+    /tmp is a tmpfs (RAM), pass a disk-backed ``dir`` for large reports. Only ``kill -9`` can
+    leave a ``canvas-report-*.spool`` file behind.
     """
-    fd, name = tempfile.mkstemp(prefix="canvas-report-", suffix=".spool", dir=dir)
+    folder = os.fspath(dir) if dir is not None else tempfile.gettempdir()
+    check_free_space(
+        folder,
+        expected_size,
+        "the spooled download",
+        "Free some space or spool to a bigger disk-backed folder (the spool dir setting).",
+    )
+    fd, name = tempfile.mkstemp(prefix="canvas-report-", suffix=".spool", dir=folder)
     try:
         meter = Meter(expected_size, f"spooled download {name}")
         with open(fd, "wb", buffering=CHUNK_SIZE) as f:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from airflow_provider_canvas_reports.storage.errors import VerificationError
+from airflow_provider_canvas_reports.storage.errors import StorageError, VerificationError
 
 #: Size of the writes we issue and of the reads we do. Big enough that per-chunk Python overhead
 #: is noise next to hashing and I/O, small enough that memory stays flat.
@@ -99,3 +100,18 @@ def hash_readable(read: Callable[[int], bytes]) -> tuple[int, str]:
         size += len(chunk)
         digest.update(chunk)
     return size, digest.hexdigest()
+
+
+def check_free_space(folder: str, needed: int | None, what: str, fix: str) -> None:
+    """Fail fast, before any byte is written, when a local folder cannot hold ``needed`` bytes."""
+    if not needed:
+        return
+    try:
+        stats = os.statvfs(folder)
+    except (OSError, AttributeError):  # no statvfs (Windows) or no such folder yet: ENOSPC will tell
+        return
+    free = stats.f_bavail * stats.f_frsize
+    if free < needed:
+        raise StorageError(
+            f"Not enough space in {folder} for {what}: {needed} bytes needed, {free} free. {fix}"
+        )

@@ -42,6 +42,7 @@ from airflow_provider_canvas_reports.storage.streaming import (
     CHUNK_SIZE,
     Meter,
     Verify,
+    check_free_space,
     hash_readable,
     pump,
 )
@@ -75,7 +76,7 @@ def _record_lineage(target: ObjectStoragePath) -> None:
     # We write through fs.open (not ObjectStoragePath.open) so that an aborted write is never
     # recorded; report the committed object here instead. Lineage is telemetry: never fail on it.
     try:
-        from airflow.sdk.lineage import get_hook_lineage_collector
+        from airflow.providers.common.compat.sdk import get_hook_lineage_collector
 
         get_hook_lineage_collector().add_output_asset(context=target, uri=object_uri(target))
     except Exception:
@@ -171,7 +172,7 @@ def _commit_local(tmp: str, final: str, policy: OverwritePolicy, target: ObjectS
             raise destination_exists_error(target) from None
         os.replace(tmp, final)
         return
-    os.unlink(tmp)
+    _remove_quietly(tmp)  # the object is committed under its final name already
 
 
 def _remove_quietly(path: str) -> None:
@@ -199,6 +200,7 @@ def _write_local(
     if policy is OverwritePolicy.FAIL and os.path.lexists(final):
         raise destination_exists_error(target)
     os.makedirs(folder, exist_ok=True)
+    check_free_space(folder, expected_size, uri, "Free some space or choose another destination.")
 
     tmp = os.path.join(folder, new_partial_name(target.name))
     meter = Meter(expected_size, uri)
@@ -243,6 +245,11 @@ def _remote_identical(fs: AbstractFileSystem, path: str, size: int, sha256: str)
 def _exists(fs: AbstractFileSystem, path: str) -> bool:
     fs.invalidate_cache(path)  # another writer may have created it since we last looked
     return bool(fs.exists(path))
+
+
+def object_exists(target: ObjectStoragePath) -> bool:
+    """Whether ``target`` exists now (bypassing fsspec's listing cache)."""
+    return _exists(target.fs, target.path)
 
 
 def _abort_upload(f: Any, uri: str) -> None:

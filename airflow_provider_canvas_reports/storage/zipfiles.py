@@ -32,7 +32,11 @@ from airflow_provider_canvas_reports.storage.errors import (
 from airflow_provider_canvas_reports.storage.model import LandedObject, OverwritePolicy
 from airflow_provider_canvas_reports.storage.names import safe_name
 from airflow_provider_canvas_reports.storage.streaming import CHUNK_SIZE
-from airflow_provider_canvas_reports.storage.writer import destination_exists_error, write_stream
+from airflow_provider_canvas_reports.storage.writer import (
+    destination_exists_error,
+    object_exists,
+    write_stream,
+)
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +243,7 @@ def _member_chunks(fp: BinaryIO, info: zipfile.ZipInfo, budget: _Budget) -> Iter
         if produced > declared:
             raise ZipBombError(
                 f"ZIP member {raw_name!r} decompresses to more than the {declared} bytes its header "
-                f"declares: a ZIP bomb or a forged header. {_REFUSED}"
+                "declares: a ZIP bomb or a forged header, not a genuine report export."
             )
         if produced > limits.max_member_bytes or budget.total > limits.max_total_bytes:
             raise ZipBombError(f"ZIP member {raw_name!r} exceeds the ZIP size limits while decompressing.")
@@ -314,6 +318,11 @@ def extract_zip(
     call are removed and the error says so. Directory entries are skipped; symlinks, encrypted
     members, unsafe or colliding names and anything over ``limits`` are refused. Objects kept by
     ``overwrite='skip_identical'`` are reported (``skipped=True``) and never removed.
+
+    Stores have no multi-object transaction: with ``overwrite='replace'``, a member that replaced
+    an older object and is then rolled back leaves no object under that name (the old one is
+    gone), while names not reached yet keep their previous objects. No name ever holds a partial
+    or unverified object.
     """
     limits = limits or ZipLimits()
     policy = OverwritePolicy.coerce(overwrite)
@@ -332,7 +341,7 @@ def extract_zip(
         targets = [dest_dir / member.name for member in members]
         if policy is OverwritePolicy.FAIL:
             for target in targets:
-                if target.exists():
+                if object_exists(target):
                     raise destination_exists_error(target)
         budget = _Budget(limits)
         landed: list[LandedObject] = []

@@ -6,7 +6,7 @@ import pytest
 from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_canvas_reports.storage import DestinationError, object_uri, resolve_destination
-from airflow_provider_canvas_reports.storage.destination import storage_kind
+from airflow_provider_canvas_reports.storage.destination import connection_id, storage_kind
 
 
 @pytest.fixture
@@ -96,20 +96,20 @@ def test_conflicting_connections_are_refused(s3_server):
 
 def test_s3_folder_is_bound_to_the_connection(s3_server):
     path = resolve_destination(f"s3://{s3_server.bucket}/reports/", s3_server.conn_id)
-    assert path.conn_id == s3_server.conn_id
+    assert connection_id(path) == s3_server.conn_id
     assert storage_kind(path.fs) == "object_store"
     assert object_uri(path / "users.csv") == f"s3://{s3_server.bucket}/reports/users.csv"
 
 
 def test_connection_in_the_url_is_used(s3_server):
     path = resolve_destination(f"s3://{s3_server.conn_id}@{s3_server.bucket}/reports/")
-    assert path.conn_id == s3_server.conn_id
+    assert connection_id(path) == s3_server.conn_id
     assert object_uri(path) == f"s3://{s3_server.bucket}/reports"
 
 
 def test_connection_added_to_a_bare_object_storage_path(s3_server):
     path = resolve_destination(ObjectStoragePath(f"s3://{s3_server.bucket}/r/"), s3_server.conn_id)
-    assert path.conn_id == s3_server.conn_id
+    assert connection_id(path) == s3_server.conn_id
 
 
 def test_local_file_is_not_a_folder(tmp_path):

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from airflow_provider_canvas_reports.storage import VerificationError, file_chunks, spool_stream
+from airflow_provider_canvas_reports.storage import StorageError, VerificationError, file_chunks, spool_stream
 
 from .helpers import MiB, data_bytes, data_chunks, failing_after, sha256
 
@@ -50,4 +50,20 @@ def test_verify_runs_before_the_spool_is_handed_out(tmp_path):
         spool_stream(iter([b"abc"]), expected_size=3, dir=tmp_path, verify=verify),
     ):
         pytest.fail("must not be reached")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_download_that_cannot_fit_is_refused_before_spooling(tmp_path):
+    consumed = []
+
+    def chunks():
+        consumed.append(1)
+        yield b"x"
+
+    with (
+        pytest.raises(StorageError, match="Not enough space"),
+        spool_stream(chunks(), expected_size=1 << 60, dir=tmp_path),
+    ):
+        pytest.fail("must not be reached")
+    assert consumed == []
     assert os.listdir(tmp_path) == []

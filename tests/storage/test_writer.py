@@ -194,6 +194,12 @@ def test_a_folder_at_the_target_name_is_refused(local_dir):
         write_stream(iter([b"x"]), local_dir / "users.csv", expected_size=1)
 
 
+def test_an_object_that_cannot_fit_is_refused_before_writing(local_dir):
+    with pytest.raises(StorageError, match="Not enough space"):
+        write_stream(iter([b"x"]), local_dir / "users.csv", expected_size=1 << 60)
+    assert entries(local_dir) == []
+
+
 def test_negative_expected_size_is_a_programming_error(local_dir):
     with pytest.raises(ValueError, match="expected_size"):
         write_stream(iter([b"x"]), local_dir / "users.csv", expected_size=-1)

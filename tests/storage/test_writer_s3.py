@@ -10,6 +10,7 @@ from airflow_provider_canvas_reports.storage import (
     DestinationExistsError,
     VerificationError,
     clean_stale_partials,
+    resolve_destination,
     write_stream,
 )
 
@@ -50,6 +51,19 @@ def test_multipart_upload_lands_byte_for_byte(s3_server, s3_dir):
     assert s3_server.keys(prefix=key_of(s3_dir)) == [key]
     assert_nothing_pending = s3_server.pending_uploads(prefix=key_of(s3_dir))
     assert assert_nothing_pending == []
+
+
+def test_destination_url_to_landed_object(s3_server):
+    """The operator's path: a URL string and a connection id in, an XCom-ready dict out."""
+    folder = resolve_destination(f"s3://{s3_server.bucket}/e2e/2025-11-26/", s3_server.conn_id)
+    assert clean_stale_partials(folder, ["users.csv"]) == []
+    landed = write_stream(iter([b"id\n", b"1\n"]), folder / "users.csv", expected_size=5)
+    assert landed.as_dict() == {
+        "uri": f"s3://{s3_server.bucket}/e2e/2025-11-26/users.csv",
+        "name": "users.csv",
+        "size": 5,
+        "sha256": hashlib.sha256(b"id\n1\n").hexdigest(),
+    }
 
 
 def test_small_object_and_empty_object(s3_server, s3_dir):
