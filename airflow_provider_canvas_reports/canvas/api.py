@@ -89,6 +89,30 @@ def abort(account_id: str | int | None, report: str, report_id: int | str) -> Ca
     return Call(ApiRequest("PUT", path, ctx), lambda resp: _report(resp.data, report))
 
 
+class Pager(Generic[T]):
+    """Walks a paginated list: the current call, then the next from each answer's Link header.
+
+    A Link header that points back at a page already read ends the walk with an error rather
+    than looping forever.
+    """
+
+    def __init__(self, call: Call[list[T]]) -> None:
+        self.current: Call[list[T]] | None = call
+        self._seen: set[str] = {call.request.path}
+
+    def advance(self, response: ApiResponse) -> None:
+        nxt = next_call(self.current, response) if self.current is not None else None
+        if nxt is not None:
+            if nxt.request.path in self._seen:
+                ctx = nxt.request.context
+                raise CanvasResponseError(
+                    f"Canvas's pagination looped back to a page already read while trying to {ctx.action} "
+                    f"on account {ctx.account_id}. Retry later; report it to your Canvas admin if it persists."
+                )
+            self._seen.add(nxt.request.path)
+        self.current = nxt
+
+
 def next_call(call: Call[list[T]], response: ApiResponse) -> Call[list[T]] | None:
     """The call for the next page, from the Link header; None on the last page or an empty one."""
     url = next_page(response.headers)

@@ -155,7 +155,7 @@ def open_chain(
                 f"Could not download report #{report.id}: {decision.reason} "
                 f"({redact_url(hop.url)}). The task can be retried."
             )
-        yield Sleep(decision.delay)
+        yield Sleep(decision.delay, decision.reason)
 
 
 class ChunkChecker:

@@ -56,6 +56,7 @@ class Send:
 @dataclass(frozen=True)
 class Sleep:
     seconds: float
+    reason: str = ""  # why: the drivers log it, so a long retry budget is never silent
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ def api_call(
     while True:
         number += 1
         if pacer is not None and (wait := pacer.wait()) > 0:
-            yield Sleep(wait)
+            yield Sleep(wait, "pacing requests: Canvas reports the rate-limit bucket is low")
         outcome = yield Send(request)
         if isinstance(outcome, Failed):
             attempt = Attempt(number, clock() - started, request.idempotent, failure=outcome.failure)
@@ -136,7 +137,7 @@ def api_call(
             return interpret(outcome, request.context, secrets=secrets)
         if isinstance(decision, GiveUp):
             raise _give_up(decision, outcome, request, secrets)
-        yield Sleep(decision.delay)
+        yield Sleep(decision.delay, decision.reason)
 
 
 def interpret(received: Received, context: RequestContext, *, secrets: Sequence[str] = ()) -> ApiResponse:

@@ -7,6 +7,7 @@ that loop, so thousands of waiting reports share a handful of connections.
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections.abc import AsyncIterator, Callable, Generator
 from contextlib import asynccontextmanager
@@ -35,8 +36,10 @@ from airflow_provider_canvas_reports.transport.settings import (
     MAX_JSON_BODY,
     USER_AGENT,
     CanvasSettings,
+    log_sleep,
 )
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -56,7 +59,8 @@ _SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, st
 
 
 def classify(exc: BaseException) -> Failure:
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    # A connect timeout or a refused connection never reached Canvas: even a start may be repeated.
+    if isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)):
         return Failure.CONNECT
     if isinstance(exc, asyncio.TimeoutError):
         return Failure.TIMEOUT
@@ -70,6 +74,7 @@ async def drive(gen: Generator[Any, Any, R], step: Callable[[Any], Any]) -> R:
         action = next(gen)
         while True:
             if isinstance(action, Sleep):
+                log_sleep(log, action)
                 await asyncio.sleep(action.seconds)
                 outcome = None
             else:
@@ -151,12 +156,12 @@ class AsyncTransport:
         return call.parse(await self.execute(call.request))
 
     async def pages(self, call: Call[list[T]]) -> AsyncIterator[T]:
-        current: Call[list[T]] | None = call
-        while current is not None:
+        pager = api.Pager(call)
+        while (current := pager.current) is not None:
             response = await self.execute(current.request)
             for item in current.parse(response):
                 yield item
-            current = api.next_call(current, response)
+            pager.advance(response)
 
     @asynccontextmanager
     async def download(self, report: Report, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[AsyncDownload]:

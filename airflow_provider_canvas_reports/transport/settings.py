@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_canvas_reports import __version__
+from airflow_provider_canvas_reports.canvas.exchange import Sleep
 from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
+
+
+def log_sleep(log: logging.Logger, sleep: Sleep) -> None:
+    """Say why a request waits: retries at warning level, pacing at debug. Never a URL or header."""
+    if sleep.reason.startswith("pacing"):
+        log.debug("Waiting %.1fs before the next Canvas request: %s", sleep.seconds, sleep.reason)
+    elif sleep.reason:
+        log.warning("%s; retrying in %.1fs", sleep.reason, sleep.seconds)
+
 
 USER_AGENT = f"airflow-provider-canvas-reports/{__version__}"
 CHUNK_SIZE = 1024 * 1024

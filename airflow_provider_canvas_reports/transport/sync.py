@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
@@ -31,8 +32,10 @@ from airflow_provider_canvas_reports.transport.settings import (
     MAX_JSON_BODY,
     USER_AGENT,
     CanvasSettings,
+    log_sleep,
 )
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -57,6 +60,7 @@ def drive(gen: Generator[Any, Any, R], step: Callable[[Any], Any]) -> R:
         action = next(gen)
         while True:
             if isinstance(action, Sleep):
+                log_sleep(log, action)
                 time.sleep(action.seconds)
                 outcome = None
             else:
@@ -133,11 +137,11 @@ class SyncTransport:
 
     def pages(self, call: Call[list[T]]) -> Iterator[T]:
         """Every item of a paginated list, page by page (never the whole index in memory)."""
-        current: Call[list[T]] | None = call
-        while current is not None:
+        pager = api.Pager(call)
+        while (current := pager.current) is not None:
             response = self.execute(current.request)
             yield from current.parse(response)
-            current = api.next_call(current, response)
+            pager.advance(response)
 
     @contextmanager
     def download(self, report: Report, chunk_size: int = CHUNK_SIZE) -> Iterator[Download]:
