@@ -263,6 +263,10 @@ class GenContext:
             self._sections = SectionParts(self)
         return self._sections
 
+    def section_name(self, s: int) -> str:
+        # A course's first section is "Section 01", its extra one "Section 02".
+        return f"Section {s // self.sizes.courses + 1:02d}"
+
     def section_course(self, s: int) -> int:
         courses = self.sizes.courses
         return s % courses if s < courses else ((s - courses) * 4) % courses
@@ -298,7 +302,7 @@ class SectionParts:
         for s, c in enumerate(self.course_index):
             term = TERMS_BY_ID[course_term(c)]
             grade.append(
-                f"{ctx.course_name[c]},{200000 + c},{ctx.course_sis[c]},Section {s:06d},{300000 + s},"
+                f"{ctx.course_name[c]},{200000 + c},{ctx.course_sis[c]},{ctx.section_name(s)},{300000 + s},"
                 f"{self.sis[s]},{term.name},{term.id},{term.sis_id or ''}"
             )
         self.grade = grade
@@ -440,7 +444,7 @@ def _sections(ctx: GenContext) -> RowFn:
     ncourses = ctx.sizes.courses
     course_sis = ctx.course_sis
     ok = ctx.course_ok
-    section_course = ctx.section_course
+    section_course, section_name = ctx.section_course, ctx.section_name
 
     def row(i: int) -> str:
         c = section_course(i) % ncourses
@@ -454,10 +458,9 @@ def _sections(ctx: GenContext) -> RowFn:
                 return ""
             status = "deleted"
         acc = ACCOUNTS_BY_ID[course_account(c)]
-        number = 1 if i < ncourses else 2 + i // (ncourses * 4)
         sec_sis = f"{course_sis[c]}-S{i:06d}"
         integ = f"SI{i:06d}" if h % 4 == 0 else ""
-        sec_name = f"Section {number:02d}"
+        sec_name = section_name(i)
         if sis:
             return f"{sec_sis},{course_sis[c]},{integ},{sec_name},{status},,\n"
         return (
@@ -692,7 +695,7 @@ def _outcome_export(ctx: GenContext) -> RowFn:
 
 
 def _outcome_results(ctx: GenContext) -> RowFn:
-    salt, full, stamps = ctx.salt, ctx.full, ctx.timestamps
+    salt, full, stamps, section_name = ctx.salt, ctx.full, ctx.timestamps, ctx.section_name
     course_sis, course_name = ctx.course_sis, ctx.course_name
     sec, student_section = ctx.section_parts(), ctx.student_section
 
@@ -709,7 +712,7 @@ def _outcome_results(ctx: GenContext) -> RowFn:
         return (
             f"{full[hu & 4095]},{100000 + u},U{u:07d},Assignment {h % 12 + 1},{600000 + c * 12 + h % 12},"
             f"{stamps[h & 255]},{h % 11},Outcome {outcome},{700000 + outcome},1,{h % 5}.0,"
-            f"{course_name[c]},{200000 + c},{course_sis[c]},Section {s:06d},{300000 + s},{course_sis[c]}-S{s:06d}\n"
+            f"{course_name[c]},{200000 + c},{course_sis[c]},{section_name(s)},{300000 + s},{course_sis[c]}-S{s:06d}\n"
         )
 
     return row
@@ -755,7 +758,7 @@ def _enrollment_people(pick: int, with_state: bool) -> Callable[[GenContext], Ro
     """Reports listing a subset of student enrollments with user, course and section."""
 
     def make(ctx: GenContext) -> RowFn:
-        salt, full = ctx.salt, ctx.full
+        salt, full, section_name = ctx.salt, ctx.full, ctx.section_name
         course_sis, course_name = ctx.course_sis, ctx.course_name
         sec, student_section = ctx.section_parts(), ctx.student_section
 
@@ -772,7 +775,7 @@ def _enrollment_people(pick: int, with_state: bool) -> Callable[[GenContext], Ro
             hu ^= hu >> 15
             state = ",active" if with_state else ""
             return (
-                f"{100000 + u},U{u:07d},{full[hu & 4095]},{300000 + s},{course_sis[c]}-S{s:06d},Section {s:06d},"
+                f"{100000 + u},U{u:07d},{full[hu & 4095]},{300000 + s},{course_sis[c]}-S{s:06d},{section_name(s)},"
                 f"{200000 + c},{course_sis[c]},{course_name[c]}{state}\n"
             )
 
