@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .catalogue import CATALOGUE
 from .config import DEFAULT_TOKEN, SimulatorConfig, TokenSpec
@@ -26,7 +26,7 @@ def _fate(text: str) -> tuple[str | None, str]:
     return (report or None), fate
 
 
-def _csv(choices: Sequence[str]) -> argparse._ActionsContainer | object:
+def _csv(choices: Sequence[str]) -> Callable[[str], list[str]]:
     def parse(text: str) -> list[str]:
         items = [t.strip() for t in text.split(",") if t.strip()]
         bad = [t for t in items if t not in choices]
@@ -86,13 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--fail-rate", type=float, default=0.0, help="fraction of requests that fail (0-1)")
     faults.add_argument(
         "--fail-kinds",
-        type=_csv(sorted(FAULT_KINDS)),  # type: ignore[arg-type]
+        type=_csv(sorted(FAULT_KINDS)),
         default=["500", "503", "reset"],
         help="comma list of fault kinds for --fail-rate (default 500,503,reset)",
     )
     faults.add_argument(
         "--fail-endpoints",
-        type=_csv(ENDPOINTS),  # type: ignore[arg-type]
+        type=_csv(ENDPOINTS),
         help="comma list of endpoints --fail-rate applies to (default all)",
     )
     faults.add_argument(

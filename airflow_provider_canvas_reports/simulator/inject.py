@@ -27,8 +27,8 @@ class PendingFault:
     applied: bool = False
 
 
-# Per request: aiohttp runs each request in its own task, so a context variable is
-# request-scoped without touching the request object's storage.
+# Request-scoped without touching the request's own storage: the middleware sets it
+# afresh at the start of every request (keep-alive requests may share one task).
 PENDING: ContextVar[PendingFault | None] = ContextVar("canvas_simulator_pending_fault", default=None)
 
 
