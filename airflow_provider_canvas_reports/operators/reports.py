@@ -382,3 +382,8 @@ def _dag_run_start(context: Context) -> datetime | None:
 # ---------------------------------------------------------------------------------------------
 # End of StartAccountReportOperator
 # ---------------------------------------------------------------------------------------------
+
+# DownloadReportOperator is implemented in download.py; the public contract names this module.
+from airflow_provider_canvas_reports.operators.download import DownloadReportOperator  # noqa: E402
+
+__all__ = ["DownloadReportOperator", "StartAccountReportOperator"]

@@ -1,0 +1,161 @@
+"""The example DAGs parse, and run green with dag.test() against the simulator, as users copy them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "example_dags"
+EXPORT = "example_canvas_nightly_provisioning"
+MAPPED = "example_canvas_mapped_reports"
+LOAD = "example_canvas_load_warehouse"
+TABLES = ("users", "accounts", "terms", "courses", "sections", "enrollments")
+
+RunDag = Callable[..., Any]
+
+
+def example_bag() -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(EXAMPLES))
+
+
+@pytest.fixture
+def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Path]:
+    """Lake (through the Airflow Variable), warehouse connection, fast polling."""
+    paths = {"lake": tmp_path / "lake", "warehouse": tmp_path / "warehouse.db"}
+    monkeypatch.setenv(
+        "AIRFLOW_VAR_CANVAS_LAKE_URL", paths["lake"].as_uri()
+    )  # no trailing "/": lake() adds it
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CANVAS_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(paths["warehouse"])})
+    )
+    monkeypatch.setenv("CANVAS_POLL_INTERVAL", "0.5")  # read when the DAG files are parsed
+    return paths
+
+
+def csv_rows(data: bytes) -> int:
+    return sum(1 for _ in csv.reader(data.decode("utf-8").splitlines())) - 1
+
+
+def test_every_example_dag_parses_without_import_errors(airflow_db: Path) -> None:
+    bag = example_bag()
+    assert bag.import_errors == {}
+    assert sorted(bag.dag_ids) == sorted([EXPORT, MAPPED, LOAD])
+    for dag_id in bag.dag_ids:
+        dag = bag.get_dag(dag_id)
+        assert dag is not None
+        assert "canvas" in dag.tags
+        dag.validate()
+
+
+def test_nightly_export_lands_tables_and_queues_the_warehouse_load(
+    canvas_simulator: Any, run_dag: RunDag, settings: dict[str, Path]
+) -> None:
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import sync_bag_to_db
+    from airflow.models.asset import AssetDagRunQueue
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select, update
+
+    bag = example_bag()
+    # Both DAGs known to the metadata DB, as the dag processor would make them: the export's asset
+    # events must then queue a run of the alias-scheduled load DAG.
+    DagBundlesManager().sync_bundles_to_db()
+    sync_bag_to_db(bag, "dags-folder", None)
+    with create_session() as session:  # new DAGs start paused; a paused DAG is never queued
+        session.execute(update(DagModel).where(DagModel.dag_id == LOAD).values(is_paused=False))
+
+    export = run_dag(bag.get_dag(EXPORT))
+
+    assert export.states() == {
+        "start_export": "success",
+        "wait_for_export": "success",
+        "land_tables": "success",
+    }
+    report = export["start_export"].return_value
+    assert report["parameters"]["skip_message"] in (True, "true")
+    landed = export["land_tables"].return_value
+    [partition] = list((settings["lake"] / "canvas" / "provisioning").iterdir())
+    with zipfile.ZipFile(canvas_simulator.sim.reports[report["id"]].attachment.file.path) as zf:
+        members = {info.filename: zf.read(info) for info in zf.infolist()}
+    assert sorted(members) == sorted(f"{t}.csv" for t in TABLES)
+    assert {p.name: p.read_bytes() for p in partition.iterdir()} == members
+    assert [o["uri"] for o in landed] == [(partition / name).as_uri() for name in members]
+    with create_session() as session:
+        queued = session.scalars(select(AssetDagRunQueue).where(AssetDagRunQueue.target_dag_id == LOAD)).all()
+        assert len(queued) == len(TABLES)
+
+    load = run_dag(bag.get_dag(LOAD))
+
+    assert load.states() == {"load_tables": "success"}
+    loaded = load["load_tables"].return_value
+    expected = {f"canvas_{name.removesuffix('.csv')}": csv_rows(data) for name, data in members.items()}
+    assert loaded == expected
+    assert expected["canvas_enrollments"] > expected["canvas_users"] > 0
+    with sqlite3.connect(settings["warehouse"]) as db:
+        for table, rows in expected.items():
+            assert db.execute(f"SELECT COUNT(*) FROM {table}").fetchone() == (rows,)  # noqa: S608
+        # Every column, every value, in order: the first user row is the CSV's first data row.
+        header, first = list(csv.reader(members["users.csv"].decode().splitlines()))[:2]
+        cursor = db.execute(f"SELECT {', '.join(header)} FROM canvas_users LIMIT 1")  # noqa: S608
+        assert list(cursor.fetchone()) == first
+        assert not db.execute("SELECT name FROM sqlite_master WHERE name LIKE '%__loading'").fetchall()
+
+    # A second load (e.g. a manual re-run) replaces the tables instead of appending to them.
+    again = run_dag(bag.get_dag(LOAD))
+    assert again["load_tables"].return_value == expected
+    with sqlite3.connect(settings["warehouse"]) as db:
+        assert db.execute("SELECT COUNT(*) FROM canvas_users").fetchone() == (expected["canvas_users"],)
+
+
+def test_mapped_reports_run_one_report_per_sub_account(
+    canvas_simulator: Any, run_dag: RunDag, settings: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_VAR_CANVAS_SUB_ACCOUNTS", "[2, 3, 4]")
+    bag = example_bag()
+
+    result = run_dag(bag.get_dag(MAPPED))
+
+    assert result.state == "success"
+    assert canvas_simulator.starts["last_user_access_csv"] == 3
+    folders = sorted((settings["lake"] / "canvas" / "last_user_access").glob("*/account=*"))
+    assert [f.name for f in folders] == ["account=2", "account=3", "account=4"]
+    sim_reports = {
+        state.account_id: state
+        for state in canvas_simulator.sim.reports.values()
+        if state.attachment is not None
+    }
+    for folder in folders:
+        account = int(folder.name.split("=")[1])
+        [landed] = list(folder.iterdir())
+        attachment = sim_reports[account].attachment
+        assert landed.name == attachment.display_name
+        assert landed.read_bytes() == Path(attachment.file.path).read_bytes()
+
+
+def test_load_dag_without_any_export_fails_clearly(run_dag: RunDag, settings: dict[str, Path]) -> None:
+    bag = example_bag()
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete
+
+    with create_session() as session:  # other tests of this session may have exported already
+        session.execute(delete(AssetEvent))
+
+    result = run_dag(bag.get_dag(LOAD))
+
+    assert result["load_tables"].state == "failed"
+    assert (
+        not settings["warehouse"].exists()
+        or not sqlite3.connect(settings["warehouse"]).execute("SELECT name FROM sqlite_master").fetchall()
+    )
