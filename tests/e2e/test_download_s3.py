@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from test_download import download_dag, finished_report, generated_file
 
 from airflow_provider_canvas_reports.simulator import Fault
+from tests.e2e.test_download import download_dag, finished_report, generated_file
 from tests.fixtures import s3 as s3_fixtures
 from tests.fixtures.s3 import S3Server
 
