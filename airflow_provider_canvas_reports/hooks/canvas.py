@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_canvas_reports.canvas import api, endpoints, parameters
 from airflow_provider_canvas_reports.canvas.errors import (
@@ -19,9 +19,13 @@ from airflow_provider_canvas_reports.canvas.errors import (
 from airflow_provider_canvas_reports.canvas.report import AvailableReport, Report, cancel_action
 from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
 from airflow_provider_canvas_reports.compat import BaseHook, get_async_connection
-from airflow_provider_canvas_reports.transport.aio import AsyncDownload, AsyncTransport
 from airflow_provider_canvas_reports.transport.settings import CanvasSettings
-from airflow_provider_canvas_reports.transport.sync import Download, SyncTransport
+
+if TYPE_CHECKING:
+    # requests and aiohttp load when a task first talks to Canvas, not when a DAG file imports an
+    # operator: together they are ~220 ms of every DAG parse (benchmarks/imports.py).
+    from airflow_provider_canvas_reports.transport.aio import AsyncDownload, AsyncTransport
+    from airflow_provider_canvas_reports.transport.sync import Download, SyncTransport
 
 
 def settings_from_connection(conn: Any, policy: RetryPolicy) -> tuple[CanvasSettings, str]:
@@ -78,12 +82,16 @@ class CanvasHook(BaseHook):
 
     @cached_property
     def transport(self) -> SyncTransport:
+        from airflow_provider_canvas_reports.transport.sync import SyncTransport
+
         return SyncTransport(self._settings[0])
 
     def get_conn(self) -> SyncTransport:
         return self.transport
 
     async def atransport(self) -> AsyncTransport:
+        from airflow_provider_canvas_reports.transport.aio import AsyncTransport
+
         return AsyncTransport((await self._asettings())[0])
 
     @property
