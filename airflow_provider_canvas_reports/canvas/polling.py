@@ -12,7 +12,9 @@ interval, never the usual one:
   polls and so survives a triggerer restart or a sensor reschedule;
 - while it runs and progress moves, it aims just past the predicted finish: the predicted time
   left plus 5% of the run time so far, so that one poll usually sees the report complete and
-  never comes later than that margin after the prediction;
+  never comes later than that margin after the prediction; but it never sleeps longer than the
+  report has run so far, because a rate from a little progress is noisy (so the interval at
+  most doubles the run time seen until the prediction can be trusted);
 - always within ``[poll_interval, max_poll_interval]``, and never past the deadline.
 
 With ``adaptive=False`` the interval is exactly ``poll_interval`` (only the deadline cuts it).
@@ -37,6 +39,8 @@ QUEUED_GROWTH = 0.5
 # How far past the predicted finish a poll may land, as a fraction of the run time so far.
 OVERSHOOT_FRACTION = 0.05
 RUNNING_STATES = frozenset({"running", "compiling"})
+# Canvas timestamps have whole seconds and another clock: a rate from started_at needs a long span.
+STARTED_AT_MIN_SPAN = 10.0
 
 
 @dataclass(frozen=True)
@@ -70,8 +74,13 @@ class PollPolicy:
         """
         if not self.adaptive:
             return self.poll_interval
-        if status in RUNNING_STATES and estimate is not None and estimate.remaining is not None:
-            target = estimate.remaining + OVERSHOOT_FRACTION * max(0.0, estimate.running_for)
+        if status in RUNNING_STATES and estimate is not None:
+            if estimate.remaining is not None:
+                target = estimate.remaining + OVERSHOOT_FRACTION * estimate.running_for
+            else:
+                target = QUEUED_GROWTH * max(0.0, waited)
+            # A rate from a little progress is noisy: never sleep longer than the report has run.
+            target = min(target, estimate.running_for)
         else:
             target = QUEUED_GROWTH * max(0.0, waited)
         return min(self.ceiling, max(self.poll_interval, target))
@@ -100,7 +109,8 @@ class ProgressTracker:
 
     The rate comes from the first and the latest running observations in this process. Before
     progress moves between two of them (a trigger's first poll, a rescheduled sensor's only
-    poke), it falls back to Canvas's own ``started_at``: progress over the time since then.
+    poke), it falls back to Canvas's own ``started_at``: progress over the time since then, once
+    that is long enough for Canvas's whole-second timestamps and clock skew not to matter.
     """
 
     first_at: float | None = None
@@ -133,7 +143,11 @@ class ProgressTracker:
             and self.last_at > self.first_at
         ):
             rate = (progress - self.first_progress) / (self.last_at - self.first_at)
-        elif progress > 0 and self.started_at is not None and self.last_at > self.started_at:
+        elif (
+            progress > 0
+            and self.started_at is not None
+            and self.last_at - self.started_at >= STARTED_AT_MIN_SPAN
+        ):
             rate = progress / (self.last_at - self.started_at)
         remaining: float | None = None
         if rate is not None and rate > 0:

@@ -62,21 +62,41 @@ class TestPollPolicy:
     def test_running_aims_just_past_the_predicted_finish(self):
         policy = PollPolicy(1.0, max_poll_interval=300)
         tracker = ProgressTracker()
-        tracker.observe(report("running", 10), T0)
-        tracker.observe(report("running", 30), T0 + 20)  # 1%/s: 70 s left
-        estimate = tracker.estimate(T0 + 20)
+        tracker.observe(report("running", 60, started=T0 - 100), T0)
+        tracker.observe(report("running", 70, started=T0 - 100), T0 + 10)  # 1%/s: 30 s left
+        estimate = tracker.estimate(T0 + 10)
         assert estimate is not None
-        assert estimate.remaining == pytest.approx(70.0)
-        interval = policy.next_interval(status="running", waited=40, estimate=estimate)
-        # 70 s to the predicted finish, plus at most 5% of the run time so far (20 s -> 1 s).
-        assert 70.0 <= interval <= 71.0
+        assert estimate.remaining == pytest.approx(30.0)
+        assert estimate.running_for == pytest.approx(110.0)
+        interval = policy.next_interval(status="running", waited=200, estimate=estimate)
+        # 30 s to the predicted finish, plus at most 5% of the run time so far (110 s -> 5.5 s).
+        assert 30.0 <= interval <= 35.5
+
+    def test_running_never_sleeps_longer_than_it_has_run(self):
+        policy = PollPolicy(1.0, max_poll_interval=300)
+        tracker = ProgressTracker()
+        tracker.observe(report("running", 10), T0)
+        tracker.observe(report("running", 12), T0 + 20)  # 0.1%/s: 880 s left, from 2% of progress
+        assert policy.next_interval(status="running", waited=400, estimate=tracker.estimate(T0 + 20)) == 20
+
+    def test_whole_second_started_at_does_not_inflate_the_estimate(self):
+        # Started at .9 s, stamped .0 by Canvas: 3% after 0.1 s looked like 3% after 1 s.
+        policy = PollPolicy(0.1, max_poll_interval=300)
+        tracker = ProgressTracker()
+        tracker.observe(report("running", 3, started=T0 - 1), T0)
+        estimate = tracker.estimate(T0)
+        assert estimate is not None
+        assert estimate.remaining is None
+        assert policy.next_interval(status="running", waited=0.2, estimate=estimate) <= 1.0
 
     def test_running_never_exceeds_max_nor_goes_under_poll_interval(self):
         policy = PollPolicy(5.0, max_poll_interval=30)
         tracker = ProgressTracker()
-        tracker.observe(report("running", 1), T0)
-        tracker.observe(report("running", 2), T0 + 10)  # 0.1%/s: 980 s left
+        tracker.observe(report("running", 1, started=T0 - 600), T0)
+        tracker.observe(report("running", 2, started=T0 - 600), T0 + 10)  # 0.1%/s: 980 s left
         assert policy.next_interval(status="running", waited=10, estimate=tracker.estimate(T0 + 10)) == 30
+        tracker = ProgressTracker()
+        tracker.observe(report("running", 1), T0)
         tracker.observe(report("running", 99), T0 + 20)  # 0.2 s left; +5% of 20 s is 1.2 s
         assert policy.next_interval(status="running", waited=20, estimate=tracker.estimate(T0 + 20)) == 5.0
 

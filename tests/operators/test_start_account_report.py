@@ -1,0 +1,376 @@
+"""StartAccountReportOperator against the Canvas simulator (real HTTP), called outside a DAG run.
+
+The DAG-run paths (dag.test, real task_state_store, retries) are in tests/e2e/test_start_and_wait.py.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from airflow.providers.common.compat.sdk import AirflowException, TaskDeferred
+
+from airflow_provider_canvas_reports.canvas.errors import (
+    InvalidParametersError,
+    ReportFailedError,
+    UnknownReportError,
+)
+from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
+from airflow_provider_canvas_reports.operators._common import ReportWaitError, ReportWaitTimeoutError
+from airflow_provider_canvas_reports.operators.reports import STATE_KEY, StartAccountReportOperator
+from airflow_provider_canvas_reports.simulator import CanvasSimulator, Fault, SimulatorConfig
+from airflow_provider_canvas_reports.triggers.reports import ReportStatusTrigger
+
+REPORT = "provisioning_csv"
+
+
+class FakeTaskInstance:
+    """The bits of Airflow's RuntimeTaskInstance the operator touches."""
+
+    def __init__(self, try_number: int = 1) -> None:
+        self.try_number = try_number
+        self.xcoms: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcoms[key] = value
+
+
+class FakeStateStore:
+    """Airflow 3.3's task_state_store: get/set of JSON values, kept across tries."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
+        self.values[key] = json.loads(json.dumps(value))
+
+
+class FakeDagRun:
+    def __init__(self, start_date: datetime) -> None:
+        self.start_date = start_date
+
+
+def make_context(try_number: int = 1, store: FakeStateStore | None = None, run_start: datetime | None = None):
+    context: dict[str, Any] = {
+        "ti": FakeTaskInstance(try_number),
+        "dag_run": FakeDagRun(run_start or datetime.now(timezone.utc) - timedelta(minutes=5)),
+    }
+    if store is not None:
+        context["task_state_store"] = store
+    return context
+
+
+@pytest.fixture
+def canvas(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[CanvasSimulator]:
+    marker = request.node.get_closest_marker("simulator")
+    settings = {"users": 40, "queue_seconds": 0.1, "run_seconds": 1.0, **(marker.kwargs if marker else {})}
+    sim = CanvasSimulator(SimulatorConfig(**settings))
+    with sim.run_in_thread() as running:
+        conn = {"conn_type": "canvas", "host": running.url, "password": running.token}
+        monkeypatch.setenv("AIRFLOW_CONN_CANVAS_DEFAULT", json.dumps(conn))
+        yield sim
+
+
+def operator(**kwargs: Any) -> StartAccountReportOperator:
+    kwargs.setdefault("report", REPORT)
+    kwargs.setdefault("parameters", {"users": True})
+    kwargs.setdefault("poll_interval", 0.1)
+    return StartAccountReportOperator(task_id="start", **kwargs)
+
+
+def wait_until(sim: CanvasSimulator, report_id: int, status: str, within: float = 10) -> None:
+    until = time.monotonic() + within
+    while sim.reports[report_id].status != status:
+        assert time.monotonic() < until, f"report never reached {status}"
+        time.sleep(0.05)
+    sim.wait_idle()
+
+
+class TestStart:
+    def test_returns_the_report_as_canvas_sent_it_and_pushes_id_and_link(self, canvas: CanvasSimulator):
+        context = make_context()
+        result = operator(parameters={"users": True, "enrollment_term_id": "sis_term_id:2026FA"}).execute(
+            context
+        )
+        assert canvas.counters.starts[REPORT] == 1
+        assert result["status"] == "created"
+        assert result["report"] == REPORT
+        # Canvas echoes form values as strings and adds locale and extra_text: returned untouched.
+        assert result["parameters"]["users"] == "true"
+        assert result["parameters"]["skip_message"] == "true"
+        assert "extra_text" in result["parameters"]
+        assert json.loads(json.dumps(result)) == result
+        assert "attachment" not in result  # absent until there is a file, and not invented
+        assert context["ti"].xcoms == {
+            "report_id": result["id"],
+            "canvas_reports_url": f"{canvas.url}/accounts/self/settings#tab-reports",
+        }
+        assert canvas.token not in json.dumps(context["ti"].xcoms)
+
+    def test_account_and_skip_message(self, canvas: CanvasSimulator):
+        context = make_context()
+        result = operator(account_id=3, skip_message=False).execute(context)
+        assert result["parameters"]["skip_message"] == "false"
+        assert context["ti"].xcoms["canvas_reports_url"].endswith("/accounts/3/settings#tab-reports")
+        CanvasHook().get_report(REPORT, result["id"], account_id=3)  # it lives on account 3
+
+    @pytest.mark.parametrize(
+        ("report", "parameters", "error", "match"),
+        [
+            ("no_such_report_csv", {}, UnknownReportError, "does not offer report 'no_such_report_csv'"),
+            (REPORT, {"users": True, "colour": "blue"}, InvalidParametersError, "no parameter.*colour"),
+            ("mgp_grade_export_csv", {}, InvalidParametersError, "requires parameter.*enrollment_term_id"),
+            (REPORT, {"include_deleted": True}, InvalidParametersError, "at least one table flag"),
+            (REPORT, "users=true", InvalidParametersError, "must be a mapping"),
+        ],
+        ids=["unknown-report", "unknown-parameter", "missing-required", "no-table", "not-a-mapping"],
+    )
+    def test_invalid_parameters_start_nothing(
+        self, canvas: CanvasSimulator, report, parameters, error, match
+    ):
+        with pytest.raises(error, match=match):
+            operator(report=report, parameters=parameters).execute(make_context())
+        assert sum(canvas.counters.starts.values()) == 0
+        assert canvas.counters.requests["start"] == 0
+
+    def test_validation_can_be_skipped(self, canvas: CanvasSimulator):
+        operator(validate_parameters=False).execute(make_context())
+        assert canvas.counters.requests["available"] == 0
+        assert canvas.counters.starts[REPORT] == 1
+
+    def test_templated_fields(self):
+        task = operator(
+            report="{{ params.kind }}_csv",
+            parameters={"users": "{{ params.flag }}", "enrollment_term_id": "sis_term_id:{{ params.term }}"},
+            account_id="{{ params.account }}",
+        )
+        assert set(task.template_fields) == {"report", "parameters", "account_id"}
+        task.render_template_fields(
+            {"params": {"kind": "sis_export", "flag": True, "term": "2026FA", "account": 2}}
+        )
+        assert task.report == "sis_export_csv"
+        assert task.parameters == {"users": "True", "enrollment_term_id": "sis_term_id:2026FA"}
+        assert task.account_id == "2"
+
+
+class TestWait:
+    def test_deferrable_defers_with_the_deadline_in_the_trigger(self, canvas: CanvasSimulator):
+        before = time.time()
+        context = make_context()
+        task = operator(
+            wait_for_completion=True, deferrable=True, timeout=timedelta(hours=2), poll_interval=5
+        )
+        with pytest.raises(TaskDeferred) as deferred:
+            task.execute(context)
+        assert deferred.value.timeout is None
+        assert deferred.value.method_name == "execute_complete"
+        report_id = context["ti"].xcoms["report_id"]  # pushed before deferring
+        assert deferred.value.kwargs == {"report_id": report_id}
+        trigger = deferred.value.trigger
+        assert isinstance(trigger, ReportStatusTrigger)
+        _, kwargs = trigger.serialize()
+        assert kwargs["report_id"] == report_id
+        assert kwargs["poll_interval"] == 5.0
+        assert before + 7200 <= kwargs["deadline"] <= time.time() + 7200
+        assert canvas.counters.status_polls[report_id] == 0  # the start's answer was the first check
+
+    def test_in_the_worker_returns_the_final_report(self, canvas: CanvasSimulator):
+        result = operator(wait_for_completion=True, deferrable=False).execute(make_context())
+        assert result["status"] == "complete"
+        assert result["attachment"]["size"] > 0
+        assert canvas.counters.status_polls[result["id"]] >= 1
+
+    @pytest.mark.parametrize(
+        ("fate", "match"),
+        [
+            ("error", "'error': Failed, the report failed to generate a file"),
+            ("aborted_by_other", "'aborted': Report has been aborted"),
+            ("deleted_by_other", "deleted"),
+        ],
+    )
+    def test_in_the_worker_failures_fail_with_canvas_reason(self, canvas: CanvasSimulator, fate, match):
+        canvas.script_report(REPORT, fate)
+        with pytest.raises(ReportFailedError, match=match):
+            operator(wait_for_completion=True).execute(make_context())
+
+    def test_in_the_worker_timeout_cancels_then_fails_saying_so(self, canvas: CanvasSimulator):
+        canvas.script_report(REPORT, "stuck_created")
+        context = make_context()
+        with pytest.raises(
+            ReportWaitTimeoutError, match=r"did not finish within 1s .*Cancelled it in Canvas: deleted"
+        ):
+            operator(wait_for_completion=True, timeout=1, adaptive_polling=False).execute(context)
+        report_id = context["ti"].xcoms["report_id"]
+        assert canvas.reports[report_id].status == "deleted"
+        assert canvas.counters.requests["delete"] == 1
+
+    def test_on_kill_while_waiting_in_the_worker_aborts(self, canvas: CanvasSimulator):
+        canvas.script_report(REPORT, "stuck_running")
+        task = operator(wait_for_completion=True)
+        context = make_context()
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                task.execute(context)
+            except BaseException as exc:
+                errors.append(exc)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        until = time.monotonic() + 10
+        while not (
+            context["ti"].xcoms and canvas.reports[context["ti"].xcoms["report_id"]].status == "running"
+        ):
+            assert time.monotonic() < until
+            time.sleep(0.05)
+        time.sleep(0.3)
+        task.on_kill()
+        worker.join(10)
+        assert canvas.counters.requests["abort"] == 1
+        assert canvas.reports[context["ti"].xcoms["report_id"]].status == "aborted"
+        assert isinstance(errors[0], ReportFailedError)
+
+    def test_on_kill_without_a_wait_cancels_nothing(self, canvas: CanvasSimulator):
+        task = operator()
+        task.execute(make_context())
+        task.on_kill()
+        assert canvas.counters.requests["abort"] == canvas.counters.requests["delete"] == 0
+
+
+class TestExecuteComplete:
+    def event(self, report_id: int, status: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "status": status,
+            "message": f"said {status}",
+            "summary": "s",
+            "report": REPORT,
+            "report_id": report_id,
+            "account_id": "self",
+            **extra,
+        }
+
+    def test_success_returns_the_final_report(self, canvas: CanvasSimulator):
+        final = {"id": 9, "status": "complete", "report": REPORT}
+        assert (
+            operator().execute_complete({}, self.event(9, "success", report_json=final), report_id=9) == final
+        )
+
+    def test_failure(self, canvas: CanvasSimulator):
+        with pytest.raises(ReportFailedError, match="said failure"):
+            operator().execute_complete({}, self.event(9, "failure"), report_id=9)
+
+    def test_error(self, canvas: CanvasSimulator):
+        with pytest.raises(ReportWaitError, match="said error"):
+            operator().execute_complete({}, self.event(9, "error"))
+
+    def test_timeout_aborts_then_fails(self, canvas: CanvasSimulator):
+        canvas.script_report(REPORT, "stuck_running")
+        report_id = CanvasHook().start_report(REPORT, {"users": True}).id
+        wait_until(canvas, report_id, "running")
+        with pytest.raises(ReportWaitTimeoutError, match="said timeout Cancelled it in Canvas: aborted it"):
+            operator().execute_complete({}, self.event(report_id, "timeout"))
+        assert canvas.reports[report_id].status == "aborted"
+
+    @pytest.mark.parametrize(
+        "bad",
+        [None, {}, {"status": "done", "report_id": 9}, {"status": "success", "report_id": 9}, ["success"]],
+        ids=["missing", "empty", "unknown-status", "success-without-report", "not-a-dict"],
+    )
+    def test_missing_or_unknown_event_is_an_error(self, canvas: CanvasSimulator, bad):
+        with pytest.raises(AirflowException):
+            operator().execute_complete({}, bad, report_id=9)
+
+    def test_event_about_another_report_is_an_error(self, canvas: CanvasSimulator):
+        final = {"id": 10, "status": "complete"}
+        with pytest.raises(ReportWaitError, match="waits for Canvas report #9"):
+            operator().execute_complete({}, self.event(10, "success", report_json=final), report_id=9)
+
+
+class TestNoDuplicates:
+    def test_state_store_saves_the_report_right_after_the_start(self, canvas: CanvasSimulator):
+        store = FakeStateStore()
+        result = operator().execute(make_context(store=store))
+        assert store.values[STATE_KEY] == {"report_id": result["id"], "report": REPORT, "account_id": "self"}
+
+    def test_retry_reconnects_to_a_waiting_report(self, canvas: CanvasSimulator):
+        canvas.script_report(REPORT, "stuck_running")
+        store = FakeStateStore()
+        first = operator().execute(make_context(store=store))
+        context = make_context(try_number=2, store=store)
+        with pytest.raises(TaskDeferred) as deferred:
+            operator(wait_for_completion=True, deferrable=True).execute(context)
+        assert deferred.value.trigger.report_id == first["id"]
+        assert canvas.counters.starts[REPORT] == 1
+        assert context["ti"].xcoms["report_id"] == first["id"]  # pushed again for this try
+
+    def test_retry_returns_a_completed_report(self, canvas: CanvasSimulator):
+        store = FakeStateStore()
+        first = operator().execute(make_context(store=store))
+        wait_until(canvas, first["id"], "complete")
+        again = operator(wait_for_completion=True).execute(make_context(try_number=2, store=store))
+        assert again["id"] == first["id"]
+        assert again["status"] == "complete"
+        assert canvas.counters.starts[REPORT] == 1
+
+    def test_retry_starts_afresh_after_a_failed_report(self, canvas: CanvasSimulator):
+        canvas.script_report(REPORT, "error")
+        store = FakeStateStore()
+        first = operator().execute(make_context(store=store))
+        wait_until(canvas, first["id"], "error")
+        again = operator().execute(make_context(try_number=2, store=store))
+        assert again["id"] != first["id"]
+        assert canvas.counters.starts[REPORT] == 2
+        assert store.values[STATE_KEY]["report_id"] == again["id"]
+
+    def test_without_a_store_a_retry_adopts_the_earlier_tries_report(self, canvas: CanvasSimulator):
+        first = operator(parameters={"users": True, "courses": True}).execute(make_context())
+        again = operator(parameters={"courses": True, "users": True}).execute(make_context(try_number=2))
+        assert again["id"] == first["id"]
+        assert canvas.counters.starts[REPORT] == 1
+        assert canvas.counters.requests["index"] == 1
+
+    @pytest.mark.parametrize(
+        "case", ["other-parameters", "before-the-run", "failed", "first-try"], ids=lambda case: case
+    )
+    def test_without_a_store_only_matching_recent_unfailed_reports_are_adopted(
+        self, canvas: CanvasSimulator, case
+    ):
+        if case == "failed":
+            canvas.script_report(REPORT, "error")
+        first = operator().execute(make_context())
+        if case == "failed":
+            wait_until(canvas, first["id"], "error")
+        run_start = datetime.now(timezone.utc) - timedelta(minutes=5)
+        if case == "before-the-run":
+            run_start = datetime.now(timezone.utc) + timedelta(minutes=1)
+        params = {"users": True, "courses": True} if case == "other-parameters" else {"users": True}
+        try_number = 1 if case == "first-try" else 2
+        again = operator(parameters=params).execute(make_context(try_number=try_number, run_start=run_start))
+        assert again["id"] != first["id"]
+        assert canvas.counters.starts[REPORT] == 2
+        assert canvas.counters.requests["index"] == (0 if case == "first-try" else 1)
+
+    def test_lost_start_answer_adopts_the_report_canvas_created(self, canvas: CanvasSimulator):
+        canvas.faults.add(Fault(endpoint="start", kind="reset_after_send", times=1))
+        context = make_context()
+        result = operator().execute(context)
+        assert canvas.counters.starts[REPORT] == 1
+        assert canvas.counters.requests["start"] == 1  # never repeated blindly
+        assert result["id"] == next(iter(canvas.reports))
+        assert context["ti"].xcoms["report_id"] == result["id"]
+
+    def test_lost_start_that_created_nothing_fails_without_starting(self, canvas: CanvasSimulator):
+        canvas.faults.add(Fault(endpoint="start", kind="reset", times=1))
+        with pytest.raises(AirflowException, match="none was adopted"):
+            operator().execute(make_context())
+        assert sum(canvas.counters.starts.values()) == 0
+        assert canvas.counters.requests["index"] == 1
