@@ -105,7 +105,7 @@ class TestDeferrable:
             sensor(report_id, deferrable=True, soft_fail=soft_fail).execute(context)
 
     def test_unknown_report_id(self, canvas: CanvasSimulator, context):
-        with pytest.raises(AirflowFailException, match="no report provisioning_csv #999 .*wrong"):
+        with pytest.raises(AirflowFailException, match=r"no report provisioning_csv #999 .*wrong"):
             sensor(999, deferrable=True).execute(context)
 
     @pytest.mark.parametrize("bad", ["", "abc", "{{ ti }}", "-3", None])
