@@ -33,8 +33,6 @@ if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
-log = logging.getLogger(__name__)
-
 T = TypeVar("T")
 
 DEFAULT_ASSET_ALIAS = "canvas-reports"
@@ -49,7 +47,9 @@ def _format_size(size: int | None) -> str:
     return f"{size / _MIB:,.1f} MiB"
 
 
-def _with_progress(chunks: Iterable[bytes], expected: int | None, label: str) -> Iterator[bytes]:
+def _with_progress(
+    chunks: Iterable[bytes], expected: int | None, label: str, logger: logging.Logger | Any
+) -> Iterator[bytes]:
     """Pass chunks through, logging progress every ~10% (or 64 MiB when the size is unknown)."""
     received = 0
     step = max(expected // 10, 8 * _MIB) if expected else 64 * _MIB
@@ -60,7 +60,7 @@ def _with_progress(chunks: Iterable[bytes], expected: int | None, label: str) ->
         if received >= next_mark:
             rate = received / _MIB / max(time.monotonic() - started, 1e-6)
             share = f" ({100 * received // expected}%)" if expected else ""
-            log.info("%s: %s received%s, %.1f MiB/s", label, _format_size(received), share, rate)
+            logger.info("%s: %s received%s, %.1f MiB/s", label, _format_size(received), share, rate)
             while next_mark <= received:
                 next_mark += step
         yield chunk
@@ -136,9 +136,10 @@ class DownloadReportOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("report", "report_id", "destination", "dest_conn_id", "account_id")
     ui_color = "#e8f3fc"
-    #: Seconds a temp file must be untouched before a new try removes it as a killed try's leftover.
-    #: A live writer touches its temp file on every write.
-    stale_partial_age: float = 300.0
+    #: Seconds a temp file of ours must be untouched before a new try removes it. 0: only this
+    #: task's object names are cleaned, and a writer of those names now is an earlier try of this
+    #: task (killed, or a zombie that was superseded) or a racer that could not win either.
+    stale_partial_age: float = 0.0
 
     def __init__(
         self,
@@ -215,7 +216,7 @@ class DownloadReportOperator(BaseOperator):
         # A template that renders to "" (no lake connection configured) means none.
         folder = resolve_destination(self.destination, self.dest_conn_id or None)
         zipped = is_zip(report)
-        log.info(
+        self.log.info(
             "Landing Canvas report %s #%s (%s, %s) into %s%s",
             report.report,
             report.id,
@@ -233,7 +234,7 @@ class DownloadReportOperator(BaseOperator):
             landed = self._retrying(report, lambda: [self._land_file(hook, report, folder / name)])
         elapsed = time.monotonic() - started
         for obj in landed:
-            log.info(
+            self.log.info(
                 "%s %s (%s, sha256 %s)",
                 "Kept identical" if obj.skipped else "Landed",
                 obj.uri,
@@ -241,7 +242,7 @@ class DownloadReportOperator(BaseOperator):
                 obj.sha256,
             )
         total = sum(obj.size for obj in landed)
-        log.info("Landed %d object(s), %s, in %.1fs", len(landed), _format_size(total), elapsed)
+        self.log.info("Landed %d object(s), %s, in %.1fs", len(landed), _format_size(total), elapsed)
 
         self._emit_asset_events(context, report, landed)
         self._lineage = {
@@ -267,7 +268,7 @@ class DownloadReportOperator(BaseOperator):
         # Straight from the HTTP body to the store: no local copy for a CSV or an unextracted ZIP.
         with hook.open_report_file(report) as download:
             return write_stream(
-                _with_progress(download.chunks, download.expected_size, f"report #{report.id}"),
+                _with_progress(download.chunks, download.expected_size, f"report #{report.id}", self.log),
                 target,
                 expected_size=download.expected_size,
                 overwrite=self.overwrite,
@@ -281,23 +282,25 @@ class DownloadReportOperator(BaseOperator):
         with (
             hook.open_report_file(report) as download,
             spool_stream(
-                _with_progress(download.chunks, download.expected_size, f"report #{report.id}"),
+                _with_progress(download.chunks, download.expected_size, f"report #{report.id}", self.log),
                 expected_size=download.expected_size,
                 dir=self.spool_dir,
             ) as spooled,
         ):
-            log.info(
+            self.log.info(
                 "Received the ZIP (%s, sha256 %s); extracting", _format_size(spooled.size), spooled.sha256
             )
             self._clean_partials(folder, _member_names(spooled.path))
             return extract_zip(spooled.path, folder, limits=self._zip_limits(), overwrite=self.overwrite)
 
     def _clean_partials(self, folder: ObjectStoragePath, names: list[str]) -> None:
-        # Leftovers of an earlier try killed mid-write (kill -9, OOM). Only our own names, and only
-        # old ones, so another task writing into the same folder right now is never disturbed.
+        # Leftovers of an earlier try killed mid-write (kill -9, OOM): only our own object names,
+        # so other files in the folder (and other tasks' objects) are never touched.
         removed = clean_stale_partials(folder, names, min_age=self.stale_partial_age)
         if removed:
-            log.info("Removed %d leftover(s) of an earlier, killed try in %s", len(removed), describe(folder))
+            self.log.info(
+                "Removed %d leftover(s) of an earlier, killed try in %s", len(removed), describe(folder)
+            )
 
     def _zip_limits(self) -> ZipLimits | None:
         if self.zip_limits is None or isinstance(self.zip_limits, ZipLimits):
@@ -317,7 +320,7 @@ class DownloadReportOperator(BaseOperator):
                 if number >= self.download_attempts:
                     raise
                 delay = self.download_retry_delay * 2 ** (number - 1)
-                log.warning(
+                self.log.warning(
                     "Download attempt %d of %d for report #%s failed: %s Retrying in %.0fs.",
                     number,
                     self.download_attempts,

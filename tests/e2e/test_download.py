@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import time
 import zipfile
 from collections.abc import Callable
@@ -430,17 +429,38 @@ def test_hostile_zip_is_refused_and_nothing_lands(
 def test_leftovers_of_a_killed_try_are_cleaned(canvas: Any, run_dag: RunDag, lake: Path) -> None:
     report_id = finished_report(canvas, "provisioning_csv", {"users": True, "courses": True})
     lake.mkdir(parents=True)
-    stale = lake / ".users.csv.partial-0123456789abcdef"
-    stale.write_bytes(b"half a file from a try that was kill -9'd")
-    an_hour_ago = time.time() - 3600
-    os.utime(stale, (an_hour_ago, an_hour_ago))
-    other = lake / "notes.txt"  # not ours: never touched
-    other.write_bytes(b"keep me")
+    # What kill -9 of the previous try leaves: a hidden temp of one of this task's objects. The
+    # retry may come seconds later, so even a fresh one is removed.
+    (lake / ".users.csv.partial-0123456789abcdef").write_bytes(b"half a file from a killed try")
+    # Not ours to touch: another object's temp and an unrelated file.
+    (lake / ".notes.txt.partial-0123456789abcdef").write_bytes(b"someone else's upload")
+    (lake / "notes.txt").write_bytes(b"keep me")
 
     result = run_dag(
         download_dag("dl_stale", report="provisioning_csv", report_id=report_id, destination=lake.as_uri())
     )
 
     assert result["land"].state == "success"
-    assert sorted(listing(lake)) == ["courses.csv", "notes.txt", "users.csv"]
-    assert other.read_bytes() == b"keep me"
+    assert sorted(listing(lake)) == [
+        ".notes.txt.partial-0123456789abcdef",
+        "courses.csv",
+        "notes.txt",
+        "users.csv",
+    ]
+    assert (lake / "notes.txt").read_bytes() == b"keep me"
+
+
+def test_leftover_of_a_killed_csv_try_is_cleaned(canvas: Any, run_dag: RunDag, lake: Path) -> None:
+    report_id = finished_report(canvas, "last_user_access_csv")
+    name = canvas.sim.reports[report_id].attachment.display_name
+    lake.mkdir(parents=True)
+    (lake / f".{name}.partial-fedcba9876543210").write_bytes(b"half")
+
+    result = run_dag(
+        download_dag(
+            "dl_stale_csv", report="last_user_access_csv", report_id=report_id, destination=lake.as_uri()
+        )
+    )
+
+    assert result["land"].state == "success"
+    assert listing(lake) == {name: generated_file(canvas, report_id).read_bytes()}
