@@ -115,7 +115,11 @@ class DagResult:
 def _register(dag: Any) -> None:
     """dag.test() needs the DAG serialised in the metadata DB; a test's DAG is in no DAG folder."""
     from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    try:
+        from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    except ImportError:  # Airflow 3.1
+        from airflow.models.dagbag import DagBag, sync_bag_to_db  # type: ignore[no-redef]
 
     DagBundlesManager().sync_bundles_to_db()
     bag = DagBag(dag_folder=os.devnull, collect_dags=False)
