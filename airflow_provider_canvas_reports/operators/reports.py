@@ -63,11 +63,16 @@ class StartAccountReportOperator(BaseOperator):
 
     - Airflow 3.3+: the report id goes into ``task_state_store`` right after the start; a retry
       reconnects to a report still running, returns a completed one, and starts afresh only
-      after one that failed (``error``, ``aborted``, ``deleted``).
-    - Every version: when a start's answer is lost (the POST may have created the report) and
-      before starting on a retry without a stored id, it looks in the report index for a run
-      of the same type with the same parameters created since the try's POST (lost answer) or
-      the DAG run's start (retry), not failed, and adopts it.
+      after one that failed (``error``, ``aborted``, ``deleted``). The id stays after success,
+      as for every durable Airflow task: clearing a successful task returns its report again
+      unless ``[state_store] clear_on_success`` is set (the id could otherwise be forgotten
+      before the success is recorded, and a crash in that gap would start a duplicate).
+    - Every version: when a start's answer is lost (the POST may have created the report), and
+      before starting on a retry where ``task_state_store`` is missing (Airflow < 3.3), it looks
+      in the report index (newest first) for a run of the same type with the same parameters,
+      created since the try's POST (lost answer) or the DAG run's start (retry), not failed,
+      and adopts it. Below 3.3 this also means that clearing a successful task in the same
+      DAG run returns its report again instead of starting a new one.
 
     :param report: the report type, e.g. ``provisioning_csv`` (templated).
     :param parameters: report parameters, e.g. ``{"users": True, "enrollment_term_id":
@@ -153,15 +158,15 @@ class StartAccountReportOperator(BaseOperator):
         account = hook.account(self.account_id)
         sent = canvas_parameters.prepare(self.parameters, skip_message=self.skip_message)
         store = _state_store(context)
-        saved = _store_get(store, self.log)
+        saved, store_ok = _store_get(store, self.log)
 
         report = self._resume_from_saved(saved, hook, account, sent)
         if report is None:
             if self.validate_parameters:
                 hook.validate_parameters(self.report, sent, account)
-            # With a stored id (3.3+) the earlier try's report is known and was not adoptable;
-            # without one, the earlier try may have started a report before dying.
-            if _try_number(context) > 1 and saved is None:
+            # Without task_state_store (Airflow < 3.3) an earlier try may have started a report
+            # before dying: look for it. With it, an earlier try's report would be in it.
+            if _try_number(context) > 1 and not store_ok:
                 since = _dag_run_start(context)
                 report = self._reconcile(hook, account, sent, since, why="this is a retry")
             if report is None:
@@ -343,14 +348,15 @@ def _state_store(context: Context) -> Any:
     return context.get("task_state_store")  # type: ignore[misc]
 
 
-def _store_get(store: Any, log: Any) -> Any:
+def _store_get(store: Any, log: Any) -> tuple[Any, bool]:
+    """The saved value, and whether the store could be read at all."""
     if store is None:
-        return None
+        return None, False
     try:
-        return store.get(STATE_KEY)
-    except Exception as exc:  # the store is an aid; the index reconcile still protects the retry
+        return store.get(STATE_KEY), True
+    except Exception as exc:  # the store is an aid; the index reconcile then protects the retry
         log.warning("Could not read task_state_store: %s", exc)
-        return None
+        return None, False
 
 
 def _store_set(store: Any, value: dict[str, Any], log: Any) -> None:

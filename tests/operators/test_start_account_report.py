@@ -52,6 +52,9 @@ class FakeStateStore:
     def set(self, key: str, value: Any, *, retention: Any = None) -> None:
         self.values[key] = json.loads(json.dumps(value))
 
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
 
 class FakeDagRun:
     def __init__(self, start_date: datetime) -> None:
@@ -295,41 +298,76 @@ class TestExecuteComplete:
             operator().execute_complete({}, self.event(10, "success", report_json=final), report_id=9)
 
 
+def crashed_try(store: FakeStateStore, **kwargs: Any) -> int:
+    """A first try that started its report and handed the wait to a triggerer that then died."""
+    context = make_context(store=store)
+    with pytest.raises(TaskDeferred):
+        operator(wait_for_completion=True, deferrable=True, **kwargs).execute(context)
+    return context["ti"].xcoms["report_id"]
+
+
 class TestNoDuplicates:
-    def test_state_store_saves_the_report_right_after_the_start(self, canvas: CanvasSimulator):
+    def test_state_store_holds_the_report_before_any_waiting(self, canvas: CanvasSimulator):
         store = FakeStateStore()
-        result = operator().execute(make_context(store=store))
-        assert store.values[STATE_KEY] == {"report_id": result["id"], "report": REPORT, "account_id": "self"}
+        report_id = crashed_try(store)
+        assert store.values[STATE_KEY] == {"report_id": report_id, "report": REPORT, "account_id": "self"}
+
+    def test_with_a_store_a_retry_never_searches_the_index(self, canvas: CanvasSimulator):
+        store = FakeStateStore()
+        operator().execute(make_context(store=store, try_number=2))  # nothing stored: start
+        assert canvas.counters.starts[REPORT] == 1
+        assert canvas.counters.requests["index"] == 0
 
     def test_retry_reconnects_to_a_waiting_report(self, canvas: CanvasSimulator):
         canvas.script_report(REPORT, "stuck_running")
         store = FakeStateStore()
-        first = operator().execute(make_context(store=store))
+        first_id = crashed_try(store)
         context = make_context(try_number=2, store=store)
         with pytest.raises(TaskDeferred) as deferred:
             operator(wait_for_completion=True, deferrable=True).execute(context)
-        assert deferred.value.trigger.report_id == first["id"]
+        assert deferred.value.trigger.report_id == first_id
         assert canvas.counters.starts[REPORT] == 1
-        assert context["ti"].xcoms["report_id"] == first["id"]  # pushed again for this try
+        assert canvas.counters.requests["index"] == 0  # found through the store, not the index
+        assert context["ti"].xcoms["report_id"] == first_id  # pushed again for this try
 
     def test_retry_returns_a_completed_report(self, canvas: CanvasSimulator):
         store = FakeStateStore()
-        first = operator().execute(make_context(store=store))
-        wait_until(canvas, first["id"], "complete")
+        first_id = crashed_try(store)
+        wait_until(canvas, first_id, "complete")
         again = operator(wait_for_completion=True).execute(make_context(try_number=2, store=store))
-        assert again["id"] == first["id"]
+        assert again["id"] == first_id
         assert again["status"] == "complete"
         assert canvas.counters.starts[REPORT] == 1
+        assert canvas.counters.requests["index"] == 0
 
     def test_retry_starts_afresh_after_a_failed_report(self, canvas: CanvasSimulator):
         canvas.script_report(REPORT, "error")
         store = FakeStateStore()
-        first = operator().execute(make_context(store=store))
-        wait_until(canvas, first["id"], "error")
+        with pytest.raises(ReportFailedError):
+            operator(wait_for_completion=True).execute(make_context(store=store))
+        first_id = store.values[STATE_KEY]["report_id"]
         again = operator().execute(make_context(try_number=2, store=store))
-        assert again["id"] != first["id"]
+        assert again["id"] != first_id
         assert canvas.counters.starts[REPORT] == 2
-        assert store.values[STATE_KEY]["report_id"] == again["id"]
+
+    def test_retry_starts_afresh_when_the_parameters_changed(self, canvas: CanvasSimulator):
+        store = FakeStateStore()
+        first_id = crashed_try(store)
+        again = operator(parameters={"users": True, "terms": True}).execute(
+            make_context(try_number=2, store=store)
+        )
+        assert again["id"] != first_id
+        assert canvas.counters.starts[REPORT] == 2
+
+    def test_an_unreadable_store_falls_back_to_the_index(self, canvas: CanvasSimulator):
+        class Broken(FakeStateStore):
+            def get(self, key: str, default: Any = None) -> Any:
+                raise RuntimeError("state store unavailable")
+
+        first = operator().execute(make_context())
+        again = operator().execute(make_context(try_number=2, store=Broken()))
+        assert again["id"] == first["id"]
+        assert canvas.counters.starts[REPORT] == 1
 
     def test_without_a_store_a_retry_adopts_the_earlier_tries_report(self, canvas: CanvasSimulator):
         first = operator(parameters={"users": True, "courses": True}).execute(make_context())
