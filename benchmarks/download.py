@@ -1,0 +1,264 @@
+"""Download throughput and ZIP extraction, side by side with curl and unzip.
+
+Download: a report file (1 GiB of CSV) from the simulator, through Canvas's two-redirect chain
+(Canvas host with the token -> files host -> store), into a ``file://`` folder, with the
+DownloadReportOperator as a task runs it (size check, SHA-256, temp file, fsync, rename).
+Reference: ``curl -sS -L -o FILE <files-host URL>``. curl gets the signed, token-free link that
+the Canvas host redirects to (resolved just before each curl run), so it follows one redirect
+(files host -> store) and never holds the token; the provider also makes the first hop itself.
+That hop is one small request on localhost (about a millisecond against seconds of transfer).
+
+ZIP extraction: ``storage.extract_zip`` of the same archive (a provisioning ZIP holding 1 GiB of
+CSV) into a ``file://`` folder, against ``unzip -q -o ZIP -d DIR``. Both check CRC-32; the
+provider also computes SHA-256, enforces the ZIP-bomb limits, writes temp files, fsyncs and renames.
+
+Outputs go to tmpfs (/dev/shm) when available, so that the disk, whose speed drifts most on a
+shared machine, stays out of the comparison; the simulator runs in its own process.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import (
+    GiB,
+    MiB,
+    SimProcess,
+    arg_parser,
+    cache_dir,
+    cpu_seconds,
+    emit,
+    median,
+    run_child,
+    say,
+    scratch_dir,
+    throughput,
+    verdict,
+    wait_complete,
+)
+
+CSV_REPORT = "last_user_access_csv"
+ZIP_REPORT = "provisioning_csv"
+ZIP_PARAMS = {"users": True, "courses": True, "enrollments": True}
+GOAL_DOWNLOAD = 0.9
+GOAL_UNZIP = 0.8
+
+
+def _tool(name: str) -> str | None:
+    return shutil.which(name)
+
+
+def _empty(folder: Path) -> None:
+    for child in folder.iterdir():
+        if child.is_dir():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def _files_url(sim: SimProcess, report: Any) -> str:
+    """The signed files-host link the Canvas host redirects to (asked with the token, once)."""
+    import requests
+
+    resp = requests.get(
+        sim.url + f"/files/{report.attachment.id}/download",
+        headers={"Authorization": f"Bearer {sim.token}"},
+        allow_redirects=False,
+        timeout=30,
+    )
+    if resp.status_code != 302:
+        raise RuntimeError(f"expected the Canvas host to redirect, got {resp.status_code}")
+    return str(resp.headers["location"])
+
+
+def provider_download(report_type: str, report_id: int, dest: Path) -> dict[str, Any]:
+    """The operator's execute(), timed: wall and this process's CPU (all threads)."""
+    from airflow_provider_canvas_reports.operators.download import DownloadReportOperator
+
+    op = DownloadReportOperator(
+        task_id="bench_download",
+        report=report_type,
+        report_id=report_id,
+        destination=f"file://{dest}/",
+        extract_zip=False,
+        asset_alias=None,
+    )
+    cpu0, t0 = cpu_seconds(), time.perf_counter()
+    landed = op.execute(context={})  # type: ignore[arg-type]
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+    return {"wall": wall, "cpu": cpu, "size": sum(obj["size"] for obj in landed)}
+
+
+def curl_download(url: str, dest: Path) -> dict[str, Any]:
+    out = run_child(
+        [
+            "curl",
+            "-sS",
+            "-L",
+            "--fail",
+            "-o",
+            str(dest / "curl.csv"),
+            "-w",
+            "%{size_download} %{num_redirects}",
+            url,
+        ]
+    )
+    if out["returncode"] != 0:
+        raise RuntimeError(f"curl failed ({out['returncode']})")
+    size, redirects = out["stdout"].split()
+    return {"wall": out["wall"], "cpu": out["cpu"], "size": int(size), "redirects": int(redirects)}
+
+
+def provider_extract(zip_path: Path, dest: Path) -> dict[str, Any]:
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_provider_canvas_reports.storage import extract_zip
+
+    cpu0, t0 = cpu_seconds(), time.perf_counter()
+    landed = extract_zip(zip_path, ObjectStoragePath(f"file://{dest}/"))
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+    return {"wall": wall, "cpu": cpu, "size": sum(obj.size for obj in landed)}
+
+
+def unzip_extract(zip_path: Path, dest: Path) -> dict[str, Any]:
+    out = run_child(["unzip", "-q", "-o", str(zip_path), "-d", str(dest)])
+    if out["returncode"] != 0:
+        raise RuntimeError(f"unzip failed ({out['returncode']})")
+    return {"wall": out["wall"], "cpu": out["cpu"]}
+
+
+def side_by_side(rounds: int, ours: Any, theirs: Any | None, reset: Any) -> tuple[list[dict], list[dict]]:
+    """Alternate the two (ours first on even rounds, theirs first on odd) so drift hits both."""
+    a: list[dict] = []
+    b: list[dict] = []
+    for n in range(rounds):
+        order = [("ours", ours), ("theirs", theirs)]
+        if n % 2:
+            order.reverse()
+        for who, run in order:
+            if run is None:
+                continue
+            reset()
+            (a if who == "ours" else b).append(run())
+    reset()
+    return a, b
+
+
+def summarise(label: str, size: int, ours: list[dict], theirs: list[dict], ref: str) -> dict[str, Any]:
+    ours_wall = median([r["wall"] for r in ours])
+    ours_cpu = median([r["cpu"] for r in ours])
+    result: dict[str, Any] = {
+        "size_bytes": size,
+        "rounds": len(ours),
+        "provider_mib_s": round(throughput(size, ours_wall), 1),
+        "provider_cpu_s_per_gib": round(ours_cpu * GiB / size, 2),
+        "provider_runs_s": [round(r["wall"], 3) for r in ours],
+    }
+    line = f"{label}: provider {result['provider_mib_s']} MiB/s (median of {len(ours)})"
+    if theirs:
+        ref_wall = median([r["wall"] for r in theirs])
+        ref_cpu = median([r["cpu"] for r in theirs])
+        # Ratio of throughputs = inverse ratio of times; median of per-round ratios resists drift.
+        ratios = [t["wall"] / o["wall"] for o, t in zip(ours, theirs, strict=False)]
+        result.update(
+            reference=ref,
+            reference_mib_s=round(throughput(size, ref_wall), 1),
+            reference_cpu_s_per_gib=round(ref_cpu * GiB / size, 2),
+            reference_runs_s=[round(r["wall"], 3) for r in theirs],
+            ratio=round(median(ratios), 3),
+        )
+        line += f", {ref} {result['reference_mib_s']} MiB/s: ratio {result['ratio']}"
+    else:
+        result.update(reference=f"{ref} (not installed: skipped)", ratio=None)
+        line += f"; {ref} not installed, reference SKIPPED"
+    say(line)
+    return result
+
+
+def main() -> None:
+    parser = arg_parser(__doc__)
+    parser.add_argument("--size-mib", type=int, help="report size (default 1024; smoke 8)")
+    parser.add_argument("--rounds", type=int, help="side-by-side rounds (default 3; smoke 1)")
+    args = parser.parse_args()
+    size = (args.size_mib or (8 if args.smoke else 1024)) * MiB
+    rounds = args.rounds or (1 if args.smoke else 3)
+    curl, unzip = _tool("curl"), _tool("unzip")
+    for name, path in (("curl", curl), ("unzip", unzip)):
+        if path is None:
+            say(f"NOTE: {name} is not installed: its reference is skipped (scripts/bench.sh installs it).")
+
+    sim_cfg = {
+        "users": 200,
+        "pad_to_bytes": size,
+        "run_seconds": 0.0,
+        "throttle": None,
+        "data_dir": str(cache_dir() / "sim-data"),
+        "generation_workers": 2,
+    }
+    say(f"download: {size / MiB:.0f} MiB reports; simulator data cached in {sim_cfg['data_dir']}")
+    with SimProcess(**sim_cfg) as sim:
+        sim.connect()
+        from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
+
+        hook = CanvasHook()
+        t0 = time.perf_counter()
+        csv_id = hook.start_report(CSV_REPORT, {}).id
+        zip_id = hook.start_report(ZIP_REPORT, ZIP_PARAMS).id
+        sim.call("idle", timeout=1800)
+        csv_report = wait_complete(hook, CSV_REPORT, csv_id)
+        zip_report = wait_complete(hook, ZIP_REPORT, zip_id)
+        say(f"reports ready in {time.perf_counter() - t0:.1f}s (generated once, then cached)")
+        csv_size = csv_report.attachment.size
+
+        out = scratch_dir("canvas-bench-dl-")
+        ours, theirs = side_by_side(
+            rounds,
+            lambda: provider_download(CSV_REPORT, csv_id, out),
+            (lambda: curl_download(_files_url(sim, csv_report), out)) if curl else None,
+            lambda: _empty(out),
+        )
+        assert all(r["size"] == csv_size for r in ours + theirs), "a download has the wrong size"
+        assert all(r.get("redirects", 1) == 1 for r in theirs)
+        counters = sim.counters()
+        download = summarise("download", csv_size, ours, theirs, "curl -L")
+        download.update(
+            goal=GOAL_DOWNLOAD,
+            met=download["ratio"] is not None and download["ratio"] >= GOAL_DOWNLOAD,
+            token_sent_off_canvas=counters["files_auth_headers"],
+            destination=str(out),
+        )
+
+        # The ZIP, spooled once by the provider's own download, is the archive both extract.
+        zip_dir = scratch_dir("canvas-bench-zip-")
+        with hook.open_report_file(zip_report) as stream, open(zip_dir / "report.zip", "wb") as f:
+            for chunk in stream.chunks:
+                f.write(chunk)
+        zip_path = zip_dir / "report.zip"
+        hook.close()
+
+    members_size = sum(info.file_size for info in zipfile.ZipFile(zip_path).infolist())
+    out_zip = scratch_dir("canvas-bench-unzip-")
+    ours_z, theirs_z = side_by_side(
+        rounds,
+        lambda: provider_extract(zip_path, out_zip),
+        (lambda: unzip_extract(zip_path, out_zip)) if unzip else None,
+        lambda: _empty(out_zip),
+    )
+    extract = summarise("unzip", members_size, ours_z, theirs_z, "unzip")
+    extract.update(
+        zip_bytes=zip_path.stat().st_size,
+        goal=GOAL_UNZIP,
+        met=extract["ratio"] is not None and extract["ratio"] >= GOAL_UNZIP,
+    )
+    say(f"download goal >= {GOAL_DOWNLOAD}x curl: {verdict(download['met'])}")
+    say(f"unzip goal >= {GOAL_UNZIP}x unzip: {verdict(extract['met'])}")
+    emit("download", smoke=args.smoke, **download)
+    emit("unzip", smoke=args.smoke, **extract)
+
+
+if __name__ == "__main__":
+    main()
