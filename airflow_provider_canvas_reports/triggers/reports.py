@@ -26,6 +26,7 @@ from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
 from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
 
 TRIGGER_PATH = "airflow_provider_canvas_reports.triggers.reports.ReportStatusTrigger"
+ON_KILL_TIMEOUT = 25.0
 
 
 def retry_policy_kwargs(policy: RetryPolicy | None) -> dict[str, float | int] | None:
@@ -245,13 +246,18 @@ class ReportStatusTrigger(BaseTrigger):
         """
         hook = self._hook()
         try:
-            result = await hook.acancel_report(self.report, self.report_id, self.account_id)
+            # Within the triggerer's own bound ([triggerer] on_kill_timeout, 30 s by default), so
+            # that giving up is logged here rather than cut short silently.
+            result = await asyncio.wait_for(
+                hook.acancel_report(self.report, self.report_id, self.account_id), ON_KILL_TIMEOUT
+            )
         except Exception as exc:
             self.log.warning(
-                "Could not cancel Canvas report %s #%s after the task was killed: %s",
+                "Could not cancel Canvas report %s #%s after the task was killed (%s); stop it by hand "
+                "in Canvas (Account > Settings > Reports).",
                 self.report,
                 self.report_id,
-                exc,
+                str(exc) or type(exc).__name__,
             )
             return
         if result is None:
