@@ -7,7 +7,8 @@ runs and loads every landed CSV into a table ``canvas_<name>`` (``canvas_users``
 
 The warehouse is any database with a common.sql ``DbApiHook``, named by the connection
 ``canvas_warehouse`` (Postgres, Snowflake, BigQuery, ...): the DAG only uses ``run`` and
-``insert_rows``. The demo uses a SQLite file: ``{"conn_type": "sqlite", "host": "/path/warehouse.db"}``.
+``insert_rows``. The demo uses a SQLite file (apache-airflow-providers-sqlite):
+``{"conn_type": "sqlite", "host": "/path/warehouse.db"}``.
 
 Rows are streamed: the CSV is read from object storage through the csv module and inserted in
 batches of ``BATCH_ROWS`` with executemany, so no file is ever held in memory. Each table is
@@ -21,7 +22,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -38,32 +38,9 @@ BATCH_ROWS = 20_000
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
-class _SqliteFileHook(DbApiHook):
-    """A SQLite file as a DbApiHook, for when apache-airflow-providers-sqlite is not installed.
-
-    With that provider installed, the ``sqlite`` connection type uses its SqliteHook instead.
-    """
-
-    conn_name_attr = "sqlite_conn_id"
-    default_conn_name = WAREHOUSE_CONN_ID
-    conn_type = "sqlite"
-    hook_name = "SQLite (file)"
-    _placeholder = "?"
-    supports_executemany = True
-
-    def get_conn(self) -> sqlite3.Connection:
-        conn = self.get_connection(self.get_conn_id())
-        return sqlite3.connect(conn.host or ":memory:", timeout=60)
-
-
 def warehouse_hook(conn_id: str = WAREHOUSE_CONN_ID) -> DbApiHook:
     conn = BaseHook.get_connection(conn_id)
-    try:
-        hook = conn.get_hook()
-    except Exception:
-        if conn.conn_type != "sqlite":
-            raise
-        hook = _SqliteFileHook(sqlite_conn_id=conn_id)
+    hook = conn.get_hook()
     if not isinstance(hook, DbApiHook):
         raise TypeError(f"Connection {conn_id!r} ({conn.conn_type}) has no SQL hook (DbApiHook)")
     return hook

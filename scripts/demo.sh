@@ -13,13 +13,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 if [[ -n "${CANVAS_DEMO_PYTHON:-}" ]]; then
     py=$CANVAS_DEMO_PYTHON
-elif grep -q -- '--setup-only' scripts/test.sh 2>/dev/null; then
-    scripts/test.sh --setup-only
-    py=.venv/bin/python
 else
     # shellcheck source=scripts/_venv.sh
     source scripts/_venv.sh
-    canvas_venv
-    py=$CANVAS_PY
+    canvas_ensure_venv "$PWD/.venv" requirements/dev.lock >&2
+    py=.venv/bin/python
 fi
 exec "$py" scripts/demo.py "$@"

@@ -81,75 +81,9 @@ setup_phase() {
     printf '<== %s: ok (%s)\n' "$name" "$(elapsed "$start")"
 }
 
-# --- uv -------------------------------------------------------------------------------------
-UV=()
-find_uv() {
-    if command -v uv >/dev/null 2>&1; then
-        UV=(uv)
-    elif [[ -x "$ROOT/.venv-uv/bin/uv" ]]; then
-        UV=("$ROOT/.venv-uv/bin/uv")
-    elif "$PYTHON" -m uv --version >/dev/null 2>&1; then
-        UV=("$PYTHON" -m uv)
-    else
-        return 1
-    fi
-}
-
-install_uv() {
-    if find_uv; then
-        echo "using $("${UV[@]}" --version) (${UV[*]})"
-        return 0
-    fi
-    # A bootstrap venv works as root and non-root, and on distributions whose system Python
-    # refuses `pip install` (PEP 668). Fall back to --user where the venv module is missing.
-    echo "uv not found; installing it into .venv-uv"
-    if "$PYTHON" -m venv "$ROOT/.venv-uv" && "$ROOT/.venv-uv/bin/python" -m pip install -q uv; then
-        UV=("$ROOT/.venv-uv/bin/uv")
-    else
-        rm -rf "$ROOT/.venv-uv"
-        echo "venv bootstrap failed; trying: $PYTHON -m pip install --user uv"
-        "$PYTHON" -m pip install -q --user uv ||
-            "$PYTHON" -m pip install -q --user --break-system-packages uv || return 1
-        UV=("$PYTHON" -m uv)
-    fi
-    echo "using $("${UV[@]}" --version)"
-}
-
-# --- venvs --------------------------------------------------------------------------------
-# The stamp covers what the venv was built from: lock, pyproject (entry points, scripts), the
-# interpreter and this script's install steps. Equal stamp -> reuse the venv as it is.
-stamp_of() {
-    local lock=$1
-    {
-        echo "install-steps v1"
-        "$PYTHON" -c 'import sys; print(sys.version)'
-        cat "$lock" pyproject.toml
-    } | "$PYTHON" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())'
-}
-
-py_minor() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo none; }
-
-# ensure_venv DIR LOCK. Called as an `if` condition, where set -e is off: hence the `|| return`.
-ensure_venv() {
-    local dir=$1 lock=$2 want
-    want=$(stamp_of "$lock") || return 1
-    if [[ $resync == 0 && -x "$dir/bin/python" ]] && "$dir/bin/python" -c '' 2>/dev/null &&
-        [[ "$(cat "$dir/.canvas-stamp" 2>/dev/null)" == "$want" ]]; then
-        echo "$dir is up to date with $lock (stamp matches); reusing it"
-        return 0
-    fi
-    # Recreate a venv that is broken or made from another Python minor; otherwise sync in place.
-    if [[ "$(py_minor "$dir/bin/python")" != "$(py_minor "$PYTHON")" ]]; then
-        rm -rf "$dir"
-        "${UV[@]}" venv --quiet --python "$PYTHON" "$dir" || return 1
-    fi
-    rm -f "$dir/.canvas-stamp"
-    # sync = exactly the lock: removes anything else, so runs are reproducible.
-    "${UV[@]}" pip sync --python "$dir/bin/python" "$lock" || return 1
-    # The provider itself, editable (code changes need no reinstall); deps are all in the lock.
-    "${UV[@]}" pip install --python "$dir/bin/python" --no-deps -e . || return 1
-    echo "$want" >"$dir/.canvas-stamp"
-}
+# --- venvs (shared with scripts/demo.sh) ---------------------------------------------------
+# shellcheck source=scripts/_venv.sh
+source scripts/_venv.sh
 
 # --- pytest -------------------------------------------------------------------------------
 # run_pytest VENV ARGS...: exit 5 (nothing collected) is a failure: a run that tests nothing
@@ -179,12 +113,9 @@ AIRFLOW_HOME=$(mktemp -d "${TMPDIR:-/tmp}/canvas-test-airflow-home.XXXXXX")
 trap 'rm -rf "$AIRFLOW_HOME"' EXIT
 export AIRFLOW_HOME
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
-# Trust the OS certificate store, as curl and git do: uv's built-in roots fail behind a
-# TLS-intercepting proxy whose CA only the system knows. (Older uv ignores the variable.)
-export UV_SYSTEM_CERTS=${UV_SYSTEM_CERTS:-1}
 
-setup_phase "install uv" install_uv
-setup_phase "venv .venv (requirements/dev.lock)" ensure_venv "$ROOT/.venv" requirements/dev.lock
+setup_phase "install uv" canvas_install_uv
+setup_phase "venv .venv (requirements/dev.lock)" canvas_ensure_venv "$ROOT/.venv" requirements/dev.lock "$resync"
 
 VENV_BIN=$ROOT/.venv/bin
 run_phase "ruff check" "$VENV_BIN/ruff" check .
@@ -196,7 +127,7 @@ if [[ $lint_only == 0 ]]; then
 
     if [[ $with_af31 == 1 ]]; then
         setup_phase "venv .venv-af31 (requirements/airflow-3.1.lock)" \
-            ensure_venv "$ROOT/.venv-af31" requirements/airflow-3.1.lock
+            canvas_ensure_venv "$ROOT/.venv-af31" requirements/airflow-3.1.lock "$resync"
         af31_paths=()
         for p in "${AF31_TEST_PATHS[@]}"; do [[ -e $p ]] && af31_paths+=("$p"); done
         run_phase "pytest unit tests (Airflow $(af_version "$ROOT/.venv-af31"))" \
