@@ -100,6 +100,28 @@ async def _read_bounded(stream: aiohttp.StreamReader, limit: int) -> bytes:
     return bytes(body)
 
 
+_HOLDERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = weakref.WeakKeyDictionary()
+
+
+@asynccontextmanager
+async def hold_shared_sessions() -> AsyncIterator[None]:
+    """Keep this loop's shared sessions open while the block runs; the last holder closes them.
+
+    Triggers hold them while they wait: a triggerer's long-lived loop keeps one session while
+    any trigger waits, and a short-lived loop (``dag.test()`` runs each trigger in its own)
+    closes its session before the loop ends instead of leaking it.
+    """
+    loop = asyncio.get_running_loop()
+    _HOLDERS[loop] = _HOLDERS.get(loop, 0) + 1
+    try:
+        yield
+    finally:
+        _HOLDERS[loop] -= 1
+        if _HOLDERS[loop] == 0:
+            del _HOLDERS[loop]
+            await close_shared_sessions()
+
+
 async def close_shared_sessions() -> None:
     """Close this loop's shared sessions (tests and short-lived loops call it before the loop ends)."""
     loop = asyncio.get_running_loop()

@@ -24,6 +24,7 @@ from airflow_provider_canvas_reports.canvas.polling import (
 )
 from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
 from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
+from airflow_provider_canvas_reports.transport.aio import hold_shared_sessions
 
 TRIGGER_PATH = "airflow_provider_canvas_reports.triggers.reports.ReportStatusTrigger"
 ON_KILL_TIMEOUT = 25.0
@@ -196,31 +197,32 @@ class ReportStatusTrigger(BaseTrigger):
         return CanvasHook(self.canvas_conn_id, retry_policy=retry_policy_from_kwargs(self.retry_policy))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = self._hook()
-        account = await hook.aaccount(self.account_id)
-        waiter = Waiter(
-            self.policy,
-            report_type=self.report,
-            report_id=self.report_id,
-            started_at=self.wait_started_at if self.wait_started_at is not None else time.time(),
-            deadline=self.deadline,
-            max_consecutive_errors=self.max_consecutive_errors,
-        )
-        while True:
-            outcome = waiter.before_poll(time.time())
-            if outcome is None:
-                step = await self._poll(hook, account, waiter)
-                if isinstance(step, PollAgain):
-                    if step.warning:
-                        self.log.warning("%s", step.warning)
-                    self.log.info("%s; next poll in %.1fs", step.line, step.seconds)
-                    await asyncio.sleep(step.seconds)
-                    continue
-                outcome = step
-            payload = event_payload(outcome, waiter, account_id=account, now=time.time())
-            self.log.info("Wait ended (%s): %s", outcome.kind, payload["summary"])
-            yield TriggerEvent(payload)
-            return
+        async with hold_shared_sessions():
+            hook = self._hook()
+            account = await hook.aaccount(self.account_id)
+            waiter = Waiter(
+                self.policy,
+                report_type=self.report,
+                report_id=self.report_id,
+                started_at=self.wait_started_at if self.wait_started_at is not None else time.time(),
+                deadline=self.deadline,
+                max_consecutive_errors=self.max_consecutive_errors,
+            )
+            while True:
+                outcome = waiter.before_poll(time.time())
+                if outcome is None:
+                    step = await self._poll(hook, account, waiter)
+                    if isinstance(step, PollAgain):
+                        if step.warning:
+                            self.log.warning("%s", step.warning)
+                        self.log.info("%s; next poll in %.1fs", step.line, step.seconds)
+                        await asyncio.sleep(step.seconds)
+                        continue
+                    outcome = step
+                payload = event_payload(outcome, waiter, account_id=account, now=time.time())
+                self.log.info("Wait ended (%s): %s", outcome.kind, payload["summary"])
+                yield TriggerEvent(payload)
+                return
 
     async def _poll(self, hook: CanvasHook, account: str, waiter: Waiter) -> Outcome | PollAgain:
         left = waiter.time_left(time.time())
@@ -248,9 +250,10 @@ class ReportStatusTrigger(BaseTrigger):
         try:
             # Within the triggerer's own bound ([triggerer] on_kill_timeout, 30 s by default), so
             # that giving up is logged here rather than cut short silently.
-            result = await asyncio.wait_for(
-                hook.acancel_report(self.report, self.report_id, self.account_id), ON_KILL_TIMEOUT
-            )
+            async with hold_shared_sessions():
+                result = await asyncio.wait_for(
+                    hook.acancel_report(self.report, self.report_id, self.account_id), ON_KILL_TIMEOUT
+                )
         except Exception as exc:
             self.log.warning(
                 "Could not cancel Canvas report %s #%s after the task was killed (%s); stop it by hand "
