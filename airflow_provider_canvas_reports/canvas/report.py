@@ -165,6 +165,18 @@ class Report:
             raw=dict(data),
         )
 
+    def as_json(self) -> dict[str, Any]:
+        """The Report as Canvas sent it, for XCom and trigger events, minus one credential.
+
+        The attachment's `url` carries a `verifier` that opens the file without a token, so it
+        must not land in XCom: its query string is dropped. Everything else is kept as sent.
+        """
+        data = dict(self.raw)
+        attachment = data.get("attachment")
+        if isinstance(attachment, Mapping) and isinstance(attachment.get("url"), str):
+            data["attachment"] = {**attachment, "url": attachment["url"].split("?", 1)[0]}
+        return data
+
     @property
     def phase(self) -> Phase:
         return classify(self.status)

@@ -195,7 +195,7 @@ def conclude(
         note, completed = describe_cancel(hook, event.report, event.report_id, account, log)
         if completed is not None:
             log.info("%s", note)
-            return dict(completed.raw)
+            return completed.as_json()
         raise on_timeout(f"{event.message} {note}")
     assert event.status == ERROR
     raise on_error(event.message)

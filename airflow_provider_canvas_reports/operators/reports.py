@@ -174,7 +174,7 @@ class StartAccountReportOperator(BaseOperator):
         self._remember(context, store, report, account)
 
         if not self.wait_for_completion:
-            return dict(report.raw)
+            return report.as_json()
         return self._wait(hook, account, report)
 
     def _start(self, hook: CanvasHook, account: str, sent: dict[str, Any]) -> Report:
@@ -283,7 +283,7 @@ class StartAccountReportOperator(BaseOperator):
     # -- waiting ---------------------------------------------------------------------------
     def _wait(self, hook: CanvasHook, account: str, report: Report) -> dict[str, Any]:
         if report.phase is Phase.SUCCESS:
-            return dict(report.raw)
+            return report.as_json()
         if report.phase is Phase.FAILURE:
             raise ReportFailedError(report.failure_message())
         started = time.time()

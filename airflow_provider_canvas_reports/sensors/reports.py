@@ -186,7 +186,7 @@ class ReportCompleteSensor(BaseSensorOperator):
         note, completed = describe_cancel(self.hook, self.report, report_id, account, self.log)
         if completed is not None:
             self.log.info("%s", note)
-            return dict(completed.raw)
+            return completed.as_json()
         message = (
             f"Canvas report {self.report} #{report_id} did not finish within "
             f"{describe_duration(self.timeout)} (the sensor's timeout){seen}. {note}"
@@ -257,7 +257,7 @@ class ReportCompleteSensor(BaseSensorOperator):
         if step.kind == SUCCESS:
             assert step.report is not None
             self.log.info("Canvas report wait ended: %s", waiter.summary(time.time()))
-            return PokeReturnValue(is_done=True, xcom_value=dict(step.report.raw))
+            return PokeReturnValue(is_done=True, xcom_value=step.report.as_json())
         if step.kind == FAILURE:
             raise self._failed(step.message)
         assert step.kind == ERROR

@@ -54,7 +54,7 @@ def event_payload(outcome: Outcome, waiter: Waiter, *, account_id: str, now: flo
         "report_id": waiter.report_id,
         "account_id": account_id,
         "report_status": report.status if report is not None else None,
-        "report_json": dict(report.raw) if report is not None else None,
+        "report_json": report.as_json() if report is not None else None,
     }
 
 

@@ -597,3 +597,27 @@ def test_available_report_raises_only_response_errors(data):
         return
     assert isinstance(entry.report, str)
     assert entry.required_parameters <= set(entry.parameters)
+
+
+def test_as_json_keeps_canvas_fields_but_drops_the_download_verifier():
+    raw = {
+        "id": 7,
+        "report": "sis_export_csv",
+        "status": "complete",
+        "progress": 100,
+        "file_url": "https://school.instructure.com/accounts/1/files/9/download",
+        "attachment": {
+            "id": 9,
+            "size": 10,
+            "url": "https://school.instructure.com/files/9/download?download_frd=1&verifier=abc123",
+        },
+        "parameters": {"users": "true"},
+        "unknown_new_field": [1, 2],
+    }
+    out = Report.from_json(raw).as_json()
+    assert out["attachment"]["url"] == "https://school.instructure.com/files/9/download"
+    assert "abc123" not in repr(out)
+    assert {k: v for k, v in out.items() if k != "attachment"} == {
+        k: v for k, v in raw.items() if k != "attachment"
+    }
+    assert raw["attachment"]["url"].endswith("verifier=abc123")  # the parsed input is not changed
