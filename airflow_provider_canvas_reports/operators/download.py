@@ -5,6 +5,7 @@ Public import path: ``airflow_provider_canvas_reports.operators.reports`` (re-ex
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import zipfile
@@ -25,7 +26,7 @@ from airflow_provider_canvas_reports.storage.destination import describe, resolv
 from airflow_provider_canvas_reports.storage.errors import UnsafeNameError, VerificationError
 from airflow_provider_canvas_reports.storage.model import LandedObject, OverwritePolicy
 from airflow_provider_canvas_reports.storage.names import safe_name
-from airflow_provider_canvas_reports.storage.spool import spool_stream
+from airflow_provider_canvas_reports.storage.spool import clean_stale_spools, spool_stream
 from airflow_provider_canvas_reports.storage.writer import write_stream
 from airflow_provider_canvas_reports.storage.zipfiles import ZipLimits, extract_zip, member_object_name
 
@@ -227,7 +228,10 @@ class DownloadReportOperator(BaseOperator):
         )
         started = time.monotonic()
         if zipped and self.extract_zip:
-            landed = self._retrying(report, lambda: self._land_zip_members(hook, report, folder))
+            owner = _task_instance_key(context)
+            if stale := clean_stale_spools(owner, self.spool_dir):
+                self.log.info("Removed %d spool file(s) left by an earlier, killed try", len(stale))
+            landed = self._retrying(report, lambda: self._land_zip_members(hook, report, folder, owner))
         else:
             name = self._object_name(report, zipped)
             self._clean_partials(folder, [name])
@@ -275,7 +279,7 @@ class DownloadReportOperator(BaseOperator):
             )
 
     def _land_zip_members(
-        self, hook: CanvasHook, report: Report, folder: ObjectStoragePath
+        self, hook: CanvasHook, report: Report, folder: ObjectStoragePath, owner: str
     ) -> list[LandedObject]:
         # A ZIP's directory is at its end, so it is spooled to local disk, then extracted member
         # by member, each streamed and verified into its own object.
@@ -285,6 +289,7 @@ class DownloadReportOperator(BaseOperator):
                 _with_progress(download.chunks, download.expected_size, f"report #{report.id}", self.log),
                 expected_size=download.expected_size,
                 dir=self.spool_dir,
+                owner=owner,
             ) as spooled,
         ):
             self.log.info(
@@ -357,3 +362,10 @@ class DownloadReportOperator(BaseOperator):
         from airflow_provider_canvas_reports.lineage import download_lineage
 
         return download_lineage(**self._lineage)
+
+
+def _task_instance_key(context: Context) -> str:
+    """A short id of this task instance (all its tries), to name and find its spool files."""
+    ti = context["ti"]
+    key = f"{ti.dag_id}\x00{ti.task_id}\x00{ti.run_id}\x00{getattr(ti, 'map_index', -1)}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]

@@ -35,7 +35,7 @@ from airflow_provider_canvas_reports.storage.errors import (
 )
 from airflow_provider_canvas_reports.storage.model import LandedObject, OverwritePolicy
 from airflow_provider_canvas_reports.storage.names import safe_name
-from airflow_provider_canvas_reports.storage.spool import SpooledFile, spool_stream
+from airflow_provider_canvas_reports.storage.spool import SpooledFile, clean_stale_spools, spool_stream
 from airflow_provider_canvas_reports.storage.streaming import CHUNK_SIZE, Verify, file_chunks
 from airflow_provider_canvas_reports.storage.writer import DEFAULT_UPLOAD_BLOCK_SIZE, write_stream
 from airflow_provider_canvas_reports.storage.zipfiles import ZipLimits, extract_zip, member_object_name
@@ -56,6 +56,7 @@ __all__ = [
     "ZipBombError",
     "ZipLimits",
     "clean_stale_partials",
+    "clean_stale_spools",
     "extract_zip",
     "file_chunks",
     "member_object_name",

@@ -34,6 +34,7 @@ def spool_stream(
     expected_size: int | None,
     dir: str | os.PathLike[str] | None = None,
     verify: Verify | None = None,
+    owner: str | None = None,
 ) -> Iterator[SpooledFile]:
     """Write ``chunks`` to a private temp file and yield it; the file is deleted on exit, always.
 
@@ -41,7 +42,8 @@ def spool_stream(
     runs before the file is yielded. ``dir`` picks the folder (default: the system temp folder);
     it needs room for the whole download, checked up front when ``expected_size`` is known. Where
     /tmp is a tmpfs (RAM), pass a disk-backed ``dir`` for large reports. Only ``kill -9`` can
-    leave a ``canvas-report-*.spool`` file behind.
+    leave a ``canvas-report-*.spool`` file behind: with ``owner`` (an id of the task instance),
+    the next try removes it with :func:`clean_stale_spools`.
     """
     folder = os.fspath(dir) if dir is not None else tempfile.gettempdir()
     check_free_space(
@@ -50,7 +52,7 @@ def spool_stream(
         "the spooled download",
         "Free some space or spool to a bigger disk-backed folder (the spool dir setting).",
     )
-    fd, name = tempfile.mkstemp(prefix="canvas-report-", suffix=".spool", dir=folder)
+    fd, name = tempfile.mkstemp(prefix=_prefix(owner), suffix=".spool", dir=folder)
     try:
         meter = Meter(expected_size, f"spooled download {name}")
         with open(fd, "wb", buffering=CHUNK_SIZE) as f:
@@ -62,3 +64,24 @@ def spool_stream(
     finally:
         with suppress(FileNotFoundError):
             os.unlink(name)
+
+
+def _prefix(owner: str | None) -> str:
+    return f"canvas-report-{owner}-" if owner else "canvas-report-"
+
+
+def clean_stale_spools(owner: str, dir: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Remove spools an earlier try of the same task left behind when it was killed.
+
+    Only files named for ``owner`` are touched: other tasks' spools in the same folder may be
+    in use.
+    """
+    if not owner:
+        raise ValueError("clean_stale_spools needs the owner the spools were written for")
+    folder = Path(os.fspath(dir) if dir is not None else tempfile.gettempdir())
+    removed = []
+    for path in folder.glob(f"{_prefix(owner)}*.spool"):
+        with suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    return removed

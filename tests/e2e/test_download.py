@@ -182,11 +182,23 @@ def test_zip_report_lands_one_object_per_member(canvas: Any, run_dag: RunDag, la
     report_id = finished_report(canvas, "provisioning_csv", dict.fromkeys(PROVISIONING_TABLES, True))
     source = generated_file(canvas, report_id)
 
+    spools = lake.parent / "spools"
+    spools.mkdir(parents=True)
+    foreign = spools / "canvas-report-0000aaaa0000aaaa-x.spool"
+    foreign.write_bytes(b"another task's spool")
     result = run_dag(
-        download_dag("dl_zip", report="provisioning_csv", report_id=report_id, destination=lake.as_uri())
+        download_dag(
+            "dl_zip",
+            report="provisioning_csv",
+            report_id=report_id,
+            destination=lake.as_uri(),
+            spool_dir=str(spools),
+        )
     )
 
     assert result["land"].state == "success"
+    # The ZIP was spooled there and removed; another task's spool is not ours to touch.
+    assert list(spools.iterdir()) == [foreign]
     with zipfile.ZipFile(source) as zf:
         members = {info.filename: zf.read(info) for info in zf.infolist()}
     assert sorted(members) == sorted(f"{t}.csv" for t in PROVISIONING_TABLES)

@@ -67,3 +67,33 @@ def test_a_download_that_cannot_fit_is_refused_before_spooling(tmp_path):
         pytest.fail("must not be reached")
     assert consumed == []
     assert os.listdir(tmp_path) == []
+
+
+def test_stale_spools_of_one_owner_are_removed_and_others_kept(tmp_path):
+    from airflow_provider_canvas_reports.storage import clean_stale_spools
+
+    # What kill -9 of an earlier try leaves: a spool named for its task instance.
+    mine = tmp_path / "canvas-report-aaaa1111-x1y2.spool"
+    mine.write_bytes(b"PK half a zip")
+    theirs = tmp_path / "canvas-report-bbbb2222-z9.spool"
+    theirs.write_bytes(b"another task's spool, maybe in use")
+    unrelated = tmp_path / "canvas-report-aaaa1111-notes.txt"
+    unrelated.write_bytes(b"not a spool")
+
+    assert clean_stale_spools("aaaa1111", tmp_path) == [mine]
+    assert not mine.exists()
+    assert theirs.exists()
+    assert unrelated.exists()
+
+
+def test_spool_is_named_for_its_owner_and_still_deleted_on_exit(tmp_path):
+    with spool_stream(data_chunks(1000), expected_size=1000, dir=tmp_path, owner="cafe0123") as spooled:
+        assert spooled.path.name.startswith("canvas-report-cafe0123-")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_clean_stale_spools_needs_an_owner(tmp_path):
+    from airflow_provider_canvas_reports.storage import clean_stale_spools
+
+    with pytest.raises(ValueError, match="owner"):
+        clean_stale_spools("", tmp_path)
