@@ -12,7 +12,7 @@
   ``dags/canvas_system_dags.py`` in its dags folder, and ``AIRFLOW_CONN_<ID>`` for each simulator.
 
 When a system test fails, its report gets the tails of every component's log and where the
-whole AIRFLOW_HOME is (kept by pytest's tmp_path_factory).
+whole AIRFLOW_HOME is; the folder is kept after a session with failures, removed otherwise.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -49,8 +51,8 @@ MiB = 1 << 20
 SIMULATORS: dict[str, dict[str, Any]] = {
     "canvas_default": {"users": 200, "run_seconds": 2.0},
     "canvas_big": {"users": 200, "run_seconds": 1.0, "pad_to_bytes": 16 * MiB},
-    "canvas_queued": {"users": 100, "queue_seconds": 15.0, "run_seconds": 2.0},
-    "canvas_long": {"users": 100, "run_seconds": 45.0},
+    "canvas_queued": {"users": 100, "queue_seconds": 30.0, "run_seconds": 2.0},
+    "canvas_long": {"users": 100, "run_seconds": 60.0},
 }
 
 
@@ -100,9 +102,15 @@ def _connection(url: str, token: str) -> str:
     return json.dumps({"conn_type": "canvas", "host": url, "password": token, "extra": {"account_id": "1"}})
 
 
+_FAILED: list[str] = []  # system tests that failed this session
+
+
 @pytest.fixture(scope="session")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    root = tmp_path_factory.mktemp("canvas-system")
+def system() -> Iterator[System]:
+    # Our own folder rather than tmp_path_factory's: pytest keeps only the newest three session
+    # folders, so other pytest runs on the machine would delete the logs of a failure. It is
+    # removed after a session without failures, and kept (and named in the report) otherwise.
+    root = Path(tempfile.mkdtemp(prefix="canvas-system-"))
     token = "canvas-systest-token-" + secrets.token_hex(16)
     access_log = AccessLog()
     aiohttp_access = logging.getLogger("aiohttp.access")
@@ -138,13 +146,24 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         deployment.migrate_db()
         deployment.start_all()
         deployment.wait_ready((NIGHTLY_DAG_ID, *SYSTEM_DAG_IDS))
-        yield System(deployment, sims, token, lake, access_log)
+        system = System(deployment, sims, token, lake, access_log)
+        try:
+            yield system
+        finally:
+            # What the scenarios observed beyond their assertions, next to the logs.
+            notes = {"timeline": deployment.timeline, **system.notes}
+            (root / "notes.json").write_text(json.dumps(notes, indent=1, default=str))
+    if _FAILED:
+        print(f"\nsystem tests failed ({', '.join(_FAILED)}); the deployment's files are kept in {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     if report.failed and "system" in getattr(item, "fixturenames", ()):
+        _FAILED.append(item.name)
         system: System | None = item.funcargs.get("system") if hasattr(item, "funcargs") else None  # type: ignore[attr-defined]
         if system is not None:
             deployment = system.deployment

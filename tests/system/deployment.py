@@ -88,6 +88,8 @@ class Component:
     popen: subprocess.Popen[bytes]
     log_path: Path
     env: dict[str, str] = field(repr=False)
+    # The metadata DB's Job id, for components that have one and once it is known.
+    job_id: int | None = None
 
     @property
     def pid(self) -> int:
@@ -300,11 +302,32 @@ class Deployment:
         self.mark(f"started {name}-{number} (pid {popen.pid})")
         return component
 
-    def start_triggerer(self) -> Component:
+    def start_triggerer(self, *, wait: bool = True, timeout: float = 120) -> Component:
+        """Start one more triggerer; with ``wait``, until its Job is alive (and its id known)."""
+        known = {job["id"] for job in self.triggerer_jobs(alive_only=False)} if wait else set()
         # Each triggerer serves its logs on its own port: two on one host must not clash.
-        return self.start(
+        component = self.start(
             "triggerer", "triggerer", env={"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
         )
+        if wait:
+
+            def new_job() -> int | None:
+                if not component.alive():
+                    raise DeploymentError(f"the new triggerer exited\n{self.describe()}")
+                fresh = [j["id"] for j in self.triggerer_jobs() if j["id"] not in known]
+                return fresh[0] if len(fresh) == 1 else None
+
+            component.job_id = wait_for(
+                "the new triggerer's job to be alive", new_job, timeout=timeout, on_timeout=self.describe
+            )
+            self.mark(f"triggerer pid {component.pid} is job {component.job_id}")
+        return component
+
+    def triggerer_jobs(self, *, alive_only: bool = True) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"job_type": "TriggererJob", "limit": 100}
+        if alive_only:
+            params["is_alive"] = "true"
+        return self.api.get("/jobs", params=params)["jobs"]
 
     def live(self, name: str) -> list[Component]:
         return [c for c in self.components if c.name == name and c.alive()]
@@ -377,7 +400,7 @@ class Deployment:
         self.start("api-server", "api-server")
         self.start("scheduler", "scheduler")
         self.start("dag-processor", "dag-processor")
-        self.start_triggerer()
+        self.start_triggerer(wait=False)  # the API is not up yet: wait_ready finds its job
 
     def wait_ready(self, dag_ids: Iterable[str], timeout: float = 180) -> None:
         """Until every component reports healthy and every DAG is parsed, without import errors."""
@@ -394,6 +417,9 @@ class Deployment:
         self.mark("api-server answers")
         wait_for("all components healthy", healthy, timeout=timeout, on_timeout=self.describe)
         self.mark("all components healthy")
+        (triggerer,) = self.live("triggerer")
+        (job,) = wait_for("one live triggerer job", self.triggerer_jobs, timeout=timeout)
+        triggerer.job_id = job["id"]
 
         def parsed() -> bool:
             self.check_alive()

@@ -56,16 +56,20 @@ def _run_and_kill_download(system: System, dag_id: str, run_id: str, *, zipped: 
         )
         assert land["try_number"] == 1
 
-        # The kill comes once a good part of the file is on local disk: the temp object in the
-        # destination (CSV), or the spool file in the worker's temp folder (ZIP).
+        # The kill comes while the store holds the body halfway: once a good part of the CSV
+        # is in the destination's temp object, or (ZIP) once the spool file in the worker's temp
+        # folder exists and 2 s more have passed (its bytes may still sit in a 1 MiB buffer).
         def halfway() -> bool:
+            if sim.sim.counters.requests["store"] != store_before + 1:
+                return False
             if zipped:
-                spools = list(deployment.tmp.glob("canvas-report-*.spool"))
-                return any(p.stat().st_size >= 512 * 1024 for p in spools)
+                return bool(list(deployment.tmp.glob("canvas-report-*.spool")))
             return watch.partial_bytes() >= 4 << 20
 
         wait_for("the download to be halfway", halfway, timeout=60, interval=0.1)
-        assert sim.sim.counters.requests["store"] == store_before + 1
+        if zipped:
+            time.sleep(2)
+        spools_at_kill = {p.name for p in deployment.tmp.glob("canvas-report-*.spool")}
         killed_pid = kill_task_runner(system, land["id"])
         at_kill = dict(watch.partials_seen)
 
@@ -90,8 +94,18 @@ def _run_and_kill_download(system: System, dag_id: str, run_id: str, *, zipped: 
     # At no moment did a final name hold a partial object.
     assert watch.scans > 100
     assert not watch.violations, watch.violations
-    if not zipped:
-        # The window was real: when it was killed, the try's temp object held part of the file.
+    # The window was real: the killed try was in the middle of receiving the file.
+    first_try_log = "\n".join(
+        p.read_text()
+        for p in deployment.task_log_files(dag_id, run_id)
+        if "land_tables/attempt=1.log" in str(p)
+    )
+    assert "Landing Canvas report" in first_try_log
+    assert "Received the ZIP" not in first_try_log
+    assert "Landed" not in first_try_log
+    if zipped:
+        assert len(spools_at_kill) == 1, spools_at_kill
+    else:
         (size,) = expected.values()
         assert len(at_kill) == 1, at_kill
         assert 0 < max(at_kill.values()) < size[0]
@@ -100,8 +114,9 @@ def _run_and_kill_download(system: System, dag_id: str, run_id: str, *, zipped: 
     assert sim.sim.counters.starts[REPORT] == starts_before + 1
     assert sim.sim.counters.requests["store"] == store_before + 2
     system.notes[run_id] = {
-        "leftover_spools": sorted(p.name for p in deployment.tmp.glob("canvas-report-*.spool")),
         "partials_seen": dict(watch.partials_seen),
+        "spools_at_kill": sorted(spools_at_kill),
+        "spools_left": {p.name: p.stat().st_size for p in deployment.tmp.glob("canvas-report-*.spool")},
     }
 
 
@@ -155,3 +170,6 @@ def test_kill_9_between_start_and_wait(system: System) -> None:
     xcoms = api.xcoms(dag_id, run_id, task_id)
     assert xcoms["return_value"]["id"] == report_id
     assert xcoms["return_value"]["status"] == "complete"
+    # Where the retry found the id: Airflow 3.3's task_state_store, written right after the start.
+    stored = api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/state-store/canvas_report")
+    assert stored["value"]["report_id"] == report_id

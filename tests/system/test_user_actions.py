@@ -1,0 +1,80 @@
+"""A user marks a deferred sensor failed through the REST API: the report is stopped in Canvas.
+
+Airflow 3.3 calls the trigger's ``on_kill`` when a user changes a deferred task's state;
+``ReportStatusTrigger.on_kill`` cancels the report: abort while it runs, delete while queued.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from .conftest import System
+from .deployment import wait_for
+from .helpers import REPORT, one_new_report
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
+
+SENSOR = "wait_for_export"
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "conn_id", "status_when_marked", "cancel_call", "final_status"),
+    [
+        pytest.param("canvas_system_long_wait", "canvas_long", "running", "abort", "aborted", id="running"),
+        pytest.param(
+            "canvas_system_queued_wait", "canvas_queued", "created", "delete", "deleted", id="queued"
+        ),
+    ],
+)
+def test_marking_a_deferred_sensor_failed_cancels_the_report(
+    system: System, dag_id: str, conn_id: str, status_when_marked: str, cancel_call: str, final_status: str
+) -> None:
+    sim = system.sims[conn_id]
+    counters = sim.sim.counters
+    api = system.api
+    run_id = f"mark-failed-{status_when_marked}"
+    before = set(sim.sim.reports)
+    calls_before = {name: counters.requests[name] for name in ("abort", "delete")}
+    starts_before = counters.starts[REPORT]
+    api.unpause(dag_id)
+    api.trigger(dag_id, run_id)
+
+    report_id = one_new_report(sim, before)
+    system.deployment.wait_task(
+        dag_id, run_id, SENSOR, lambda ti: ti["state"] == "deferred", what="deferred", timeout=120
+    )
+    # The sensor checked once in the worker before deferring; a further poll is the trigger's,
+    # running in the triggerer. (Marked failed before a triggerer runs it, a trigger never gets
+    # an on_kill call: see RELIABILITY.md.)
+    polls_when_deferred = counters.status_polls[report_id]
+    wait_for(
+        "the trigger to poll the report",
+        lambda: counters.status_polls[report_id] > polls_when_deferred,
+        timeout=60,
+        interval=0.2,
+    )
+    assert sim.sim.reports[report_id].status == status_when_marked
+
+    api.set_task_state(dag_id, run_id, SENSOR, "failed")
+
+    wait_for(
+        f"report #{report_id} to be {final_status} in Canvas",
+        lambda: sim.sim.reports[report_id].status == final_status,
+        timeout=60,
+        interval=0.2,
+        on_timeout=lambda: system.deployment.describe_run(dag_id, run_id),
+    )
+    assert counters.requests[cancel_call] == calls_before[cancel_call] + 1
+    other = "delete" if cancel_call == "abort" else "abort"
+    assert counters.requests[other] == calls_before[other]
+    assert api.task_instance(dag_id, run_id, SENSOR)["state"] == "failed"
+    run = system.deployment.wait_run(dag_id, run_id, timeout=60)
+    assert run["state"] == "failed"
+    # Nothing polls the cancelled report any more, and nothing started another one.
+    polls = counters.status_polls[report_id]
+    time.sleep(3)
+    assert counters.status_polls[report_id] == polls
+    assert sim.new_reports(before) == [report_id]
+    assert counters.starts[REPORT] == starts_before + 1
