@@ -209,7 +209,7 @@ class Deployment:
     # -- configuration ---------------------------------------------------------------------
     def _environment(self, extra: Mapping[str, str]) -> dict[str, str]:
         # Nothing from the outer environment that configures Airflow: this deployment only.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        env = {k: v for k, v in os.environ.items() if not k.lstrip("_").startswith("AIRFLOW")}
         pythonpath = [str(REPO_ROOT), env.get("PYTHONPATH", "")]
         env.update(
             {

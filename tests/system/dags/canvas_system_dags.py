@@ -27,11 +27,8 @@ REPORT = "provisioning_csv"
 LAKE = os.environ.get("CANVAS_SYSTEST_LAKE", "file:///tmp/canvas-systest-lake/").rstrip("/")
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 REPORT_ID = "{{ ti.xcom_pull(task_ids='start_export')['id'] }}"
-# A retry waits this long. The download's cleanup of a killed try's temp file only removes temp
-# files untouched for stale_partial_age seconds (default 300, matched by the example's 5-minute
-# retry_delay): scaled down together here.
+# A retry waits this long (the example: 5 minutes).
 RETRY_DELAY = timedelta(seconds=3)
-STALE_PARTIAL_AGE = 1.0
 
 
 def _export_dag(dag_id: str, conn_id: str, tables: tuple[str, ...], *, retries: int = 2) -> DAG:
@@ -69,7 +66,6 @@ def _export_dag(dag_id: str, conn_id: str, tables: tuple[str, ...], *, retries: 
             extract_zip=True,
             download_retry_delay=1.0,
         )
-        land.stale_partial_age = STALE_PARTIAL_AGE
         start >> wait >> land
     return dag
 
