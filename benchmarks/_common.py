@@ -244,6 +244,26 @@ class Sim:
         return conn_id
 
 
+class StubTaskInstance:
+    """The parts of a task instance the operators read, for running execute() outside Airflow."""
+
+    dag_id = "canvas_benchmarks"
+    run_id = "benchmark"
+    map_index = -1
+    try_number = 1
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        pass
+
+
+def task_context(task_id: str) -> dict[str, Any]:
+    """A minimal task context: what the provider's operators use of it."""
+    return {"ti": StubTaskInstance(task_id)}
+
+
 def wait_complete(hook: Any, report: str, report_id: int, timeout: float = 1800.0) -> Any:
     """Poll (quickly, with the sync hook) until the report is complete; the Report."""
     deadline = time.monotonic() + timeout

@@ -13,7 +13,7 @@ import argparse
 import json
 import time
 
-from benchmarks._common import peak_rss_bytes, rss_bytes
+from benchmarks._common import peak_rss_bytes, rss_bytes, task_context
 
 
 def main() -> None:
@@ -44,7 +44,7 @@ def main() -> None:
     result: dict[str, object] = {"size": report.attachment.size if report.attachment else None}
     started = time.perf_counter()
     if not args.idle:
-        landed = op.execute(context={})  # type: ignore[arg-type]
+        landed = op.execute(context=task_context(op.task_id))  # type: ignore[arg-type]
         result["landed_bytes"] = sum(obj["size"] for obj in landed)
         result["objects"] = len(landed)
     result.update(seconds=time.perf_counter() - started, rss=rss_bytes(), peak_rss=peak_rss_bytes())

@@ -36,6 +36,7 @@ from benchmarks._common import (
     run_child,
     say,
     scratch_dir,
+    task_context,
     throughput,
     verdict,
     wait_complete,
@@ -88,7 +89,7 @@ def provider_download(report_type: str, report_id: int, dest: Path) -> dict[str,
         asset_alias=None,
     )
     cpu0, t0 = cpu_seconds(), time.perf_counter()
-    landed = op.execute(context={})  # type: ignore[arg-type]
+    landed = op.execute(context=task_context(op.task_id))  # type: ignore[arg-type]
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     return {"wall": wall, "cpu": cpu, "size": sum(obj["size"] for obj in landed)}
 

@@ -99,13 +99,14 @@ def heaviest(names: list[str], top: int = 12) -> list[tuple[str, float, str]]:
 
 def main() -> None:
     parser = arg_parser(__doc__)
-    parser.add_argument("--repeat", type=int, help="fresh interpreters (default 30; smoke 2)")
+    parser.add_argument("--repeat", type=int, help="fresh interpreters (default 30; smoke 1)")
     args = parser.parse_args()
-    repeat = args.repeat or (2 if args.smoke else 30)
+    repeat = args.repeat or (1 if args.smoke else 30)
     names = modules()
     say(f"imports: {', '.join(names)}")
     t0 = time.perf_counter()
-    run_once(names)  # warm the bytecode caches
+    if not args.smoke:
+        run_once(names)  # warm the bytecode caches
     runs = [run_once(names) for _ in range(repeat)]
     sdk_wall = median([r["sdk_wall"] for r in runs]) * 1000
     sdk_cpu = median([r["sdk_cpu"] for r in runs]) * 1000

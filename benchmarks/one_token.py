@@ -1,0 +1,213 @@
+"""Sharing one token: 50 reports started and awaited at once against Canvas's leaky bucket.
+
+The simulator (its own process) throttles as Canvas does: a leaky bucket per token (capacity
+700, 50 units held up front by each request in flight, refunded down to its real cost of 1 when
+it ends, 10 units leaking per second), answering 429 with Retry-After when it overflows. Each
+API request takes ``latency`` seconds inside Canvas, so parallel requests overlap in the bucket.
+
+Provider: 50 StartAccountReportOperator tasks (wait_for_completion, deferrable) run at once, each
+as its own worker would (a thread each, all released together; each operator has its own hook,
+so no pacing state is shared): parameter validation and the start; each then defers to its
+ReportStatusTrigger (adaptive polling), all in one event loop as one triggerer runs them; then
+each resumes in execute_complete, which turns the event into the task's result or failure.
+
+Reference, the common way: the same 50 starts and waits written with requests and aiohttp
+directly, honouring Retry-After on 429 (as a careful script does) but with no pacing on
+X-Rate-Limit-Remaining, polling every ``poll_interval`` with a new session per poll.
+
+Goals (provider): no failed task, and at most 5% of its requests to the Canvas host throttled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from benchmarks._common import SimProcess, arg_parser, emit, say, task_context, verdict
+
+GOAL_THROTTLED = 0.05
+REPORT = "last_user_access_csv"
+TERMINAL = ("complete", "error", "aborted", "deleted")
+
+
+async def provider_run(count: int, poll_interval: float, timeout: float) -> list[str]:
+    """Outcome per task: 'success' or what went wrong.
+
+    Each task is a StartAccountReportOperator(wait_for_completion=True, deferrable=True): its
+    execute() in a worker thread (parameter validation and the start, with its own hook), the
+    ReportStatusTrigger it defers to in this event loop, then its execute_complete().
+    """
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from airflow_provider_canvas_reports.operators.reports import StartAccountReportOperator
+    from airflow_provider_canvas_reports.transport import aio
+
+    loop = asyncio.get_running_loop()
+    barrier = threading.Barrier(count)
+
+    def execute(op: Any, context: dict[str, Any]) -> Any:
+        op.hook.default_account_id  # noqa: B018 - the connection is read before the burst
+        barrier.wait()
+        try:
+            op.execute(context)
+        except TaskDeferred as deferred:
+            return deferred
+        finally:
+            op.hook.close()
+        raise RuntimeError("the operator did not defer")
+
+    async def task(index: int, pool: ThreadPoolExecutor) -> str:
+        op = StartAccountReportOperator(
+            task_id=f"start_{index}",
+            report=REPORT,
+            parameters={},
+            wait_for_completion=True,
+            deferrable=True,
+            poll_interval=poll_interval,
+            timeout=timeout,
+        )
+        context = task_context(op.task_id)
+        try:
+            deferred = await loop.run_in_executor(pool, execute, op, context)
+            events = deferred.trigger.run()
+            payload = (await anext(events)).payload
+            await events.aclose()
+            method = getattr(op, deferred.method_name)
+            await loop.run_in_executor(
+                pool, lambda: method(context, event=payload, **(deferred.kwargs or {}))
+            )
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"[:300]
+        return "success"
+
+    with ThreadPoolExecutor(count) as pool:
+        outcomes = await asyncio.gather(*(task(i, pool) for i in range(count)))
+    await aio.close_shared_sessions()
+    return list(outcomes)
+
+
+async def reference_run(url: str, token: str, count: int, poll_interval: float, timeout: float) -> list[str]:
+    import aiohttp
+    import requests
+
+    loop = asyncio.get_running_loop()
+    barrier = threading.Barrier(count)
+    headers = {"Authorization": f"Bearer {token}"}
+    base = f"{url}/api/v1/accounts/self/reports/{REPORT}"
+
+    def start() -> int:
+        barrier.wait()
+        for _ in range(10):
+            resp = requests.post(base, headers=headers, timeout=60)
+            if resp.status_code == 429:
+                time.sleep(float(resp.headers.get("retry-after", 1)))
+                continue
+            resp.raise_for_status()
+            return int(resp.json()["id"])
+        raise RuntimeError("still throttled after 10 attempts")
+
+    async def wait(report_id: int) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"{base}/{report_id}", headers=headers) as r,
+            ):
+                if r.status == 429:
+                    await asyncio.sleep(float(r.headers.get("retry-after", 1)))
+                    continue
+                r.raise_for_status()
+                status = (await r.json())["status"]
+            if status in TERMINAL:
+                return "success" if status == "complete" else status
+            await asyncio.sleep(poll_interval)
+        return "timeout"
+
+    async def task(pool: ThreadPoolExecutor) -> str:
+        try:
+            report_id = await loop.run_in_executor(pool, start)
+            return await wait(report_id)
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"[:300]
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(await asyncio.gather(*(task(pool) for _ in range(count))))
+
+
+def figures(outcomes: list[str], counters: dict[str, Any], seconds: float) -> dict[str, Any]:
+    canvas = sum(n for name, n in counters["requests"].items() if name not in ("files", "store"))
+    failed = [o for o in outcomes if o != "success"]
+    return {
+        "tasks": len(outcomes),
+        "failed": len(failed),
+        "failures": sorted(set(failed))[:5],
+        "requests": canvas,
+        "starts": counters["requests"].get("start", 0),
+        "available": counters["requests"].get("available", 0),
+        "status_polls": counters["requests"].get("status", 0),
+        "throttled": counters["throttled"],
+        "throttled_share": round(counters["throttled"] / canvas, 4) if canvas else None,
+        "seconds": round(seconds, 1),
+    }
+
+
+def main() -> None:
+    parser = arg_parser(__doc__)
+    parser.add_argument("--reports", type=int, help="reports at once (default 50; smoke 5)")
+    args = parser.parse_args()
+    count = args.reports or (5 if args.smoke else 50)
+    run_seconds = 2.0 if args.smoke else 30.0
+    poll_interval = 0.5 if args.smoke else 5.0
+    latency = 0.05 if args.smoke else 0.3
+    timeout = 120.0 if args.smoke else 600.0
+    sim_cfg = {"users": 12, "run_seconds": run_seconds, "latency": latency}  # default throttle and bucket
+    t0 = time.perf_counter()
+    results: dict[str, dict[str, Any]] = {}
+    with SimProcess(**sim_cfg) as sim:
+        sim.connect()
+        from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
+
+        CanvasHook().get_connection("canvas_default")  # load the connection machinery first
+        for name in ("provider", "reference"):
+            sim.call("reset")  # counters and buckets: each side starts with a full quota
+            started = time.perf_counter()
+            if name == "provider":
+                outcomes = asyncio.run(provider_run(count, poll_interval, timeout))
+            else:
+                outcomes = asyncio.run(reference_run(sim.url, sim.token, count, poll_interval, timeout))
+            results[name] = figures(outcomes, sim.counters(), time.perf_counter() - started)
+            r = results[name]
+            say(
+                f"{name}: {r['tasks']} tasks, {r['failed']} failed; {r['requests']} requests to Canvas "
+                f"({r['available']} available, {r['starts']} starts, {r['status_polls']} status polls), {r['throttled']} throttled "
+                f"({r['throttled_share']:.1%}); {r['seconds']}s"
+            )
+            for failure in r["failures"]:
+                say(f"  failure: {failure}")
+    ours = results["provider"]
+    met = (
+        ours["failed"] == 0
+        and ours["throttled_share"] is not None
+        and ours["throttled_share"] <= GOAL_THROTTLED
+    )
+    say(f"goal: no failed task and <= {GOAL_THROTTLED:.0%} throttled: {verdict(met)}")
+    say(f"one_token benchmark took {time.perf_counter() - t0:.0f}s")
+    emit(
+        "one_token",
+        smoke=args.smoke,
+        reports=count,
+        poll_interval_s=poll_interval,
+        run_seconds=run_seconds,
+        latency_s=latency,
+        provider=ours,
+        reference=results["reference"],
+        goal_throttled=GOAL_THROTTLED,
+        met=met,
+    )
+
+
+if __name__ == "__main__":
+    main()
