@@ -82,6 +82,13 @@ def check_first_bytes(chunk: bytes, report: Report) -> None:
 
 
 def check_size(received: int, expected: int | None, report: Report) -> None:
+    if received == 0:
+        # Canvas writes a header row into every CSV and a directory into every ZIP: an empty
+        # file is a broken report, which a warehouse load would take for an empty table.
+        raise DownloadError(
+            f"Canvas served an empty file for report #{report.id}; a report file is never empty. "
+            "Nothing was written; run the report again."
+        )
     if expected is not None and received != expected:
         raise DownloadError(
             f"The download of report #{report.id} was cut short: received {received} of {expected} bytes. "

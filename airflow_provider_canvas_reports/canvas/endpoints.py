@@ -175,6 +175,15 @@ def _resolve(current: str, reference: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """A URL fit for logs: scheme, host and path only (query strings carry signatures)."""
+    """A URL fit for logs and errors: scheme and host only.
+
+    Query strings carry signatures (presigned store URLs), and so do the paths of Canvas's
+    files host (a signed ticket), so neither is ever shown.
+    """
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
+    host = parts.hostname or ""
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{host}{port}"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_canvas_reports.canvas.errors import (
+    CanvasResponseError,
     CanvasRetryExhaustedError,
     RequestContext,
     StartOutcomeUnknownError,
@@ -136,7 +137,20 @@ def api_call(
         decision = decide(policy, attempt, rng)
         if isinstance(decision, Done):
             assert isinstance(outcome, Received)
-            return interpret(outcome, request.context, secrets=secrets)
+            try:
+                return interpret(outcome, request.context, secrets=secrets)
+            except CanvasResponseError as exc:
+                ctype = (header(outcome.headers, "content-type") or "").lower()
+                if request.idempotent or not 200 <= outcome.status < 300 or "json" not in ctype:
+                    raise
+                # Canvas accepted the start (2xx JSON) but the body is cut or garbled: the report
+                # may exist, so it is found through the index rather than started again. (An HTML
+                # page is a proxy or login page that never reached Canvas: that error stands.)
+                raise StartOutcomeUnknownError(
+                    f"Canvas accepted the request to {request.context.action} on account "
+                    f"{request.context.account_id}, but its answer could not be read ({exc}). It was "
+                    "not repeated; look in the report index before starting again."
+                ) from None
         if isinstance(decision, GiveUp):
             raise _give_up(decision, outcome, request, secrets)
         yield Sleep(decision.delay, decision.reason)

@@ -182,7 +182,12 @@ class DownloadReportOperator(BaseOperator):
         self.overwrite = OverwritePolicy.coerce(overwrite)  # fail at parse time on a typo
         self.canvas_conn_id = canvas_conn_id
         self.account_id = account_id
-        self.zip_limits = zip_limits
+        # Built now, so a typo fails when the DAG is parsed, not after a long download.
+        self.zip_limits = (
+            zip_limits
+            if zip_limits is None or isinstance(zip_limits, ZipLimits)
+            else ZipLimits(**dict(zip_limits))
+        )
         self.asset_alias = asset_alias
         self.download_attempts = download_attempts
         self.download_retry_delay = download_retry_delay
@@ -229,7 +234,7 @@ class DownloadReportOperator(BaseOperator):
         started = time.monotonic()
         if zipped and self.extract_zip:
             owner = _task_instance_key(context)
-            if stale := clean_stale_spools(owner, self.spool_dir):
+            if owner and (stale := clean_stale_spools(owner, self.spool_dir)):
                 self.log.info("Removed %d spool file(s) left by an earlier, killed try", len(stale))
             landed = self._retrying(report, lambda: self._land_zip_members(hook, report, folder, owner))
         else:
@@ -279,7 +284,7 @@ class DownloadReportOperator(BaseOperator):
             )
 
     def _land_zip_members(
-        self, hook: CanvasHook, report: Report, folder: ObjectStoragePath, owner: str
+        self, hook: CanvasHook, report: Report, folder: ObjectStoragePath, owner: str | None
     ) -> list[LandedObject]:
         # A ZIP's directory is at its end, so it is spooled to local disk, then extracted member
         # by member, each streamed and verified into its own object.
@@ -296,7 +301,7 @@ class DownloadReportOperator(BaseOperator):
                 "Received the ZIP (%s, sha256 %s); extracting", _format_size(spooled.size), spooled.sha256
             )
             self._clean_partials(folder, _member_names(spooled.path))
-            return extract_zip(spooled.path, folder, limits=self._zip_limits(), overwrite=self.overwrite)
+            return extract_zip(spooled.path, folder, limits=self.zip_limits, overwrite=self.overwrite)
 
     def _clean_partials(self, folder: ObjectStoragePath, names: list[str]) -> None:
         # Leftovers of an earlier try killed mid-write (kill -9, OOM): only our own object names,
@@ -306,11 +311,6 @@ class DownloadReportOperator(BaseOperator):
             self.log.info(
                 "Removed %d leftover(s) of an earlier, killed try in %s", len(removed), describe(folder)
             )
-
-    def _zip_limits(self) -> ZipLimits | None:
-        if self.zip_limits is None or isinstance(self.zip_limits, ZipLimits):
-            return self.zip_limits
-        return ZipLimits(**dict(self.zip_limits))
 
     def _retrying(self, report: Report, attempt: Callable[[], T]) -> T:
         """Run the whole download again (from Canvas's file URL) after a failure in transit.
@@ -364,8 +364,10 @@ class DownloadReportOperator(BaseOperator):
         return download_lineage(**self._lineage)
 
 
-def _task_instance_key(context: Context) -> str:
+def _task_instance_key(context: Context) -> str | None:
     """A short id of this task instance (all its tries), to name and find its spool files."""
-    ti = context["ti"]
+    ti = context.get("ti")
+    if ti is None:
+        return None
     key = f"{ti.dag_id}\x00{ti.task_id}\x00{ti.run_id}\x00{getattr(ti, 'map_index', -1)}"
     return hashlib.sha256(key.encode()).hexdigest()[:16]

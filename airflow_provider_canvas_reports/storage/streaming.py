@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from airflow_provider_canvas_reports.storage.errors import StorageError, VerificationError
@@ -17,10 +19,27 @@ CHUNK_SIZE = 1 << 20
 Verify = Callable[[int, str], None]
 
 
+#: Chunks at least this big are hashed on a helper thread, overlapping the next read and this
+#: write (hashlib releases the GIL): SHA-256 costs as much CPU as receiving and writing together.
+_OFFLOAD_MIN = 64 << 10
+#: Chunks handed to the hashing thread and not hashed yet (memory stays bounded: 4 MiB at most).
+_MAX_PENDING = 4
+_hasher: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _hashing_thread() -> ThreadPoolExecutor:
+    """One worker, so a stream's updates run in order; a new one after a fork (threads do not
+    survive it, and a forked copy of the old executor would never run its queue)."""
+    global _hasher
+    if _hasher is None or _hasher[0] != os.getpid():
+        _hasher = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="canvas-sha256"))
+    return _hasher[1]
+
+
 class Meter:
     """Byte count and SHA-256 of a stream, with an early stop when it outgrows ``expected_size``."""
 
-    __slots__ = ("_hash", "expected_size", "label", "size")
+    __slots__ = ("_hash", "_pending", "expected_size", "label", "size")
 
     def __init__(self, expected_size: int | None, label: str) -> None:
         if expected_size is not None and expected_size < 0:
@@ -29,6 +48,7 @@ class Meter:
         self.label = label
         self.size = 0
         self._hash = hashlib.sha256()
+        self._pending: deque[Future[None]] = deque()
 
     def update(self, chunk: Any) -> None:
         self.size += len(chunk)
@@ -39,14 +59,28 @@ class Meter:
                 "nothing was committed. The source changed or is truncated/padded: retry the task, "
                 "and check the size the source announces."
             )
-        self._hash.update(chunk)
+        if len(chunk) < _OFFLOAD_MIN:
+            self._drain()  # keep the order
+            self._hash.update(chunk)
+            return
+        # The hashing thread reads the chunk later: it must not change meanwhile.
+        data = chunk if isinstance(chunk, bytes) else bytes(chunk)
+        self._pending.append(_hashing_thread().submit(self._hash.update, data))
+        while len(self._pending) > _MAX_PENDING:
+            self._pending.popleft().result()
+
+    def _drain(self) -> None:
+        while self._pending:
+            self._pending.popleft().result()
 
     @property
     def sha256(self) -> str:
+        self._drain()
         return self._hash.hexdigest()
 
     def finish(self) -> tuple[int, str]:
         """Check the final size; return (size, sha256 hex)."""
+        self._drain()
         if self.expected_size is not None and self.size != self.expected_size:
             raise VerificationError(
                 f"{self.label}: received {self.size} bytes but expected {self.expected_size}; "

@@ -15,6 +15,7 @@ import urllib3
 from airflow_provider_canvas_reports.canvas import api
 from airflow_provider_canvas_reports.canvas.api import Call
 from airflow_provider_canvas_reports.canvas.download import ChunkChecker, Opened, OpenHop, Ready, open_chain
+from airflow_provider_canvas_reports.canvas.errors import DownloadError
 from airflow_provider_canvas_reports.canvas.exchange import (
     MAX_ERROR_BODY,
     ApiRequest,
@@ -158,6 +159,11 @@ class SyncTransport:
                 resp = self.session.get(
                     step.hop.url, headers=headers, stream=True, allow_redirects=False, timeout=self._timeout
                 )
+            except (requests.exceptions.InvalidURL, ValueError):
+                # requests parses a redirect's Location even when not following it.
+                raise DownloadError(
+                    "The report download points at a malformed URL; refusing to follow it."
+                ) from None
             except requests.RequestException as exc:
                 return Failed(classify(exc))
             holder["resp"] = resp

@@ -217,11 +217,17 @@ def test_magic_constants():
 
 def test_check_size():
     check_size(1234, 1234, CSV)
-    check_size(0, None, CSV)
+    check_size(1, None, CSV)
     check_size(10**12, None, CSV)
 
 
-@pytest.mark.parametrize("received", [0, 1233, 1235])
+@pytest.mark.parametrize("expected", [0, None, 1234])
+def test_check_size_refuses_an_empty_file(expected):
+    with pytest.raises(DownloadError, match="empty file for report #12; a report file is never empty"):
+        check_size(0, expected, CSV)
+
+
+@pytest.mark.parametrize("received", [1233, 1235])
 def test_check_size_refuses_a_short_or_long_body(received):
     with pytest.raises(DownloadError, match=f"received {received} of 1234 bytes") as info:
         check_size(received, 1234, CSV)

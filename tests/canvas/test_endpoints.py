@@ -429,13 +429,15 @@ def test_next_hop_raises_only_download_errors_and_keeps_the_token_home(location,
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        (STORE, "https://instfs.example.com/files/xyz"),
-        (FILES_DOMAIN, "https://school.canvas-user-content.com/files/987/download"),
-        ("https://user:pw@host.example/p?q=1#frag", "https://host.example/p"),
-        (f"{BASE}/accounts/1/files/2/download", f"{BASE}/accounts/1/files/2/download"),
+        (STORE, "https://instfs.example.com"),
+        (FILES_DOMAIN, "https://school.canvas-user-content.com"),
+        ("https://user:pw@host.example/p?q=1#frag", "https://host.example"),
+        (f"{BASE}/accounts/1/files/2/download", BASE),
+        ("https://files.example/files/9/1767225600-5f3ac0ffee", "https://files.example"),
+        ("http://127.0.0.1:8901/files/9/x?sig=1", "http://127.0.0.1:8901"),
     ],
 )
-def test_redact_url_drops_query_fragment_and_credentials(url, expected):
+def test_redact_url_keeps_only_scheme_and_host(url, expected):
     redacted = redact_url(url)
     assert redacted == expected
     assert "?" not in redacted
