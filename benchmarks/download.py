@@ -7,6 +7,8 @@ Reference: ``curl -sS -L -o FILE <files-host URL>``. curl gets the signed, token
 the Canvas host redirects to (resolved just before each curl run), so it follows one redirect
 (files host -> store) and never holds the token; the provider also makes the first hop itself.
 That hop is one small request on localhost (about a millisecond against seconds of transfer).
+A second reference does the provider's work in shell, in one pass with the hash in its own
+process: ``curl -sS -L URL | tee FILE | openssl dgst -sha256``.
 
 ZIP extraction: ``storage.extract_zip`` of the same archive (a provisioning ZIP holding 1 GiB of
 CSV) into a ``file://`` folder, against ``unzip -q -o ZIP -d DIR``. Both check CRC-32; the
@@ -94,6 +96,15 @@ def provider_download(report_type: str, report_id: int, dest: Path) -> dict[str,
     return {"wall": wall, "cpu": cpu, "size": sum(obj["size"] for obj in landed)}
 
 
+def curl_sha_download(url: str, dest: Path) -> dict[str, Any]:
+    """The same work as the provider in shell: download, write and SHA-256 in one pass."""
+    script = f"curl -sS -L --fail '{url}' | tee '{dest / 'curl.csv'}' | openssl dgst -sha256 >/dev/null"
+    out = run_child(["bash", "-o", "pipefail", "-c", script])
+    if out["returncode"] != 0:
+        raise RuntimeError(f"curl | tee | openssl failed ({out['returncode']})")
+    return {"wall": out["wall"], "cpu": out["cpu"], "size": (dest / "curl.csv").stat().st_size}
+
+
 def curl_download(url: str, dest: Path) -> dict[str, Any]:
     out = run_child(
         [
@@ -132,21 +143,16 @@ def unzip_extract(zip_path: Path, dest: Path) -> dict[str, Any]:
     return {"wall": out["wall"], "cpu": out["cpu"]}
 
 
-def side_by_side(rounds: int, ours: Any, theirs: Any | None, reset: Any) -> tuple[list[dict], list[dict]]:
-    """Alternate the two (ours first on even rounds, theirs first on odd) so drift hits both."""
-    a: list[dict] = []
-    b: list[dict] = []
+def side_by_side(rounds: int, runs: dict[str, Any], reset: Any) -> dict[str, list[dict]]:
+    """Run each (None: skipped) once per round, the order rotating each round so drift hits all."""
+    names = [name for name, run in runs.items() if run is not None]
+    out: dict[str, list[dict]] = {name: [] for name in runs}
     for n in range(rounds):
-        order = [("ours", ours), ("theirs", theirs)]
-        if n % 2:
-            order.reverse()
-        for who, run in order:
-            if run is None:
-                continue
+        for name in names[n % len(names) :] + names[: n % len(names)]:
             reset()
-            (a if who == "ours" else b).append(run())
+            out[name].append(runs[name]())
     reset()
-    return a, b
+    return out
 
 
 def summarise(label: str, size: int, ours: list[dict], theirs: list[dict], ref: str) -> dict[str, Any]:
@@ -187,8 +193,8 @@ def main() -> None:
     args = parser.parse_args()
     size = (args.size_mib or (8 if args.smoke else 1024)) * MiB
     rounds = args.rounds or (1 if args.smoke else 3)
-    curl, unzip = _tool("curl"), _tool("unzip")
-    for name, path in (("curl", curl), ("unzip", unzip)):
+    curl, unzip, openssl = _tool("curl"), _tool("unzip"), _tool("openssl")
+    for name, path in (("curl", curl), ("unzip", unzip), ("openssl", openssl)):
         if path is None:
             say(f"NOTE: {name} is not installed: its reference is skipped (scripts/bench.sh installs it).")
 
@@ -216,16 +222,32 @@ def main() -> None:
         csv_size = csv_report.attachment.size
 
         out = scratch_dir("canvas-bench-dl-")
-        ours, theirs = side_by_side(
+        # One untimed run first: the first task of a process also imports and warms things.
+        provider_download(CSV_REPORT, csv_id, out)
+        _empty(out)
+        runs = side_by_side(
             rounds,
-            lambda: provider_download(CSV_REPORT, csv_id, out),
-            (lambda: curl_download(_files_url(sim, csv_report), out)) if curl else None,
+            {
+                "provider": lambda: provider_download(CSV_REPORT, csv_id, out),
+                "curl": (lambda: curl_download(_files_url(sim, csv_report), out)) if curl else None,
+                "curl_sha": (lambda: curl_sha_download(_files_url(sim, csv_report), out))
+                if curl and openssl
+                else None,
+            },
             lambda: _empty(out),
         )
-        assert all(r["size"] == csv_size for r in ours + theirs), "a download has the wrong size"
+        ours, theirs = runs["provider"], runs["curl"]
+        assert all(r["size"] == csv_size for rs in runs.values() for r in rs), "a download has the wrong size"
         assert all(r.get("redirects", 1) == 1 for r in theirs)
         counters = sim.counters()
         download = summarise("download", csv_size, ours, theirs, "curl -L")
+        same_work = summarise("download", csv_size, ours, runs["curl_sha"], "curl -L | tee | openssl sha256")
+        download.update(
+            same_work_reference=same_work["reference"],
+            same_work_mib_s=same_work.get("reference_mib_s"),
+            same_work_cpu_s_per_gib=same_work.get("reference_cpu_s_per_gib"),
+            same_work_ratio=same_work["ratio"],
+        )
         download.update(
             goal=GOAL_DOWNLOAD,
             met=download["ratio"] is not None and download["ratio"] >= GOAL_DOWNLOAD,
@@ -243,12 +265,17 @@ def main() -> None:
 
     members_size = sum(info.file_size for info in zipfile.ZipFile(zip_path).infolist())
     out_zip = scratch_dir("canvas-bench-unzip-")
-    ours_z, theirs_z = side_by_side(
+    provider_extract(zip_path, out_zip)  # untimed warm-up, as for the download
+    _empty(out_zip)
+    runs_z = side_by_side(
         rounds,
-        lambda: provider_extract(zip_path, out_zip),
-        (lambda: unzip_extract(zip_path, out_zip)) if unzip else None,
+        {
+            "provider": lambda: provider_extract(zip_path, out_zip),
+            "unzip": (lambda: unzip_extract(zip_path, out_zip)) if unzip else None,
+        },
         lambda: _empty(out_zip),
     )
+    ours_z, theirs_z = runs_z["provider"], runs_z["unzip"]
     extract = summarise("unzip", members_size, ours_z, theirs_z, "unzip")
     extract.update(
         zip_bytes=zip_path.stat().st_size,
