@@ -128,11 +128,13 @@ def backoff(policy: RetryPolicy, number: int, rng: random.Random | None = None) 
 
 def decide(policy: RetryPolicy, attempt: Attempt, rng: random.Random | None = None) -> Decision:
     """Retry, give up or accept, after one attempt."""
+    remaining = rate_limit_remaining(attempt.headers)
     throttled = attempt.status is not None and (
         is_rate_limited(attempt.status, attempt.body_excerpt)
         # Legacy Canvas's throttling 403 says `x-rate-limit-remaining: 0.0`: enough where the body
         # is not read (the download chain), and no permission 403 carries it at zero.
-        or (attempt.status == 403 and (rate_limit_remaining(attempt.headers) or 1.0) <= 0)
+        # (Not `remaining or 1.0`: 0.0 is falsy, which would hide exactly the throttled case.)
+        or (attempt.status == 403 and remaining is not None and remaining <= 0)
     )
     if attempt.failure is None and not throttled and attempt.status not in RETRYABLE_STATUS:
         return Done()
