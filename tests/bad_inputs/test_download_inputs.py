@@ -286,8 +286,8 @@ def test_zip_member_lying_about_its_size_is_caught_and_rolled_back(
     [
         pytest.param(
             b"",
-            "ZIP '{spool}' is not a readable ZIP archive (File is not a zip file). Nothing was written. Download "
-            "the report again, or set extract_zip=False to land the file as it is.",
+            "Canvas served an empty file for report #7; a report file is never empty. Nothing was written; run "
+            "the report again.",
             id="empty-zip",
         ),
         pytest.param(
@@ -442,12 +442,6 @@ def redirect_to(location: str | None) -> Any:
             "http://[::1",
             "The report download points at a malformed URL; refusing to follow it.",
             id="redirect-to-a-malformed-url",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="provider bug: requests parses the Location of every 3xx even with allow_redirects=False; "
-                "a malformed one raises a bare ValueError ('Invalid IPv6 URL') out of the sync transport, "
-                "before the provider's own check",
-            ),
         ),
         pytest.param(
             None,
@@ -480,61 +474,25 @@ def test_file_url_on_another_host_is_fetched_without_the_token(canvas: FakeCanva
     assert canvas.files_auth_headers == 0
 
 
-# -- gaps found (strict xfails: they fail loudly once fixed, so the marker must go) -------------
+# -- gaps found by this suite, fixed in 800d078 ---------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="provider gap: a 0-byte CSV (Canvas always writes a header row) lands as an empty object, which "
-    "a downstream load would take for an empty table",
-)
 def test_empty_csv_file_is_refused(canvas: FakeCanvas, tmp_path: Path) -> None:
+    """Canvas writes a header row into every CSV: a 0-byte file is broken, not an empty table."""
     serve(canvas, b"", size=0)
     lake, spool = tmp_path / "lake", tmp_path / "spool"
     run = land(lake, spool)
-    assert run.error is not None
+    assert run.message == (
+        "Canvas served an empty file for report #7; a report file is never empty. Nothing was written; run the "
+        "report again."
+    )
     untouched(lake, spool)
 
 
-def test_empty_csv_file_today_lands_as_an_empty_object(canvas: FakeCanvas, tmp_path: Path) -> None:
-    serve(canvas, b"", size=0)
-    lake, spool = tmp_path / "lake", tmp_path / "spool"
-    run = land(lake, spool)
-    assert run.error is None
-    assert listing(lake) == {"provisioning.csv": b""}
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="provider gap: zip_limits given as a dict is only checked at execute(), after the ZIP was "
-    "downloaded and spooled; a typo should fail when the DAG is parsed",
-)
-def test_zip_limits_with_an_unknown_field_fail_at_parse_time() -> None:
-    with pytest.raises(TypeError):
+def test_zip_limits_with_an_unknown_field_fail_at_parse_time(canvas: FakeCanvas) -> None:
+    with pytest.raises(
+        TypeError, match=r"^ZipLimits\.__init__\(\) got an unexpected keyword argument 'max_files'$"
+    ):
         DownloadReportOperator(task_id="land", report=REPORT, report_id=7, destination="/x",
                                zip_limits={"max_files": 3})  # fmt: skip
-
-
-def test_zip_limits_with_an_unknown_field_today_fail_after_the_download(
-    canvas: FakeCanvas, tmp_path: Path
-) -> None:
-    body = zip_bytes({"users.csv": b"a\n"})
-    serve(canvas, body, filename="provisioning.zip", content_type="application/zip")
-    lake, spool = tmp_path / "lake", tmp_path / "spool"
-    run = land(lake, spool, zip_limits={"max_files": 3})
-    assert run.message == "ZipLimits.__init__() got an unexpected keyword argument 'max_files'"
-    assert canvas.count("files") == 1  # the whole ZIP was fetched first
-    untouched(lake, spool)
-
-
-def test_redirect_to_a_malformed_url_today_raises_a_bare_value_error(
-    canvas: FakeCanvas, tmp_path: Path
-) -> None:
-    """What the bug above does now: the task fails with requests' own words, and nothing is written."""
-    serve(canvas, b"a,b\n")
-    canvas.handlers["download"] = redirect_to("http://[::1")
-    lake, spool = tmp_path / "lake", tmp_path / "spool"
-    run = land(lake, spool)
-    assert type(run.error) is ValueError
-    assert run.message == "Invalid IPv6 URL"
-    untouched(lake, spool)
+    assert canvas.seen == []

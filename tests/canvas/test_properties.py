@@ -59,7 +59,15 @@ from airflow_provider_canvas_reports.canvas.report import (
     classify,
     parse_timestamp,
 )
-from airflow_provider_canvas_reports.canvas.retry import RETRYABLE_STATUS, Failure, RetryPolicy
+from airflow_provider_canvas_reports.canvas.retry import (
+    RETRYABLE_STATUS,
+    Attempt,
+    Done,
+    Failure,
+    Retry,
+    RetryPolicy,
+    decide,
+)
 from airflow_provider_canvas_reports.storage.errors import UnsafeNameError
 from airflow_provider_canvas_reports.storage.names import safe_name
 from airflow_provider_canvas_reports.storage.zipfiles import member_object_name
@@ -460,3 +468,29 @@ def test_report_id_segment_accepts_exactly_positive_integers(value: Any) -> None
 def test_report_id_segment_examples(value: str) -> None:
     with pytest.raises(CanvasConfigError):
         endpoints.report_id_segment(value)
+
+
+@SETTINGS
+@given(
+    st.sampled_from(["0.0", "0", "-1.5", "0.00"]),
+    st.sampled_from(["X-Rate-Limit-Remaining", "x-rate-limit-remaining"]),
+    st.binary(max_size=40),
+    st.integers(min_value=1, max_value=5),
+)
+def test_a_403_saying_the_bucket_is_empty_is_throttling_whatever_its_body(
+    remaining: str, name: str, body: bytes, number: int
+) -> None:
+    """Legacy Canvas throttles with 403 and `x-rate-limit-remaining: 0.0`; the download chain never
+    reads bodies, so the header alone must make it a retry (0.0 is falsy: a classic slip)."""
+    policy = RetryPolicy(max_attempts=10, max_elapsed=1e6)
+    attempt = Attempt(number, 0.0, status=403, headers={name: remaining}, body_excerpt=body.decode("latin-1"))
+    assert isinstance(decide(policy, attempt, random.Random(0)), Retry)
+
+
+@SETTINGS
+@given(st.one_of(st.none(), st.sampled_from(["1", "150.0", "junk", ""])), st.text(max_size=40))
+def test_a_403_with_quota_left_is_not_throttling(remaining: str | None, body: str) -> None:
+    """A permission 403 (quota left, or no header) is final unless its body says rate limit."""
+    headers = {} if remaining is None else {"x-rate-limit-remaining": remaining}
+    decision = decide(RetryPolicy(), Attempt(1, 0.0, status=403, headers=headers, body_excerpt=body))
+    assert isinstance(decision, Done) != ("rate limit exceeded" in body.lower())

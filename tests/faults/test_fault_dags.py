@@ -119,16 +119,18 @@ def test_lost_start_then_faults_on_every_hop_still_land_one_report(
 
 
 @pytest.mark.simulator(
-    throttle="429", bucket_capacity=120, request_cost=50, actual_cost=35, leak_per_second=10
+    throttle="403", bucket_capacity=120, request_cost=50, actual_cost=35, leak_per_second=10
 )
-def test_throttle_storm_across_the_whole_pipeline(sim: Sim, dag_runner: RunDag, lake: Path) -> None:
-    """A small leaky bucket throttles start, polls and the download hop; Retry-After is honoured.
+def test_legacy_403_throttle_storm_across_the_whole_pipeline(
+    sim: Sim, dag_runner: RunDag, lake: Path
+) -> None:
+    """A small leaky bucket throttles start, polls and the download hop with Canvas's legacy 403.
 
-    (The legacy 403 shape is not used here: the download hop does not recognise it, see
-    test_throttle_variants.py::test_download.)
+    The 403 has no Retry-After, so the client's own backoff must outlast the bucket (5 s to drain
+    here); the download hop recognises it by `x-rate-limit-remaining: 0.0` (it never reads bodies).
     """
     storm = RetryPolicy(max_attempts=8, base_delay=0.5, max_delay=2.0, max_elapsed=40, read_timeout=5.0)
-    dag = pipeline("faults_throttle_storm", lake, wait={"adaptive_polling": False}, policy=storm)
+    dag = pipeline("faults_403_storm", lake, wait={"adaptive_polling": False}, policy=storm)
     result = timed(dag_runner, dag)
     assert result.states() == {"start": "success", "wait": "success", "land": "success"}
     assert sim.counters.throttled > 0

@@ -112,23 +112,7 @@ def test_poll(canvas: FakeCanvas, shape: str, deferrable: bool) -> None:
     assert min_wait(shape) * 0.9 <= run.elapsed < HANG_GUARD
 
 
-DOWNLOAD_403_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="provider bug: the download chain never reads a non-2xx body, so Canvas's legacy "
-    "'403 Forbidden (Rate Limit Exceeded)' on the Canvas host is taken for a final HTTP 403 "
-    "('The link may have expired') instead of throttling to retry",
-)
-
-
-@pytest.mark.parametrize(
-    "shape",
-    [
-        "429-retry-after",
-        "429-no-retry-after",
-        pytest.param("403-rate-limit", marks=DOWNLOAD_403_BUG),
-        pytest.param("403-rate-limit-retry-after", marks=DOWNLOAD_403_BUG),
-    ],
-)
+@pytest.mark.parametrize("shape", list(SHAPES))
 def test_download(canvas: FakeCanvas, shape: str, tmp_path: Path) -> None:
     throttle(canvas, "download", shape)
     lake = tmp_path / "lake"
