@@ -344,6 +344,26 @@ class Deployment:
         psutil.wait_procs(members, timeout=10)
         self.mark(f"killed {component.name} (pid {component.pid}) with SIGKILL")
 
+    def freeze(self, component: Component) -> None:
+        """``SIGSTOP`` the whole process group: alive, but silent (a frozen VM, a stalled node)."""
+        os.killpg(component.pid, signal.SIGSTOP)
+        self.mark(f"froze {component.name} (pid {component.pid}) with SIGSTOP")
+
+    def thaw(self, component: Component) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(component.pid, signal.SIGCONT)
+            self.mark(f"thawed {component.name} (pid {component.pid}) with SIGCONT")
+
+    def stop_component(self, component: Component, timeout: float = 30) -> None:
+        """A clean shutdown (``SIGTERM`` to the group), as a deploy or a scale-down does it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(component.pid, signal.SIGTERM)
+        try:
+            component.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill_hard(component)
+        self.mark(f"stopped {component.name} (pid {component.pid}) with SIGTERM")
+
     def tagged_processes(self) -> list[psutil.Process]:
         """Every live process started by this deployment, however deep and wherever reparented.
 
@@ -369,6 +389,7 @@ class Deployment:
         for component in self.components:
             if component.alive():
                 with contextlib.suppress(ProcessLookupError):
+                    os.killpg(component.pid, signal.SIGCONT)  # a frozen one could not act on TERM
                     os.killpg(component.pid, signal.SIGTERM)
         deadline = time.monotonic() + 15
         for component in self.components:
