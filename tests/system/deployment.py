@@ -48,6 +48,14 @@ class DeploymentError(AssertionError):
     """The deployment did not do what a test waited for (carries what it saw)."""
 
 
+class APIStatusError(DeploymentError):
+    """The REST API answered with an unexpected status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -70,6 +78,10 @@ def wait_for(
             value = probe()
         except (requests.RequestException, OSError) as exc:
             value, last_error = None, exc
+        except APIStatusError as exc:
+            if exc.status < 500:
+                raise
+            value, last_error = None, exc  # a busy api-server (e.g. SQLite locked): ask again
         if value:
             return value
         if time.monotonic() >= deadline:
@@ -126,7 +138,9 @@ class AirflowAPI:
         kwargs.setdefault("timeout", 30)
         resp = self.session.request(method, f"{self.base_url}/api/v2{path}", **kwargs)
         if resp.status_code not in set(ok):
-            raise DeploymentError(f"{method} {path} -> {resp.status_code}: {resp.text[:2000]}")
+            raise APIStatusError(
+                f"{method} {path} -> {resp.status_code}: {resp.text[:2000]}", resp.status_code
+            )
         return resp.json() if resp.content else None
 
     def get(self, path: str, **kwargs: Any) -> Any:
