@@ -43,8 +43,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
-# Connections kept per (loop, host, token): enough for bursts, few enough to stay polite to Canvas.
-CONNECTIONS_PER_HOST = 16
+# Connections kept per (loop, host, token), so requests in flight on one token. Canvas charges each
+# request 50 units up front against a 700-unit bucket: more than 14 at once overflow it by
+# themselves (429s). 12 leaves room for what the bucket already holds.
+CONNECTIONS_PER_HOST = 12
 
 
 @dataclass
