@@ -169,6 +169,13 @@ def details(results: dict[str, dict[str, Any]]) -> list[str]:
             f"{r['starts']} starts, {r['status_polls']} status polls in {r['seconds']} s."
             + (f" Provider failures: {p['failures']}." if p["failures"] else "")
         )
+        if s := d.get("provider_spread"):
+            lines.append(
+                f"- One token, the provider's 50 starts arriving over {d['spread_s']:g} s instead of at once: "
+                f"{s['failed']} failed; {s['throttled']}/{s['requests']} requests throttled "
+                f"({s['throttled_share']:.1%}); {s['available']} `available`, {s['starts']} starts, "
+                f"{s['status_polls']} status polls."
+            )
     if d := results.get("imports"):
         heavy = ", ".join(f"{name} {ms} ms (from {parent})" for name, ms, parent in d["heaviest"][:6])
         lines.append(

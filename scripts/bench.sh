@@ -44,18 +44,13 @@ for name in "${names[@]}"; do
     [[ " ${all[*]} " == *" $name "* ]] || { echo "bench.sh: unknown benchmark '$name'" >&2; exit 2; }
 done
 
-# --- the interpreter (as scripts/demo.sh finds it) ------------------------------------------
+# --- the interpreter (as scripts/demo.sh sets it up) ----------------------------------------
 if [[ -n "${CANVAS_BENCH_PYTHON:-}" ]]; then
     py=$CANVAS_BENCH_PYTHON
-elif grep -q -- '--setup-only' scripts/test.sh 2>/dev/null; then
-    scripts/test.sh --setup-only
-    py=.venv/bin/python
-elif [[ -f scripts/_venv.sh ]]; then
+else
     # shellcheck source=scripts/_venv.sh
     source scripts/_venv.sh
-    canvas_venv
-    py=$CANVAS_PY
-else
+    canvas_ensure_venv "$PWD/.venv" requirements/dev.lock >&2
     py=.venv/bin/python
 fi
 
