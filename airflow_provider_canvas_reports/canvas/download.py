@@ -41,11 +41,19 @@ def is_zip(report: Report) -> bool:
     return name.endswith(".zip") or "zip" in ctype
 
 
-def check_response(status: int, headers: Mapping[str, str], report: Report) -> int | None:
+def check_response(
+    status: int, headers: Mapping[str, str], report: Report, *, hop_sent_auth: bool = False
+) -> int | None:
     """The final answer of the redirect chain: 200, not an HTML page, and the attachment's size.
 
     Returns the size the body must have.
     """
+    if status in (401, 403) and hop_sent_auth:
+        raise DownloadError(
+            f"Canvas refused the download of report #{report.id} (HTTP {status}): the token cannot read "
+            "this account's files. Give the token's user the permission to view the report files, or "
+            "use another token."
+        )
     if status != 200:
         raise DownloadError(
             f"The download of report #{report.id} ended with HTTP {status} instead of the file. The link may "
@@ -156,7 +164,7 @@ def open_chain(
         decision = decide(policy, attempt, rng)
         if isinstance(decision, Done):
             assert isinstance(outcome, Opened)
-            return Ready(check_response(outcome.status, outcome.headers, report))
+            return Ready(check_response(outcome.status, outcome.headers, report, hop_sent_auth=hop.send_auth))
         if isinstance(decision, GiveUp):
             raise DownloadError(
                 f"Could not download report #{report.id}: {decision.reason} "

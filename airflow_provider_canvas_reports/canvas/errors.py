@@ -264,6 +264,17 @@ def error_from_response(
             "Canvas may be deploying or overloaded; the task can be retried later.",
             status=status,
         )
+    if 300 <= status < 400:
+        from airflow_provider_canvas_reports.canvas.endpoints import redact_url
+
+        location = _header(headers, "location")
+        target = f" to {redact_url(location)}" if location and "://" in location else ""
+        return CanvasResponseError(
+            f"Canvas redirected the request to {what} on {where} (HTTP {status}){target} instead of "
+            "answering: the connection host is not the Canvas API host (a vanity domain, http instead "
+            "of https, or an SSO page). Set the connection host to the Canvas URL itself.",
+            status=status,
+        )
     return CanvasResponseError(f"Canvas answered HTTP {status} to {what} on {where}: {said}.", status=status)
 
 

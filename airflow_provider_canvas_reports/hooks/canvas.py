@@ -161,20 +161,37 @@ class CanvasHook(BaseHook):
 
         Returns the report as Canvas left it, or None when it had already finished.
         """
-        current = self.get_report(report, report_id, account_id)
-        action = cancel_action(current.status)
+        try:
+            action = cancel_action(self.get_report(report, report_id, account_id).status)
+        except ReportNotFoundError:
+            return None
+        except CanvasError:
+            # The status cannot be read (Canvas keeps failing): stopping it matters more than
+            # knowing its state, so try abort (running) and fall back to delete (anything else).
+            action = "abort"
         if action == "abort":
             try:
                 return self.abort_report(report, report_id, account_id)
             except AbortNotPossibleError:
-                # It left `running` between the two calls (compiling, or done): delete stops it.
-                action = cancel_action(self.get_report(report, report_id, account_id).status)
+                # It is not running (queued, compiling, or done): delete stops it unless it is done.
+                action = self._cancel_after_failed_abort(self.get_report, report, report_id, account_id)
         if action is None:
             return None
         try:
             return self.delete_report(report, report_id, account_id)
         except ReportNotFoundError:
             return None
+
+    @staticmethod
+    def _cancel_after_failed_abort(
+        get: Any, report: str, report_id: int | str, account_id: Any
+    ) -> str | None:
+        try:
+            return cancel_action(get(report, report_id, account_id).status)
+        except ReportNotFoundError:
+            return None
+        except CanvasError:
+            return "delete"
 
     def open_report_file(self, report: Report) -> AbstractContextManager[Download]:
         """Stream a complete report's file through Canvas's redirect chain.
@@ -252,13 +269,22 @@ class CanvasHook(BaseHook):
         self, report: str, report_id: int | str, account_id: str | int | None = None
     ) -> Report | None:
         """Async twin of `cancel_report`."""
-        current = await self.aget_report(report, report_id, account_id)
-        action = cancel_action(current.status)
+        try:
+            action = cancel_action((await self.aget_report(report, report_id, account_id)).status)
+        except ReportNotFoundError:
+            return None
+        except CanvasError:
+            action = "abort"  # see cancel_report
         if action == "abort":
             try:
                 return await self.aabort_report(report, report_id, account_id)
             except AbortNotPossibleError:
-                action = cancel_action((await self.aget_report(report, report_id, account_id)).status)
+                try:
+                    action = cancel_action((await self.aget_report(report, report_id, account_id)).status)
+                except ReportNotFoundError:
+                    return None
+                except CanvasError:
+                    action = "delete"
         if action is None:
             return None
         try:

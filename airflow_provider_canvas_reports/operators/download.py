@@ -326,7 +326,7 @@ class DownloadReportOperator(BaseOperator):
                     raise
                 delay = self.download_retry_delay * 2 ** (number - 1)
                 self.log.warning(
-                    "Download attempt %d of %d for report #%s failed: %s Retrying in %.0fs.",
+                    "Download attempt %d of %d for report #%s failed: %s Retrying in %.1fs.",
                     number,
                     self.download_attempts,
                     report.id,

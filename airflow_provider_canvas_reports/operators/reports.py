@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 # Key in Airflow 3.3's task_state_store. Renaming it breaks in-flight retries of deployed tasks.
 STATE_KEY = "canvas_report"
 DEFAULT_TIMEOUT = timedelta(hours=24)
+# Pauses (seconds) between index checks after a start whose answer was lost.
+LOST_START_RECHECKS = (2.0, 5.0, 10.0)
 # Canvas stamps created_at to the second and its clock is not ours: widen the reconcile window.
 RECONCILE_MARGIN = timedelta(seconds=15)
 
@@ -99,6 +101,9 @@ class StartAccountReportOperator(BaseOperator):
         parameter: a clear error and nothing started).
     :param skip_message: ask Canvas not to e-mail the token's user when the report is done.
     :param canvas_retry_policy: the client's bounds for retries on throttling, 5xx and resets.
+    :param lost_start_rechecks: pauses (seconds) between further looks in the report index after a
+        start whose answer was lost and which the first look did not find (Canvas may still be
+        handling it); then the try fails without starting another report.
     """
 
     template_fields: Sequence[str] = ("report", "parameters", "account_id")
@@ -123,6 +128,7 @@ class StartAccountReportOperator(BaseOperator):
         validate_parameters: bool = True,
         skip_message: bool = True,
         canvas_retry_policy: RetryPolicy | None = None,
+        lost_start_rechecks: Sequence[float] = LOST_START_RECHECKS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -135,6 +141,7 @@ class StartAccountReportOperator(BaseOperator):
         self.validate_parameters = validate_parameters
         self.skip_message = skip_message
         self.canvas_retry_policy = canvas_retry_policy
+        self.lost_start_rechecks = tuple(float(pause) for pause in lost_start_rechecks)
         self.wait = WaitSettings(
             policy=PollPolicy(
                 seconds(poll_interval, name="poll_interval", default=60.0),
@@ -184,6 +191,13 @@ class StartAccountReportOperator(BaseOperator):
         except StartOutcomeUnknownError as exc:
             self.log.warning("The start's answer was lost: %s Looking in the report index.", exc)
             found = self._reconcile(hook, account, sent, posted_at, why="the start's answer was lost")
+            # Canvas may still be handling a request whose answer timed out: look again a few
+            # times, up to about one read timeout, before giving up on it.
+            for pause in self.lost_start_rechecks:
+                if found is not None:
+                    break
+                time.sleep(min(pause, hook.retry_policy.read_timeout))
+                found = self._reconcile(hook, account, sent, posted_at, why="the start's answer was lost")
             if found is None:
                 # Starting again could duplicate a report Canvas is still creating; a retry of
                 # this task looks in the index again before it starts anything.

@@ -268,3 +268,16 @@ class TestChunkChecker:
     def test_bom_before_html_is_still_html(self):
         with pytest.raises(DownloadError, match="HTML page"):
             check_first_bytes(b"\xef\xbb\xbf<html><body>x</body></html>", make())
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_download_on_the_canvas_host_names_the_token(status):
+    with pytest.raises(
+        DownloadError, match=rf"refused the download of report #12 \(HTTP {status}\): the token"
+    ):
+        check_response(status, {}, make(), hop_sent_auth=True)
+
+
+def test_refused_download_on_a_store_is_an_expired_link():
+    with pytest.raises(DownloadError, match="The link may have expired"):
+        check_response(403, {}, make(), hop_sent_auth=False)

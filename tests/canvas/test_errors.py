@@ -471,3 +471,19 @@ def test_many_json_messages_are_cut_to_the_excerpt_length_in_the_message():
     said = message.split(": ", 1)[1]
     assert said.startswith("problem 0; problem 1; ")
     assert len(said) <= EXCERPT_CHARS + 4  # the excerpt, its ellipsis and the closing full stop
+
+
+def test_a_redirected_api_call_names_the_host_and_the_fix_but_not_the_path():
+    err = error_from_response(
+        302,
+        {"location": "https://sso.school.edu/login?SAMLRequest=abcdef&ticket=s3cret"},
+        b"",
+        LIST_CTX,
+    )
+    assert str(err) == (
+        "Canvas redirected the request to list available reports on account sis_account_id:MAIN (HTTP 302) "
+        "to https://sso.school.edu instead of answering: the connection host is not the Canvas API host (a "
+        "vanity domain, http instead of https, or an SSO page). Set the connection host to the Canvas URL "
+        "itself."
+    )
+    assert "s3cret" not in str(err)

@@ -153,8 +153,14 @@ def persistent_message(hop: str, kind: str) -> str:
         return LOGIN_PAGE
     if kind == "redirect_loop":
         return LOOP
-    if kind in ("expired", "404", "401"):
-        status = {"expired": 403, "404": 404, "401": 401}[kind]
+    if kind == "401":
+        # The Canvas host (which got the token) refused: the token is the problem, not the link.
+        return (
+            r"Canvas refused the download of report #{id} \(HTTP 401\): the token cannot read this account's "
+            r"files\. Give the token's user the permission to view the report files, or use another token\."
+        )
+    if kind in ("expired", "404"):
+        status = {"expired": 403, "404": 404}[kind]
         return (
             rf"The download of report #{{id}} ended with HTTP {status} instead of the file\. The link may have "
             r"expired: run the download task again\."

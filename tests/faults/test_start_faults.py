@@ -107,7 +107,8 @@ CASES: dict[str, Case] = {
         "start",
         "redirect_loop",
         expect="fail",
-        message=r"Canvas answered HTTP 302 to start a report on account self: .*\.",
+        message=r"Canvas redirected the request to start a report on account self \(HTTP 302\) to "
+        r"http://127\.0\.0\.1:\d+ instead of answering: the connection host is not the Canvas API host .*\.",
         regex=True,
         starts=0,
     ),
@@ -115,7 +116,8 @@ CASES: dict[str, Case] = {
         "start",
         "auth_redirect",
         expect="fail",
-        message=r"Canvas answered HTTP 302 to start a report on account self: .*\.",
+        message=r"Canvas redirected the request to start a report on account self \(HTTP 302\) to "
+        r"http://127\.0\.0\.1:\d+ instead of answering: the connection host is not the Canvas API host .*\.",
         regex=True,
         starts=0,
     ),

@@ -323,12 +323,41 @@ async def test_cancel_finished_report_does_nothing(canvas: Canvas, client: Clien
     assert (await client.get_report("grade_export_csv", started.id)).status == "complete"
 
 
-async def test_cancel_deleted_report_is_not_found(canvas: Canvas, client: Client) -> None:
+async def test_cancel_deleted_report_has_nothing_to_cancel(canvas: Canvas, client: Client) -> None:
     started = await client.start_report("grade_export_csv")
     await client.delete_report("grade_export_csv", started.id)
 
-    with pytest.raises(ReportNotFoundError):
-        await client.cancel_report("grade_export_csv", started.id)
+    assert await client.cancel_report("grade_export_csv", started.id) is None
+    assert canvas.counters.requests["abort"] == 0
+
+
+async def test_cancel_running_report_whose_status_cannot_be_read_still_aborts_it(
+    canvas: Canvas, client: Client
+) -> None:
+    started = await client.start_report("grade_export_csv")
+    canvas.sim.advance(5)
+    canvas.fault("status", "503", times=None)
+
+    result = await client.cancel_report("grade_export_csv", started.id)
+
+    assert result is not None
+    assert result.status == "aborted"
+    assert canvas.sim.reports[started.id].status == "aborted"
+
+
+async def test_cancel_queued_report_whose_status_cannot_be_read_deletes_it(
+    canvas: Canvas, client: Client
+) -> None:
+    canvas.sim.script_report("grade_export_csv", "stuck_created")
+    started = await client.start_report("grade_export_csv")
+    canvas.fault("status", "503", times=None)
+
+    result = await client.cancel_report("grade_export_csv", started.id)
+
+    assert result is not None
+    assert result.status == "deleted"
+    assert canvas.counters.requests["abort"] == 1  # tried first: the state was unknown
+    assert canvas.counters.requests["delete"] == 1
 
 
 # --- download ------------------------------------------------------------------------------------
