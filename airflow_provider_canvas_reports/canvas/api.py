@@ -6,16 +6,22 @@ async clients execute calls; they know nothing about individual endpoints.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from airflow_provider_canvas_reports.canvas import endpoints
-from airflow_provider_canvas_reports.canvas.errors import CanvasResponseError, RequestContext
+from airflow_provider_canvas_reports.canvas.errors import (
+    AbortNotPossibleError,
+    CanvasError,
+    CanvasResponseError,
+    ReportNotFoundError,
+    RequestContext,
+)
 from airflow_provider_canvas_reports.canvas.exchange import ApiRequest, ApiResponse
 from airflow_provider_canvas_reports.canvas.pagination import PER_PAGE, next_page
 from airflow_provider_canvas_reports.canvas.parameters import encode
-from airflow_provider_canvas_reports.canvas.report import AvailableReport, Report
+from airflow_provider_canvas_reports.canvas.report import AvailableReport, Report, cancel_action
 
 T = TypeVar("T")
 
@@ -119,3 +125,40 @@ def next_call(call: Call[list[T]], response: ApiResponse) -> Call[list[T]] | Non
     if not url or (isinstance(response.data, list) and not response.data):
         return None
     return Call(ApiRequest(call.request.method, url, call.request.context), call.parse)
+
+
+CallPlan = Generator[Call[Any], Any, T]
+
+
+def cancel(account_id: str | int | None, report: str, report_id: int | str) -> CallPlan[Report | None]:
+    """Stop a run that is not finished: abort it while running, delete it otherwise.
+
+    A plan of calls: it yields each call, receives its result (or has its CanvasError thrown in),
+    and returns the report as Canvas left it, or None when there was nothing to stop. The sync
+    and async transports both run it (`run_plan`), so the decisions exist once.
+    """
+    try:
+        action = cancel_action((yield status(account_id, report, report_id)).status)
+    except ReportNotFoundError:
+        return None
+    except CanvasError:
+        # The status cannot be read (Canvas keeps failing): stopping the report matters more
+        # than knowing its state, so try abort (running) and fall back to delete (anything else).
+        action = "abort"
+    if action == "abort":
+        try:
+            return (yield abort(account_id, report, report_id))
+        except AbortNotPossibleError:
+            # Not running (queued, compiling, or done): delete stops it unless it is done.
+            try:
+                action = cancel_action((yield status(account_id, report, report_id)).status)
+            except ReportNotFoundError:
+                return None
+            except CanvasError:
+                action = "delete"
+    if action is None:
+        return None
+    try:
+        return (yield delete(account_id, report, report_id))
+    except ReportNotFoundError:
+        return None

@@ -9,14 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_canvas_reports.canvas import api, endpoints, parameters
 from airflow_provider_canvas_reports.canvas.errors import (
-    AbortNotPossibleError,
     CanvasConfigError,
     CanvasError,
     InvalidTokenError,
     PermissionDeniedError,
-    ReportNotFoundError,
 )
-from airflow_provider_canvas_reports.canvas.report import AvailableReport, Report, cancel_action
+from airflow_provider_canvas_reports.canvas.report import AvailableReport, Report
 from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
 from airflow_provider_canvas_reports.compat import BaseHook, get_async_connection
 from airflow_provider_canvas_reports.transport.settings import CanvasSettings
@@ -161,37 +159,7 @@ class CanvasHook(BaseHook):
 
         Returns the report as Canvas left it, or None when it had already finished.
         """
-        try:
-            action = cancel_action(self.get_report(report, report_id, account_id).status)
-        except ReportNotFoundError:
-            return None
-        except CanvasError:
-            # The status cannot be read (Canvas keeps failing): stopping it matters more than
-            # knowing its state, so try abort (running) and fall back to delete (anything else).
-            action = "abort"
-        if action == "abort":
-            try:
-                return self.abort_report(report, report_id, account_id)
-            except AbortNotPossibleError:
-                # It is not running (queued, compiling, or done): delete stops it unless it is done.
-                action = self._cancel_after_failed_abort(self.get_report, report, report_id, account_id)
-        if action is None:
-            return None
-        try:
-            return self.delete_report(report, report_id, account_id)
-        except ReportNotFoundError:
-            return None
-
-    @staticmethod
-    def _cancel_after_failed_abort(
-        get: Any, report: str, report_id: int | str, account_id: Any
-    ) -> str | None:
-        try:
-            return cancel_action(get(report, report_id, account_id).status)
-        except ReportNotFoundError:
-            return None
-        except CanvasError:
-            return "delete"
+        return self.transport.run_plan(api.cancel(self.account(account_id), report, report_id))
 
     def open_report_file(self, report: Report) -> AbstractContextManager[Download]:
         """Stream a complete report's file through Canvas's redirect chain.
@@ -269,28 +237,8 @@ class CanvasHook(BaseHook):
         self, report: str, report_id: int | str, account_id: str | int | None = None
     ) -> Report | None:
         """Async twin of `cancel_report`."""
-        try:
-            action = cancel_action((await self.aget_report(report, report_id, account_id)).status)
-        except ReportNotFoundError:
-            return None
-        except CanvasError:
-            action = "abort"  # see cancel_report
-        if action == "abort":
-            try:
-                return await self.aabort_report(report, report_id, account_id)
-            except AbortNotPossibleError:
-                try:
-                    action = cancel_action((await self.aget_report(report, report_id, account_id)).status)
-                except ReportNotFoundError:
-                    return None
-                except CanvasError:
-                    action = "delete"
-        if action is None:
-            return None
-        try:
-            return await self.adelete_report(report, report_id, account_id)
-        except ReportNotFoundError:
-            return None
+        transport = await self.atransport()
+        return await transport.run_plan(api.cancel(await self.aaccount(account_id), report, report_id))
 
     async def aopen_report_file(self, report: Report) -> AbstractAsyncContextManager[AsyncDownload]:
         return (await self.atransport()).download(report)

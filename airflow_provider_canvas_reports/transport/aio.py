@@ -19,6 +19,7 @@ import aiohttp
 from airflow_provider_canvas_reports.canvas import api
 from airflow_provider_canvas_reports.canvas.api import Call
 from airflow_provider_canvas_reports.canvas.download import ChunkChecker, Opened, OpenHop, Ready, open_chain
+from airflow_provider_canvas_reports.canvas.errors import CanvasError
 from airflow_provider_canvas_reports.canvas.exchange import (
     MAX_ERROR_BODY,
     ApiRequest,
@@ -178,6 +179,20 @@ class AsyncTransport:
 
     async def call(self, call: Call[T]) -> T:
         return call.parse(await self.execute(call.request))
+
+    async def run_plan(self, plan: api.CallPlan[T]) -> T:
+        """Async twin of `SyncTransport.run_plan`."""
+        try:
+            call = next(plan)
+            while True:
+                try:
+                    result = await self.call(call)
+                except CanvasError as exc:
+                    call = plan.throw(exc)
+                else:
+                    call = plan.send(result)
+        except StopIteration as stop:
+            return stop.value
 
     async def pages(self, call: Call[list[T]]) -> AsyncIterator[T]:
         pager = api.Pager(call)

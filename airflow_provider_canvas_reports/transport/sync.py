@@ -15,7 +15,7 @@ import urllib3
 from airflow_provider_canvas_reports.canvas import api
 from airflow_provider_canvas_reports.canvas.api import Call
 from airflow_provider_canvas_reports.canvas.download import ChunkChecker, Opened, OpenHop, Ready, open_chain
-from airflow_provider_canvas_reports.canvas.errors import DownloadError
+from airflow_provider_canvas_reports.canvas.errors import CanvasError, DownloadError
 from airflow_provider_canvas_reports.canvas.exchange import (
     MAX_ERROR_BODY,
     ApiRequest,
@@ -135,6 +135,20 @@ class SyncTransport:
 
     def call(self, call: Call[T]) -> T:
         return call.parse(self.execute(call.request))
+
+    def run_plan(self, plan: api.CallPlan[T]) -> T:
+        """Run a plan of calls (see `api.cancel`): each result sent in, each CanvasError thrown in."""
+        try:
+            call = next(plan)
+            while True:
+                try:
+                    result = self.call(call)
+                except CanvasError as exc:
+                    call = plan.throw(exc)
+                else:
+                    call = plan.send(result)
+        except StopIteration as stop:
+            return stop.value
 
     def pages(self, call: Call[list[T]]) -> Iterator[T]:
         """Every item of a paginated list, page by page (never the whole index in memory)."""
