@@ -24,7 +24,6 @@ from airflow_provider_canvas_reports.canvas.polling import (
 )
 from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
 from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
-from airflow_provider_canvas_reports.transport.aio import hold_shared_sessions
 
 TRIGGER_PATH = "airflow_provider_canvas_reports.triggers.reports.ReportStatusTrigger"
 ON_KILL_TIMEOUT = 25.0
@@ -197,6 +196,9 @@ class ReportStatusTrigger(BaseTrigger):
         return CanvasHook(self.canvas_conn_id, retry_policy=retry_policy_from_kwargs(self.retry_policy))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        # Imported here: the sensor module imports this one, and aiohttp has no place in a DAG parse.
+        from airflow_provider_canvas_reports.transport.aio import hold_shared_sessions
+
         async with hold_shared_sessions():
             hook = self._hook()
             account = await hook.aaccount(self.account_id)
@@ -246,6 +248,8 @@ class ReportStatusTrigger(BaseTrigger):
         trigger moves to another triggerer (those cancel ``run()`` and call ``cleanup()``, which
         leave the report alone so the wait can resume). Older versions never call it.
         """
+        from airflow_provider_canvas_reports.transport.aio import hold_shared_sessions
+
         hook = self._hook()
         try:
             # Within the triggerer's own bound ([triggerer] on_kill_timeout, 30 s by default), so
