@@ -23,6 +23,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import subprocess
 import tempfile
 import time
@@ -171,6 +172,8 @@ def mark(name: str) -> None:
 
 
 def child_main(args: Any) -> None:
+    # Never outlive the benchmark by long, even if it was killed and nobody reads our output.
+    signal.alarm(int(args.warmup + args.window + 300))
     ids = json.loads(Path(args.ids).read_text())
     result = asyncio.run(run_variant(args.child, ids, args.interval, args.warmup, args.window))
     print("VARIANT_RESULT " + json.dumps(result), flush=True)
