@@ -2,27 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from typing import Any
+from tests.fixtures.simulator import canvas, pytest_configure
 
-import pytest
-
-from airflow_provider_canvas_reports.simulator import CanvasSimulator, SimulatorConfig
-
-SHORT = {"users": 40, "queue_seconds": 0.1, "run_seconds": 1.0}
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "simulator(**config): SimulatorConfig overrides for `canvas`")
-
-
-@pytest.fixture
-def canvas(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[CanvasSimulator]:
-    marker = request.node.get_closest_marker("simulator")
-    settings: dict[str, Any] = {**SHORT, **(marker.kwargs if marker else {})}
-    sim = CanvasSimulator(SimulatorConfig(**settings))
-    with sim.run_in_thread() as running:
-        conn = {"conn_type": "canvas", "host": running.url, "password": running.token}
-        monkeypatch.setenv("AIRFLOW_CONN_CANVAS_DEFAULT", json.dumps(conn))
-        yield sim
+__all__ = ["canvas", "pytest_configure"]
