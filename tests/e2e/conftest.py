@@ -16,7 +16,6 @@ reconciliation never sees another test's reports.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_canvas_reports.simulator import CanvasSimulator, RunningSimulator, SimulatorConfig
+from tests.fixtures.dag_runs import register, state_text, xcoms
 
 # Short reports, small data: the e2e folder must stay fast on two cores.
 DEFAULT_SIMULATOR = {"users": 60, "queue_seconds": 0.2, "run_seconds": 1.0}
@@ -112,54 +112,21 @@ class DagResult:
         return {task_id: task.state for task_id, task in self.tasks.items()}
 
 
-def _register(dag: Any) -> None:
-    """dag.test() needs the DAG serialised in the metadata DB; a test's DAG is in no DAG folder."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-
-    try:
-        from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-    except ImportError:  # Airflow 3.1
-        from airflow.models.dagbag import DagBag, sync_bag_to_db  # type: ignore[no-redef]
-
-    DagBundlesManager().sync_bundles_to_db()
-    bag = DagBag(dag_folder=os.devnull, collect_dags=False)
-    bag.bag_dag(dag)
-    sync_bag_to_db(bag, "dags-folder", None)
-
-
-def _xcoms(dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        rows = session.scalars(
-            select(XComModel).where(
-                XComModel.dag_id == dag_id, XComModel.run_id == run_id, XComModel.task_id == task_id
-            )
-        ).all()
-        return {row.key: XComModel.deserialize_value(row) for row in rows}
-
-
-def _text(state: Any) -> str | None:
-    return None if state is None else str(getattr(state, "value", state))
-
-
 @pytest.fixture
 def run_dag(airflow_db: Any) -> Callable[..., DagResult]:
     """Run a DAG with dag.test() and return what each task ended with."""
 
     def run(dag: Any, **test_kwargs: Any) -> DagResult:
-        _register(dag)
+        register(dag)
         dag_run = dag.test(**test_kwargs)
         tasks = {
             ti.task_id: TaskResult(
-                state=_text(ti.state),
+                state=state_text(ti.state),
                 try_number=ti.try_number,
-                xcoms=_xcoms(dag.dag_id, dag_run.run_id, ti.task_id),
+                xcoms=xcoms(dag.dag_id, dag_run.run_id, ti.task_id),
             )
             for ti in dag_run.get_task_instances()
         }
-        return DagResult(state=_text(dag_run.state), tasks=tasks)
+        return DagResult(state=state_text(dag_run.state), tasks=tasks)
 
     return run

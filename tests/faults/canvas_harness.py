@@ -31,6 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from airflow_provider_canvas_reports.simulator import CanvasSimulator, RunningSimulator, SimulatorConfig
+from tests.fixtures.dag_runs import register, state_text, xcoms
 
 # A hang guard for a loaded two-core machine, not a speed claim.
 HANG_GUARD = 60.0
@@ -446,45 +447,16 @@ class DagResult:
         return {task_id: task.state for task_id, task in self.tasks.items()}
 
 
-def _register(dag: Any) -> None:
-    """dag.test() needs the DAG serialised in the metadata DB; a test's DAG is in no DAG folder."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-
-    DagBundlesManager().sync_bundles_to_db()
-    bag = DagBag(dag_folder=os.devnull, collect_dags=False)
-    bag.bag_dag(dag)
-    sync_bag_to_db(bag, "dags-folder", None)
-
-
-def _xcoms(dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        rows = session.scalars(
-            select(XComModel).where(
-                XComModel.dag_id == dag_id, XComModel.run_id == run_id, XComModel.task_id == task_id
-            )
-        ).all()
-        return {row.key: XComModel.deserialize_value(row) for row in rows}
-
-
-def _text(state: Any) -> str | None:
-    return None if state is None else str(getattr(state, "value", state))
-
-
 def run_dag(dag: Any, **test_kwargs: Any) -> DagResult:
     """Run a DAG with dag.test() (needs the airflow_db fixture) and return what each task ended with."""
-    _register(dag)
+    register(dag)
     dag_run = dag.test(**test_kwargs)
     tasks = {
         ti.task_id: TaskResult(
-            state=_text(ti.state),
+            state=state_text(ti.state),
             try_number=ti.try_number,
-            xcoms=_xcoms(dag.dag_id, dag_run.run_id, ti.task_id),
+            xcoms=xcoms(dag.dag_id, dag_run.run_id, ti.task_id),
         )
         for ti in dag_run.get_task_instances()
     }
-    return DagResult(state=_text(dag_run.state), tasks=tasks, run_id=dag_run.run_id)
+    return DagResult(state=state_text(dag_run.state), tasks=tasks, run_id=dag_run.run_id)
