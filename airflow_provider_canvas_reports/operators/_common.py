@@ -2,6 +2,9 @@
 
 Both waits (the trigger's and the worker's) end in the same event dict, so one function
 (`conclude`) turns it into the task's result or error, whichever side did the waiting.
+
+Every DAG parse imports this module: what only a running task needs (the hook, the trigger and
+with it ``airflow.triggers``, the event helpers, Canvas's errors) is imported where it is used.
 """
 
 from __future__ import annotations
@@ -11,11 +14,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowException
 
-from airflow_provider_canvas_reports.canvas.errors import CanvasError, ReportNotFoundError
 from airflow_provider_canvas_reports.canvas.polling import (
     ERROR,
     FAILURE,
@@ -25,16 +27,16 @@ from airflow_provider_canvas_reports.canvas.polling import (
     PollPolicy,
     Waiter,
 )
-from airflow_provider_canvas_reports.canvas.report import Phase, Report
-from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
-from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
-from airflow_provider_canvas_reports.triggers.reports import (
-    ReportEvent,
-    ReportStatusTrigger,
-    event_payload,
-    parse_event,
-    retry_policy_kwargs,
-)
+
+if TYPE_CHECKING:
+    from airflow_provider_canvas_reports.canvas.report import Report
+    from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
+    from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
+    from airflow_provider_canvas_reports.triggers.events import ReportEvent
+    from airflow_provider_canvas_reports.triggers.reports import ReportStatusTrigger
+
+# CanvasHook.default_conn_name, without loading the hook (and canvas/'s client code) at parse.
+DEFAULT_CONN_ID = "canvas_default"
 
 # XCom keys pushed right after the start, before any waiting (the extra link reads the URL).
 XCOM_REPORT_ID = "report_id"
@@ -71,6 +73,9 @@ class WaitSettings:
     def trigger(
         self, *, conn_id: str, report: str, report_id: int, account_id: str, started_at: float
     ) -> ReportStatusTrigger:
+        from airflow_provider_canvas_reports.triggers.events import retry_policy_kwargs
+        from airflow_provider_canvas_reports.triggers.reports import ReportStatusTrigger
+
         return ReportStatusTrigger(
             canvas_conn_id=conn_id,
             report=report,
@@ -99,6 +104,8 @@ class WaitSettings:
 
 def poll_once(hook: CanvasHook, waiter: Waiter, account: str, clock: Callable[[], float]) -> Any:
     """One status request, as the waiter sees it: an Outcome or a PollAgain."""
+    from airflow_provider_canvas_reports.canvas.errors import ReportNotFoundError
+
     try:
         report = hook.get_report(waiter.report_type, waiter.report_id, account)
     except ReportNotFoundError:
@@ -119,6 +126,8 @@ def wait_in_worker(
     clock: Callable[[], float] = time.time,
 ) -> dict[str, Any]:
     """The trigger's loop, in the worker (deferrable=False): same policy, same event."""
+    from airflow_provider_canvas_reports.triggers.events import event_payload
+
     step: Any = waiter.seen(first, clock()) if first is not None else None
     while True:
         if step is None:
@@ -136,6 +145,9 @@ def describe_cancel(
     hook: CanvasHook, report: str, report_id: int, account: str, log: logging.Logger | Any
 ) -> tuple[str, Report | None]:
     """Cancel a report we stop waiting for; say what happened, and return it if it completed meanwhile."""
+    from airflow_provider_canvas_reports.canvas.errors import CanvasError
+    from airflow_provider_canvas_reports.canvas.report import Phase
+
     try:
         result = hook.cancel_report(report, report_id, account)
     except CanvasError as exc:
@@ -179,6 +191,8 @@ def conclude(
 
     A timeout cancels the report in Canvas first (abort if running, delete if queued).
     """
+    from airflow_provider_canvas_reports.triggers.events import parse_event
+
     try:
         event: ReportEvent = parse_event(payload, report_id=report_id)
     except ValueError as exc:

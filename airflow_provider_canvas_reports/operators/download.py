@@ -16,23 +16,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.sdk import Asset, AssetAlias, BaseOperator, ObjectStoragePath
 
-from airflow_provider_canvas_reports.canvas.download import is_zip, require_file
-from airflow_provider_canvas_reports.canvas.errors import DownloadError
-from airflow_provider_canvas_reports.canvas.report import Phase, Report
-from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
-from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
-from airflow_provider_canvas_reports.storage.cleanup import clean_stale_partials
-from airflow_provider_canvas_reports.storage.destination import describe, resolve_destination
-from airflow_provider_canvas_reports.storage.errors import UnsafeNameError, VerificationError
-from airflow_provider_canvas_reports.storage.model import LandedObject, OverwritePolicy
-from airflow_provider_canvas_reports.storage.names import safe_name
-from airflow_provider_canvas_reports.storage.spool import clean_stale_spools, spool_stream
-from airflow_provider_canvas_reports.storage.writer import write_stream
-from airflow_provider_canvas_reports.storage.zipfiles import ZipLimits, extract_zip, member_object_name
+from airflow_provider_canvas_reports.storage.model import LandedObject, OverwritePolicy, ZipLimits
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
+
+    from airflow_provider_canvas_reports.canvas.report import Report
+    from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
+    from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
+
+# Every DAG parse imports this module: the hook, Canvas's download checks and the storage package's
+# I/O modules load when a task runs (inside the methods); a parse needs only the value types the
+# constructor validates.
 
 T = TypeVar("T")
 
@@ -69,6 +65,9 @@ def _with_progress(
 
 def _member_names(zip_path: Path) -> list[str]:
     """Object names the ZIP's members will land as (unsafe ones are left to extract_zip to refuse)."""
+    from airflow_provider_canvas_reports.storage.errors import UnsafeNameError
+    from airflow_provider_canvas_reports.storage.zipfiles import member_object_name
+
     names = []
     try:
         with zipfile.ZipFile(zip_path) as zf:
@@ -198,6 +197,8 @@ class DownloadReportOperator(BaseOperator):
 
     # -- execution -------------------------------------------------------------------------
     def execute(self, context: Context) -> list[dict[str, Any]]:
+        from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
+
         hook = CanvasHook(self.canvas_conn_id, retry_policy=self.canvas_retry_policy)
         try:
             landed = self._download(hook, context)
@@ -206,6 +207,12 @@ class DownloadReportOperator(BaseOperator):
         return [obj.as_dict() for obj in landed]
 
     def _download(self, hook: CanvasHook, context: Context) -> list[LandedObject]:
+        from airflow_provider_canvas_reports.canvas.download import is_zip, require_file
+        from airflow_provider_canvas_reports.canvas.errors import DownloadError
+        from airflow_provider_canvas_reports.canvas.report import Phase
+        from airflow_provider_canvas_reports.storage.destination import describe, resolve_destination
+        from airflow_provider_canvas_reports.storage.spool import clean_stale_spools
+
         report_id = _report_id(self.report_id)
         account = hook.account(self.account_id)
         report = hook.get_report(self.report, report_id, account)
@@ -265,6 +272,8 @@ class DownloadReportOperator(BaseOperator):
 
     @staticmethod
     def _object_name(report: Report, zipped: bool) -> str:
+        from airflow_provider_canvas_reports.storage.names import safe_name
+
         attachment = report.attachment
         name = attachment.name if attachment else None
         if not name:
@@ -274,6 +283,8 @@ class DownloadReportOperator(BaseOperator):
         return safe_name(name)
 
     def _land_file(self, hook: CanvasHook, report: Report, target: ObjectStoragePath) -> LandedObject:
+        from airflow_provider_canvas_reports.storage.writer import write_stream
+
         # Straight from the HTTP body to the store: no local copy for a CSV or an unextracted ZIP.
         with hook.open_report_file(report) as download:
             return write_stream(
@@ -286,6 +297,9 @@ class DownloadReportOperator(BaseOperator):
     def _land_zip_members(
         self, hook: CanvasHook, report: Report, folder: ObjectStoragePath, owner: str | None
     ) -> list[LandedObject]:
+        from airflow_provider_canvas_reports.storage.spool import spool_stream
+        from airflow_provider_canvas_reports.storage.zipfiles import extract_zip
+
         # A ZIP's directory is at its end, so it is spooled to local disk, then extracted member
         # by member, each streamed and verified into its own object.
         with (
@@ -306,6 +320,9 @@ class DownloadReportOperator(BaseOperator):
     def _clean_partials(self, folder: ObjectStoragePath, names: list[str]) -> None:
         # Leftovers of an earlier try killed mid-write (kill -9, OOM): only our own object names,
         # so other files in the folder (and other tasks' objects) are never touched.
+        from airflow_provider_canvas_reports.storage.cleanup import clean_stale_partials
+        from airflow_provider_canvas_reports.storage.destination import describe
+
         removed = clean_stale_partials(folder, names, min_age=self.stale_partial_age)
         if removed:
             self.log.info(
@@ -318,6 +335,9 @@ class DownloadReportOperator(BaseOperator):
         Only transport and verification failures are retried; a refused name, a ZIP bomb or an
         existing object under overwrite='fail' fail at once. A failed attempt commits nothing.
         """
+        from airflow_provider_canvas_reports.canvas.errors import DownloadError
+        from airflow_provider_canvas_reports.storage.errors import VerificationError
+
         for number in range(1, self.download_attempts + 1):
             try:
                 return attempt()

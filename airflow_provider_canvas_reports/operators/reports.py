@@ -10,23 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowException, BaseOperator, conf
 
-from airflow_provider_canvas_reports.canvas import parameters as canvas_parameters
-from airflow_provider_canvas_reports.canvas.errors import (
-    CanvasError,
-    ReportFailedError,
-    ReportNotFoundError,
-    StartOutcomeUnknownError,
-)
 from airflow_provider_canvas_reports.canvas.polling import (
     DEFAULT_MAX_CONSECUTIVE_ERRORS,
     DEFAULT_MAX_POLL_INTERVAL,
     PollPolicy,
 )
-from airflow_provider_canvas_reports.canvas.report import Phase, Report
-from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
-from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
 from airflow_provider_canvas_reports.links.canvas import CanvasReportsLink
 from airflow_provider_canvas_reports.operators._common import (
+    DEFAULT_CONN_ID,
     XCOM_REPORT_ID,
     XCOM_REPORTS_URL,
     ReportWaitError,
@@ -40,6 +31,12 @@ from airflow_provider_canvas_reports.operators._common import (
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from airflow_provider_canvas_reports.canvas.report import Report
+    from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
+    from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
+
+# Every DAG parse imports this module: the hook, Canvas's parameter rules, errors and Report model
+# load when a task runs (inside the methods), so that a parse pays for the constructor only.
 
 # ---------------------------------------------------------------------------------------------
 # StartAccountReportOperator
@@ -123,7 +120,7 @@ class StartAccountReportOperator(BaseOperator):
         max_poll_interval: timedelta | float = DEFAULT_MAX_POLL_INTERVAL,
         timeout: timedelta | float | None = DEFAULT_TIMEOUT,
         max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS,
-        canvas_conn_id: str = CanvasHook.default_conn_name,
+        canvas_conn_id: str = DEFAULT_CONN_ID,
         account_id: str | int | None = None,
         validate_parameters: bool = True,
         skip_message: bool = True,
@@ -157,10 +154,14 @@ class StartAccountReportOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> CanvasHook:
+        from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
+
         return CanvasHook(self.canvas_conn_id, retry_policy=self.canvas_retry_policy)
 
     # -- execute ---------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_canvas_reports.canvas import parameters as canvas_parameters
+
         hook = self.hook
         account = hook.account(self.account_id)
         sent = canvas_parameters.prepare(self.parameters, skip_message=self.skip_message)
@@ -185,6 +186,8 @@ class StartAccountReportOperator(BaseOperator):
         return self._wait(hook, account, report)
 
     def _start(self, hook: CanvasHook, account: str, sent: dict[str, Any]) -> Report:
+        from airflow_provider_canvas_reports.canvas.errors import StartOutcomeUnknownError
+
         posted_at = datetime.now(timezone.utc)
         try:
             report = hook.start_report(self.report, sent, account_id=account, skip_message=self.skip_message)
@@ -219,6 +222,9 @@ class StartAccountReportOperator(BaseOperator):
         self, hook: CanvasHook, account: str, sent: Mapping[str, Any], since: datetime | None, *, why: str
     ) -> Report | None:
         """The newest run of this report with these parameters since `since`, unless it failed."""
+        from airflow_provider_canvas_reports.canvas import parameters as canvas_parameters
+        from airflow_provider_canvas_reports.canvas.report import Phase
+
         if since is None:
             return None
         bound = since - RECONCILE_MARGIN
@@ -247,6 +253,10 @@ class StartAccountReportOperator(BaseOperator):
         self, saved: Any, hook: CanvasHook, account: str, sent: Mapping[str, Any]
     ) -> Report | None:
         """Airflow 3.3+: the report an earlier try of this task started, unless it failed."""
+        from airflow_provider_canvas_reports.canvas import parameters as canvas_parameters
+        from airflow_provider_canvas_reports.canvas.errors import ReportNotFoundError
+        from airflow_provider_canvas_reports.canvas.report import Phase
+
         if not isinstance(saved, Mapping) or saved.get("report") != self.report:
             return None
         if str(saved.get("account_id")) != account or not str(saved.get("report_id", "")).isdigit():
@@ -296,6 +306,9 @@ class StartAccountReportOperator(BaseOperator):
 
     # -- waiting ---------------------------------------------------------------------------
     def _wait(self, hook: CanvasHook, account: str, report: Report) -> dict[str, Any]:
+        from airflow_provider_canvas_reports.canvas.errors import ReportFailedError
+        from airflow_provider_canvas_reports.canvas.report import Phase
+
         if report.phase is Phase.SUCCESS:
             return report.as_json()
         if report.phase is Phase.FAILURE:
@@ -331,6 +344,8 @@ class StartAccountReportOperator(BaseOperator):
         return self._conclude(event, report_id)
 
     def _conclude(self, payload: Any, report_id: int | None) -> dict[str, Any]:
+        from airflow_provider_canvas_reports.canvas.errors import ReportFailedError
+
         return conclude(
             payload,
             hook=self.hook,
@@ -346,6 +361,8 @@ class StartAccountReportOperator(BaseOperator):
         if self._waiting_for is None:
             return
         report, report_id, account = self._waiting_for
+        from airflow_provider_canvas_reports.canvas.errors import CanvasError
+
         try:
             result = self.hook.cancel_report(report, report_id, account)
         except CanvasError as exc:

@@ -17,8 +17,6 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from airflow_provider_canvas_reports.canvas import endpoints
-from airflow_provider_canvas_reports.canvas.errors import CanvasConfigError, CanvasError
 from airflow_provider_canvas_reports.canvas.polling import (
     DEFAULT_MAX_CONSECUTIVE_ERRORS,
     DEFAULT_MAX_POLL_INTERVAL,
@@ -31,10 +29,9 @@ from airflow_provider_canvas_reports.canvas.polling import (
     Waiter,
     describe_duration,
 )
-from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
-from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
 from airflow_provider_canvas_reports.links.canvas import CanvasReportsLink
 from airflow_provider_canvas_reports.operators._common import (
+    DEFAULT_CONN_ID,
     XCOM_REPORTS_URL,
     ReportWaitError,
     WaitSettings,
@@ -43,10 +40,15 @@ from airflow_provider_canvas_reports.operators._common import (
     poll_once,
     seconds,
 )
-from airflow_provider_canvas_reports.triggers.reports import event_payload
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
+    from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
+
+# Every DAG parse imports this module: the hook, Canvas's errors and the event helpers load when a
+# task runs (inside the methods), so that a parse pays for the constructor only.
 
 
 class ReportCompleteSensor(BaseSensorOperator):
@@ -95,7 +97,7 @@ class ReportCompleteSensor(BaseSensorOperator):
         adaptive_polling: bool = True,
         max_poll_interval: timedelta | float = DEFAULT_MAX_POLL_INTERVAL,
         max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS,
-        canvas_conn_id: str = CanvasHook.default_conn_name,
+        canvas_conn_id: str = DEFAULT_CONN_ID,
         account_id: str | int | None = None,
         canvas_retry_policy: RetryPolicy | None = None,
         **kwargs: Any,
@@ -130,9 +132,14 @@ class ReportCompleteSensor(BaseSensorOperator):
 
     @cached_property
     def hook(self) -> CanvasHook:
+        from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
+
         return CanvasHook(self.canvas_conn_id, retry_policy=self.canvas_retry_policy)
 
     def _report_id(self) -> int:
+        from airflow_provider_canvas_reports.canvas import endpoints
+        from airflow_provider_canvas_reports.canvas.errors import CanvasConfigError
+
         try:
             return int(endpoints.report_id_segment(self.report_id))
         except CanvasConfigError as exc:
@@ -201,6 +208,8 @@ class ReportCompleteSensor(BaseSensorOperator):
         # One check first: a report already over ends the task without a trip to the triggerer.
         step = poll_once(self.hook, waiter, account, time.time)
         if isinstance(step, Outcome):
+            from airflow_provider_canvas_reports.triggers.events import event_payload
+
             return self._conclude(event_payload(step, waiter, account_id=account, now=time.time()))
         self.log.info("%s; deferring to the triggerer.", step.line)
         self.defer(
@@ -276,6 +285,8 @@ class ReportCompleteSensor(BaseSensorOperator):
         """Killed while poking: stop the report in Canvas, as the trigger does when deferred."""
         if not self._pending:
             return
+        from airflow_provider_canvas_reports.canvas.errors import CanvasError
+
         try:
             result = self.hook.cancel_report(self.report, self._report_id(), self._account_id())
         except CanvasError as exc:

@@ -22,23 +22,71 @@ Typical use by an operator::
 
 from __future__ import annotations
 
-from airflow_provider_canvas_reports.storage.cleanup import clean_stale_partials
-from airflow_provider_canvas_reports.storage.destination import object_uri, resolve_destination
-from airflow_provider_canvas_reports.storage.errors import (
-    DestinationError,
-    DestinationExistsError,
-    InvalidZipError,
-    StorageError,
-    UnsafeNameError,
-    VerificationError,
-    ZipBombError,
-)
-from airflow_provider_canvas_reports.storage.model import LandedObject, OverwritePolicy
-from airflow_provider_canvas_reports.storage.names import safe_name
-from airflow_provider_canvas_reports.storage.spool import SpooledFile, clean_stale_spools, spool_stream
-from airflow_provider_canvas_reports.storage.streaming import CHUNK_SIZE, Verify, file_chunks
-from airflow_provider_canvas_reports.storage.writer import DEFAULT_UPLOAD_BLOCK_SIZE, write_stream
-from airflow_provider_canvas_reports.storage.zipfiles import ZipLimits, extract_zip, member_object_name
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_canvas_reports.storage.cleanup import clean_stale_partials
+    from airflow_provider_canvas_reports.storage.destination import object_uri, resolve_destination
+    from airflow_provider_canvas_reports.storage.errors import (
+        DestinationError,
+        DestinationExistsError,
+        InvalidZipError,
+        StorageError,
+        UnsafeNameError,
+        VerificationError,
+        ZipBombError,
+    )
+    from airflow_provider_canvas_reports.storage.model import LandedObject, OverwritePolicy, ZipLimits
+    from airflow_provider_canvas_reports.storage.names import safe_name
+    from airflow_provider_canvas_reports.storage.spool import SpooledFile, clean_stale_spools, spool_stream
+    from airflow_provider_canvas_reports.storage.streaming import CHUNK_SIZE, Verify, file_chunks
+    from airflow_provider_canvas_reports.storage.writer import DEFAULT_UPLOAD_BLOCK_SIZE, write_stream
+    from airflow_provider_canvas_reports.storage.zipfiles import extract_zip, member_object_name
+
+# Each name is loaded from its module on first use (PEP 562): DownloadReportOperator imports the
+# light `model` module when a DAG is parsed, and the I/O modules (writer, ZIP, spool) only load
+# when a task runs.
+_SOURCES = {
+    "clean_stale_partials": "cleanup",
+    "object_uri": "destination",
+    "resolve_destination": "destination",
+    "DestinationError": "errors",
+    "DestinationExistsError": "errors",
+    "InvalidZipError": "errors",
+    "StorageError": "errors",
+    "UnsafeNameError": "errors",
+    "VerificationError": "errors",
+    "ZipBombError": "errors",
+    "LandedObject": "model",
+    "OverwritePolicy": "model",
+    "ZipLimits": "model",
+    "safe_name": "names",
+    "SpooledFile": "spool",
+    "clean_stale_spools": "spool",
+    "spool_stream": "spool",
+    "CHUNK_SIZE": "streaming",
+    "Verify": "streaming",
+    "file_chunks": "streaming",
+    "DEFAULT_UPLOAD_BLOCK_SIZE": "writer",
+    "write_stream": "writer",
+    "extract_zip": "zipfiles",
+    "member_object_name": "zipfiles",
+}
+
+
+def __getattr__(name: str) -> Any:
+    source = _SOURCES.get(name)
+    if source is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{source}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "CHUNK_SIZE",

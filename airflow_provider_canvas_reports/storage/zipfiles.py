@@ -29,7 +29,7 @@ from airflow_provider_canvas_reports.storage.errors import (
     UnsafeNameError,
     ZipBombError,
 )
-from airflow_provider_canvas_reports.storage.model import LandedObject, OverwritePolicy
+from airflow_provider_canvas_reports.storage.model import LandedObject, OverwritePolicy, ZipLimits
 from airflow_provider_canvas_reports.storage.names import safe_name
 from airflow_provider_canvas_reports.storage.streaming import CHUNK_SIZE
 from airflow_provider_canvas_reports.storage.writer import (
@@ -40,9 +40,6 @@ from airflow_provider_canvas_reports.storage.writer import (
 
 log = logging.getLogger(__name__)
 
-_GiB = 1 << 30
-_MiB = 1 << 20
-
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # APPNOTE 4.3.7, as in zipfile.structFileHeader
 _LOCAL_MAGIC = b"PK\x03\x04"
 _FLAG_ENCRYPTED = 0x0001
@@ -52,35 +49,6 @@ _FLAG_UTF8_NAME = 0x0800
 # zipfile have no output bound per call, and Canvas only produces deflate.)
 _METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
 _DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
-
-
-@dataclass(frozen=True)
-class ZipLimits:
-    """Limits that stop a ZIP bomb; the defaults fit real Canvas exports (several GB) with room.
-
-    Declared sizes are checked before anything is written, and the same limits are enforced
-    again on the bytes actually decompressed.
-    """
-
-    #: Entries in the central directory (Canvas ZIPs hold a few dozen CSVs at most).
-    max_members: int = 1_000
-    #: Uncompressed bytes of one member.
-    max_member_bytes: int = 16 * _GiB
-    #: Uncompressed bytes of all members together.
-    max_total_bytes: int = 64 * _GiB
-    #: Uncompressed/compressed ratio of one member. Real CSVs deflate 3-20x; deflate's
-    #: theoretical maximum is ~1030x, which is what bombs use.
-    max_ratio: float = 200.0
-    #: Members smaller than this are not ratio-checked: a tiny, very repetitive file is
-    #: harmless, and the size limits still apply.
-    ratio_check_min_bytes: int = 1 * _MiB
-
-    def __post_init__(self) -> None:
-        for field in ("max_members", "max_member_bytes", "max_total_bytes", "max_ratio"):
-            if getattr(self, field) <= 0:
-                raise ValueError(f"ZipLimits.{field} must be > 0, got {getattr(self, field)}")
-        if self.ratio_check_min_bytes < 0:
-            raise ValueError("ZipLimits.ratio_check_min_bytes must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,8 @@ from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
 from airflow_provider_canvas_reports.simulator import CanvasSimulator, Fault
 from airflow_provider_canvas_reports.simulator.state import Snapshot
 from airflow_provider_canvas_reports.transport import aio
-from airflow_provider_canvas_reports.triggers.reports import (
-    TRIGGER_PATH,
-    ReportStatusTrigger,
-    parse_event,
-    retry_policy_kwargs,
-)
+from airflow_provider_canvas_reports.triggers.events import parse_event, retry_policy_kwargs
+from airflow_provider_canvas_reports.triggers.reports import TRIGGER_PATH, ReportStatusTrigger
 
 # Quick retries inside one poll, so that failed polls pile up in seconds, not minutes.
 FAST_RETRIES = RetryPolicy(max_attempts=2, base_delay=0.02, max_delay=0.05, max_retry_after=0.2)
