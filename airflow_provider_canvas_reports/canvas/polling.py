@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from airflow_provider_canvas_reports.canvas.errors import (
-    CanvasAuthError,
-    CanvasBadRequestError,
-    CanvasConfigError,
-    CanvasNotFoundError,
-)
-from airflow_provider_canvas_reports.canvas.report import Phase, Report, classify
+# Every DAG parse loads this module (the operators check their intervals with PollPolicy): the
+# Report model and Canvas's errors are not needed for that, so they load when a wait runs.
+from airflow_provider_canvas_reports.canvas.states import Phase, classify
+
+if TYPE_CHECKING:
+    from airflow_provider_canvas_reports.canvas.report import Report
 
 DEFAULT_MAX_POLL_INTERVAL = 300.0
 # While queued, the next interval is this fraction of the time waited so far (x1.5 per poll).
@@ -198,6 +198,13 @@ def is_transient(exc: BaseException) -> bool:
     handled apart (the report is gone). Anything else (throttling or 5xx beyond the transport's
     retry budget, resets, a proxy page instead of JSON) may pass.
     """
+    from airflow_provider_canvas_reports.canvas.errors import (
+        CanvasAuthError,
+        CanvasBadRequestError,
+        CanvasConfigError,
+        CanvasNotFoundError,
+    )
+
     return not isinstance(
         exc, (CanvasAuthError, CanvasBadRequestError, CanvasConfigError, CanvasNotFoundError)
     )

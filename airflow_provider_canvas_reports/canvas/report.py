@@ -1,8 +1,7 @@
-"""The Canvas Report object and its states, parsed tolerantly from Canvas JSON."""
+"""The Canvas Report object, parsed tolerantly from Canvas JSON (its states: `states`)."""
 
 from __future__ import annotations
 
-import enum
 import logging
 import math
 from collections.abc import Mapping
@@ -12,34 +11,13 @@ from typing import Any
 
 from airflow_provider_canvas_reports.canvas.errors import CanvasResponseError
 
+# The states are re-exported: they are part of what a Report means to its users.
+from airflow_provider_canvas_reports.canvas.states import FAILURE_STATES as FAILURE_STATES
+from airflow_provider_canvas_reports.canvas.states import KNOWN_STATES, Phase, classify
+from airflow_provider_canvas_reports.canvas.states import SUCCESS_STATES as SUCCESS_STATES
+from airflow_provider_canvas_reports.canvas.states import WAITING_STATES as WAITING_STATES
+
 log = logging.getLogger(__name__)
-
-
-class Phase(str, enum.Enum):
-    """What a status means for a client: keep waiting, done, or failed."""
-
-    WAITING = "waiting"
-    SUCCESS = "success"
-    FAILURE = "failure"
-
-
-WAITING_STATES = frozenset({"created", "running", "compiling"})
-SUCCESS_STATES = frozenset({"complete"})
-FAILURE_STATES = frozenset({"error", "aborted", "deleted"})
-KNOWN_STATES = WAITING_STATES | SUCCESS_STATES | FAILURE_STATES
-
-
-def classify(status: str | None) -> Phase:
-    """Map a Canvas status to a phase.
-
-    An unknown or missing status is treated as still waiting (the caller keeps its deadline);
-    `progress` is never consulted because Canvas reports 100 on `error` and `aborted` too.
-    """
-    if status in SUCCESS_STATES:
-        return Phase.SUCCESS
-    if status in FAILURE_STATES:
-        return Phase.FAILURE
-    return Phase.WAITING
 
 
 def parse_timestamp(value: Any) -> datetime | None:
