@@ -177,10 +177,11 @@ def details(results: dict[str, dict[str, Any]]) -> list[str]:
                 f"{s['status_polls']} status polls."
             )
     if d := results.get("imports"):
-        heavy = ", ".join(f"{name} {ms} ms (from {parent})" for name, ms, parent in d["heaviest"][:6])
+        heavy = ", ".join(f"{name} {ms} ms ({why})" for name, ms, why in d["heaviest"][:6])
         lines.append(
-            f"- Imports ({d['repeat']} fresh interpreters, median): heaviest imports made by the provider's "
-            f"modules: {heavy or 'none'}."
+            f"- Imports ({d['repeat']} fresh interpreters, median): building one of each operator after "
+            f"the imports takes {d.get('build_ms', '?')} ms more; heaviest of the provider's modules and "
+            f"of what they import: {heavy or 'none'}."
         )
     return lines
 
