@@ -112,3 +112,22 @@ def test_bad_download_arguments_fail_at_parse_with_only_the_storage_value_types_
     assert "ZipLimits.max_members must be > 0" in errors[1]
     assert "max_member" in errors[2]
     assert storage == [f"{PACKAGE}.storage.model"]
+
+
+def test_the_default_connection_is_the_hooks() -> None:
+    """The operators name the hook's default connection without importing the hook at parse."""
+    from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
+    from airflow_provider_canvas_reports.operators.reports import (
+        DownloadReportOperator,
+        StartAccountReportOperator,
+    )
+    from airflow_provider_canvas_reports.sensors.reports import ReportCompleteSensor
+
+    built = [
+        StartAccountReportOperator(task_id="start", report="provisioning_csv"),
+        ReportCompleteSensor(task_id="wait", report="provisioning_csv", report_id="1"),
+        DownloadReportOperator(
+            task_id="land", report="provisioning_csv", report_id="1", destination="file:///x/"
+        ),
+    ]
+    assert [op.canvas_conn_id for op in built] == [CanvasHook.default_conn_name] * 3
