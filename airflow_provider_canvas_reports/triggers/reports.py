@@ -244,19 +244,47 @@ class ReportStatusTrigger(BaseTrigger):
     async def on_kill(self) -> None:
         """A user marked the deferred task failed or success, or cleared it: stop the report.
 
-        Airflow 3.3+ calls this only for user actions, never when a triggerer restarts or the
-        trigger moves to another triggerer (those cancel ``run()`` and call ``cleanup()``, which
-        leave the report alone so the wait can resume). Older versions never call it.
+        Airflow 3.3 means this hook for user actions only, but 3.3.2 also calls it for a trigger
+        that moved to another triggerer while this one was thought dead (a late heartbeat) and
+        came back; that task is still deferred and the other triggerer waits for the report. So
+        the report is cancelled only once Airflow says the task is no longer deferred. Restarts
+        and shutdowns cancel ``run()`` and call ``cleanup()`` only. Airflow < 3.3 never calls this.
         """
         from airflow_provider_canvas_reports.transport.aio import hold_shared_sessions
 
+        # One budget for the state check and the cancel, within the triggerer's own bound
+        # ([triggerer] on_kill_timeout, 30 s by default), so that giving up is logged here
+        # rather than cut short silently.
+        give_up_at = time.monotonic() + ON_KILL_TIMEOUT
+        try:
+            state = await self._task_state(within=ON_KILL_TIMEOUT - 10.0)
+        except Exception as exc:
+            # Aborting a report another triggerer waits for fails that run; a report left
+            # running only costs Canvas time. Unsure, leave it.
+            self.log.warning(
+                "Leaving Canvas report %s #%s running: could not tell whether its task still waits for "
+                "it (%s). If the task was marked failed or success, or cleared, stop the report by hand "
+                "in Canvas (Account > Settings > Reports).",
+                self.report,
+                self.report_id,
+                str(exc) or type(exc).__name__,
+            )
+            return
+        if state == "deferred":
+            self.log.warning(
+                "Not cancelling Canvas report %s #%s: its task is still deferred, so this trigger was "
+                "stopped for another reason than a user action (it moved to another triggerer, which "
+                "keeps waiting for the report).",
+                self.report,
+                self.report_id,
+            )
+            return
         hook = self._hook()
         try:
-            # Within the triggerer's own bound ([triggerer] on_kill_timeout, 30 s by default), so
-            # that giving up is logged here rather than cut short silently.
             async with hold_shared_sessions():
                 result = await asyncio.wait_for(
-                    hook.acancel_report(self.report, self.report_id, self.account_id), ON_KILL_TIMEOUT
+                    hook.acancel_report(self.report, self.report_id, self.account_id),
+                    max(give_up_at - time.monotonic(), 1.0),
                 )
         except Exception as exc:
             self.log.warning(
@@ -273,8 +301,40 @@ class ReportStatusTrigger(BaseTrigger):
             )
         else:
             self.log.info(
-                "Cancelled Canvas report %s #%s because the task was killed: Canvas now says '%s'.",
+                "Cancelled Canvas report %s #%s because the task was killed (task state %s): "
+                "Canvas now says '%s'.",
                 self.report,
                 self.report_id,
+                state,
                 result.status,
             )
+
+    async def _task_state(self, within: float) -> str:
+        """The state Airflow now records for the task instance this trigger would resume.
+
+        ``none`` for a cleared task, ``gone`` when the task instance no longer exists; raises when
+        the state cannot be read. Asked through the triggerer's supervisor (the Task SDK's
+        task-states request), in a thread: the SDK call blocks until the supervisor answers.
+        """
+        ti = self.task_instance
+        if ti is None:
+            raise RuntimeError("the trigger runs without a task instance")
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        states = await asyncio.wait_for(
+            asyncio.to_thread(
+                RuntimeTaskInstance.get_task_states,
+                dag_id=ti.dag_id,
+                task_ids=[ti.task_id],
+                run_ids=[ti.run_id],
+                map_index=ti.map_index,
+            ),
+            within,
+        )
+        runs = states.get(ti.run_id) or {}
+        # The API keys a mapped task instance as "<task_id>_<map_index>".
+        key = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
+        if key not in runs:
+            return "gone"
+        state = runs[key]
+        return "none" if state is None else str(getattr(state, "value", state))

@@ -257,35 +257,6 @@ class TestTransientFailures:
 
 
 class TestKill:
-    async def test_on_kill_aborts_a_running_report(self, canvas: CanvasSimulator):
-        canvas.script_report("provisioning_csv", "stuck_running")
-        report_id = start()
-        trig = trigger(report_id)
-        run = asyncio.ensure_future(anext(trig.run()))
-        await asyncio.sleep(0.5)
-        run.cancel()  # the triggerer cancels run(), then calls on_kill for a user action
-        with pytest.raises(asyncio.CancelledError):
-            await run
-        await trig.on_kill()
-        assert canvas.counters.requests["abort"] == 1
-        assert canvas.reports[report_id].status == "aborted"
-
-    async def test_on_kill_deletes_a_queued_report(self, canvas: CanvasSimulator):
-        canvas.script_report("provisioning_csv", "stuck_created")
-        report_id = start()
-        await trigger(report_id).on_kill()
-        assert canvas.counters.requests["delete"] == 1
-        assert canvas.counters.requests["abort"] == 0
-        assert canvas.reports[report_id].status == "deleted"
-
-    async def test_on_kill_never_raises(self, canvas: CanvasSimulator, capsys: pytest.CaptureFixture[str]):
-        report_id = start()
-        for endpoint in ("status", "abort", "delete"):
-            canvas.faults.add(Fault(endpoint=endpoint, kind="503", times=None))
-        await trigger(report_id, retry_policy=retry_policy_kwargs(FAST_RETRIES)).on_kill()
-        assert canvas.reports[report_id].status not in ("aborted", "deleted")
-        assert "stop it by hand in Canvas" in capsys.readouterr().out
-
     async def test_restart_or_move_never_cancels(self, canvas: CanvasSimulator):
         canvas.script_report("provisioning_csv", "stuck_running")
         report_id = start()
