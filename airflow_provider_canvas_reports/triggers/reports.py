@@ -241,6 +241,9 @@ class ReportStatusTrigger(BaseTrigger):
             return waiter.failed(exc, time.time())
         return waiter.seen(report, time.time())
 
+    # Stops that outlived on_kill (see there), held so that they are not garbage-collected.
+    _stopping: set[asyncio.Task[None]] = set()
+
     async def on_kill(self) -> None:
         """A user marked the deferred task failed or success, or cleared it: stop the report.
 
@@ -250,6 +253,16 @@ class ReportStatusTrigger(BaseTrigger):
         the report is cancelled only once Airflow says the task is no longer deferred. Restarts
         and shutdowns cancel ``run()`` and call ``cleanup()`` only. Airflow < 3.3 never calls this.
         """
+        # Airflow 3.3.2's trigger runner cancels the trigger's task again on each pass of its loop
+        # (about every second) until the task ends, which silently cuts on_kill short. Shielded,
+        # the state check and the cancel run to their own bound.
+        stop = asyncio.ensure_future(self._stop_report())
+        self._stopping.add(stop)
+        stop.add_done_callback(self._stopping.discard)
+        await asyncio.shield(stop)
+
+    async def _stop_report(self) -> None:
+        """on_kill's work: ask Airflow for the task's state, then cancel the report or say why not."""
         from airflow_provider_canvas_reports.transport.aio import hold_shared_sessions
 
         # One budget for the state check and the cancel, within the triggerer's own bound

@@ -192,6 +192,22 @@ class TestUserAction:
         assert canvas.reports[report_id].status == "aborted"
         assert f"(task state {state or 'none'})" in capsys.readouterr().out
 
+    async def test_cancelled_again_meanwhile_as_airflow_does_the_stop_still_happens(
+        self, canvas: CanvasSimulator, run: Run
+    ):
+        # Airflow 3.3.2's trigger runner cancels the trigger's task again on every pass of its
+        # loop until it ends, on_kill included: the state check and the cancel must outlive that.
+        report_id = start(canvas)
+        run.set_state("failed")
+        kill = asyncio.ensure_future(trigger_for(report_id, run.task_instance()).on_kill())
+        await asyncio.sleep(0)  # on_kill has started: it awaits the state now
+        kill.cancel("__airflow_user_action__")
+        with pytest.raises(asyncio.CancelledError):
+            await kill
+        await asyncio.wait_for(asyncio.gather(*ReportStatusTrigger._stopping), 30)
+        assert canvas.counters.requests["abort"] == 1
+        assert canvas.reports[report_id].status == "aborted"
+
     async def test_a_queued_report_is_deleted(self, canvas: CanvasSimulator, run: Run):
         report_id = start(canvas, "stuck_created")
         run.set_state("failed")
