@@ -265,9 +265,8 @@ class ReportStatusTrigger(BaseTrigger):
         """on_kill's work: ask Airflow for the task's state, then cancel the report or say why not."""
         from airflow_provider_canvas_reports.transport.aio import hold_shared_sessions
 
-        # One budget for the state check and the cancel, within the triggerer's own bound
-        # ([triggerer] on_kill_timeout, 30 s by default), so that giving up is logged here
-        # rather than cut short silently.
+        # One budget for the state check and the cancel, under the triggerer's own wait for
+        # on_kill ([triggerer] on_kill_timeout, 30 s by default), so that giving up is logged here.
         give_up_at = time.monotonic() + ON_KILL_TIMEOUT
         try:
             state = await self._task_state(within=ON_KILL_TIMEOUT - 10.0)
