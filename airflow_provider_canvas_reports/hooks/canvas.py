@@ -7,7 +7,7 @@ from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_canvas_reports.canvas import api, endpoints, parameters
+from airflow_provider_canvas_reports.canvas import api, endpoints, parameters, polling
 from airflow_provider_canvas_reports.canvas.errors import (
     CanvasConfigError,
     CanvasError,
@@ -146,6 +146,24 @@ class CanvasHook(BaseHook):
     def get_report(self, report: str, report_id: int | str, account_id: str | int | None = None) -> Report:
         return self.transport.call(api.status(self.account(account_id), report, report_id))
 
+    def previous_run(
+        self,
+        report: str,
+        *,
+        report_id: int | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        account_id: str | int | None = None,
+    ) -> polling.PreviousRun | None:
+        """The most recent complete run of a report with the same parameters, and how long it ran.
+
+        A prior for adaptive polling (``expected_run_time``): a nightly report takes about as long
+        as last night's. One request, the first page of the report index (newest first); the
+        parameters are `parameters` as sent, else those run `report_id` echoes (see
+        `canvas.polling.previous_run`). None when no such run is on that page.
+        """
+        runs = self.transport.call(api.index(self.account(account_id), report))
+        return polling.previous_run(runs, report_id=report_id, parameters=parameters)
+
     def delete_report(self, report: str, report_id: int | str, account_id: str | int | None = None) -> Report:
         return self.transport.call(api.delete(self.account(account_id), report, report_id))
 
@@ -218,6 +236,19 @@ class CanvasHook(BaseHook):
         return await (await self.atransport()).call(
             api.status(await self.aaccount(account_id), report, report_id)
         )
+
+    async def aprevious_run(
+        self,
+        report: str,
+        *,
+        report_id: int | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        account_id: str | int | None = None,
+    ) -> polling.PreviousRun | None:
+        """Async twin of `previous_run`."""
+        transport = await self.atransport()
+        runs = await transport.call(api.index(await self.aaccount(account_id), report))
+        return polling.previous_run(runs, report_id=report_id, parameters=parameters)
 
     async def adelete_report(
         self, report: str, report_id: int | str, account_id: str | int | None = None
