@@ -35,9 +35,8 @@ With ``adaptive=False`` the interval is exactly ``poll_interval`` (only the dead
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from airflow_provider_canvas_reports.canvas.errors import (
     CanvasAuthError,
@@ -233,19 +232,16 @@ def run_time_of(report: Report) -> float | None:
     return None
 
 
-def previous_run(
-    runs: Iterable[Report], *, report_id: int | None = None, parameters: Mapping[str, Any] | None = None
-) -> PreviousRun | None:
+def previous_run(runs: Iterable[Report], report_id: int) -> PreviousRun | None:
     """The most recent complete run of a report in (a page of) its index, newest first.
 
-    Only runs with the same parameters count (a users-only export runs in a fraction of the time
-    of a full one): `parameters` as sent, or else those the run `report_id` itself echoes when
-    it is on the page. When neither is known, any complete run counts.
+    Only runs with the parameters of run `report_id` count (a users-only export runs in a
+    fraction of the time of a full one); that run shows them when it is on the page (it is the
+    newest, or nearly). When it is not, any complete run counts.
     """
     runs = list(runs)
-    if parameters is None and report_id is not None:
-        ours = next((run for run in runs if run.id == report_id), None)
-        parameters = as_sent(ours) if ours is not None else None
+    ours = next((run for run in runs if run.id == report_id), None)
+    parameters = as_sent(ours) if ours is not None else None
     for run in runs:
         if run.id == report_id or run.status != "complete":
             continue

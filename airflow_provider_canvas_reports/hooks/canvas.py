@@ -7,13 +7,14 @@ from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_canvas_reports.canvas import api, endpoints, parameters, polling
+from airflow_provider_canvas_reports.canvas import api, endpoints, parameters
 from airflow_provider_canvas_reports.canvas.errors import (
     CanvasConfigError,
     CanvasError,
     InvalidTokenError,
     PermissionDeniedError,
 )
+from airflow_provider_canvas_reports.canvas.polling import PreviousRun, previous_run
 from airflow_provider_canvas_reports.canvas.report import AvailableReport, Report
 from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
 from airflow_provider_canvas_reports.compat import BaseHook, get_async_connection
@@ -147,22 +148,17 @@ class CanvasHook(BaseHook):
         return self.transport.call(api.status(self.account(account_id), report, report_id))
 
     def previous_run(
-        self,
-        report: str,
-        *,
-        report_id: int | None = None,
-        parameters: Mapping[str, Any] | None = None,
-        account_id: str | int | None = None,
-    ) -> polling.PreviousRun | None:
-        """The most recent complete run of a report with the same parameters, and how long it ran.
+        self, report: str, report_id: int, account_id: str | int | None = None
+    ) -> PreviousRun | None:
+        """The most recent complete run with the parameters of run `report_id`, and how long it ran.
 
         A prior for adaptive polling (``expected_run_time``): a nightly report takes about as long
-        as last night's. One request, the first page of the report index (newest first); the
-        parameters are `parameters` as sent, else those run `report_id` echoes (see
-        `canvas.polling.previous_run`). None when no such run is on that page.
+        as last night's. One request, the first page of the report index (newest first), where run
+        `report_id` itself shows its parameters (see `canvas.polling.previous_run`). None when no
+        such run is on that page.
         """
         runs = self.transport.call(api.index(self.account(account_id), report))
-        return polling.previous_run(runs, report_id=report_id, parameters=parameters)
+        return previous_run(runs, report_id)
 
     def delete_report(self, report: str, report_id: int | str, account_id: str | int | None = None) -> Report:
         return self.transport.call(api.delete(self.account(account_id), report, report_id))
@@ -238,17 +234,12 @@ class CanvasHook(BaseHook):
         )
 
     async def aprevious_run(
-        self,
-        report: str,
-        *,
-        report_id: int | None = None,
-        parameters: Mapping[str, Any] | None = None,
-        account_id: str | int | None = None,
-    ) -> polling.PreviousRun | None:
+        self, report: str, report_id: int, account_id: str | int | None = None
+    ) -> PreviousRun | None:
         """Async twin of `previous_run`."""
         transport = await self.atransport()
         runs = await transport.call(api.index(await self.aaccount(account_id), report))
-        return polling.previous_run(runs, report_id=report_id, parameters=parameters)
+        return previous_run(runs, report_id)
 
     async def adelete_report(
         self, report: str, report_id: int | str, account_id: str | int | None = None

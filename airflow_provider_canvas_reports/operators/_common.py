@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final, Literal
@@ -92,7 +92,6 @@ class WaitSettings:
         report_id: int,
         account: str,
         log: logging.Logger | Any,
-        parameters: Mapping[str, Any] | None = None,
     ) -> float | None:
         """The expected run time for this wait: as given, or ("auto") the previous run's.
 
@@ -104,7 +103,7 @@ class WaitSettings:
         if not self.policy.adaptive:
             return None  # fixed intervals have no use for it
         try:
-            found = hook.previous_run(report, report_id=report_id, parameters=parameters, account_id=account)
+            found = hook.previous_run(report, report_id, account)
         except Exception as exc:
             log.warning(
                 "Could not look up the previous run of Canvas report %s in the report index (%s: %s); "

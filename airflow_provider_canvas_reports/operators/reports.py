@@ -195,7 +195,7 @@ class StartAccountReportOperator(BaseOperator):
 
         if not self.wait_for_completion:
             return report.as_json()
-        return self._wait(hook, account, report, sent)
+        return self._wait(hook, account, report)
 
     def _start(self, hook: CanvasHook, account: str, sent: dict[str, Any]) -> Report:
         posted_at = datetime.now(timezone.utc)
@@ -308,16 +308,14 @@ class StartAccountReportOperator(BaseOperator):
             ti.xcom_push(key=XCOM_REPORTS_URL, value=self.hook.reports_page_url(account))
 
     # -- waiting ---------------------------------------------------------------------------
-    def _wait(
-        self, hook: CanvasHook, account: str, report: Report, sent: Mapping[str, Any]
-    ) -> dict[str, Any]:
+    def _wait(self, hook: CanvasHook, account: str, report: Report) -> dict[str, Any]:
         if report.phase is Phase.SUCCESS:
             return report.as_json()
         if report.phase is Phase.FAILURE:
             raise ReportFailedError(report.failure_message())
         started = time.time()
         expected = self.wait.expected(
-            hook, report=self.report, report_id=report.id, account=account, log=self.log, parameters=sent
+            hook, report=self.report, report_id=report.id, account=account, log=self.log
         )
         if self.deferrable:
             self.defer(

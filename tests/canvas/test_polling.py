@@ -208,25 +208,25 @@ class TestPreviousRun:
             run(5, took=300.0, users="true"),
             run(4, took=200.0, users="true"),
         ]
-        assert previous_run(index, report_id=9, parameters={"users": True}) == PreviousRun(5, 300.0)
-        # The sensor does not know the parameters: the run's own echo tells them.
-        assert previous_run(index, report_id=9) == PreviousRun(5, 300.0)
+        # Run 9's own echo tells its parameters.
+        assert previous_run(index, 9) == PreviousRun(5, 300.0)
+        assert previous_run(index, 6) is None  # no other two-table export on the page
 
     def test_ended_minus_started_when_canvas_sends_no_run_time(self):
         legacy = run(5, took=None)
         legacy = Report.from_json(
             {**legacy.raw, "started_at": "2026-11-25T01:00:00Z", "ended_at": "2026-11-25T01:07:30Z"}
         )
-        assert previous_run([legacy], report_id=9, parameters={}) == PreviousRun(5, 450.0)
+        assert previous_run([legacy], 9) == PreviousRun(5, 450.0)
 
     def test_none_when_nothing_fits(self):
-        assert previous_run([], report_id=9) is None
-        assert previous_run([run(9, "created")], report_id=9) is None
-        assert previous_run([run(5, took=None)], report_id=9, parameters={}) is None  # no timing at all
-        assert previous_run([run(5, users="true")], report_id=9, parameters={"courses": True}) is None
+        assert previous_run([], 9) is None
+        assert previous_run([run(9, "created")], 9) is None
+        assert previous_run([run(9, "created"), run(5, took=None)], 9) is None  # no timing at all
+        assert previous_run([run(9, "created", courses="true"), run(5, users="true")], 9) is None
 
-    def test_any_complete_run_when_the_parameters_are_unknown(self):
-        assert previous_run([run(5, took=60.0, users="true")], report_id=9) == PreviousRun(5, 60.0)
+    def test_any_complete_run_when_the_run_is_not_on_the_page(self):
+        assert previous_run([run(5, took=60.0, users="true")], 9) == PreviousRun(5, 60.0)
 
 
 class TestWaiter:
