@@ -177,11 +177,13 @@ class ProgressTracker:
             self.started_at = report.started_at.timestamp()
         if report.status == "created":
             self.queued_at = now
-        if report.status not in RUNNING_STATES or report.progress is None:
+        if report.status not in RUNNING_STATES:
             return
+        # Without progress there is no rate, but the run time so far still matters.
+        progress = report.progress if report.progress is not None else 0
         if self.first_at is None or self.first_progress is None:
-            self.first_at, self.first_progress = now, report.progress
-        self.last_at, self.last_progress = now, report.progress
+            self.first_at, self.first_progress = now, progress
+        self.last_at, self.last_progress = now, progress
 
     def estimate(self, now: float) -> Estimate | None:
         """None until a running report has been seen."""

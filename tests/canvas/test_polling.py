@@ -177,6 +177,14 @@ class TestProgressTracker:
         assert estimate.remaining is None
         assert estimate.running_for == pytest.approx(1.0)
 
+    def test_a_running_report_without_progress_still_has_its_run_time(self):
+        tracker = ProgressTracker()
+        tracker.observe(report("running", None, started=T0 - 300), T0)
+        estimate = tracker.estimate(T0)
+        assert estimate is not None
+        assert estimate.running_for == pytest.approx(300.0)
+        assert estimate.remaining is None
+
     def test_without_started_at_the_run_counts_from_the_last_queued_poll(self):
         # It started after that poll: counting from it over-counts, so polls come sooner, not later.
         tracker = ProgressTracker()
