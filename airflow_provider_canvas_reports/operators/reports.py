@@ -87,8 +87,8 @@ class StartAccountReportOperator(BaseOperator):
     :param deferrable: wait in the triggerer instead of the worker (default from
         ``[operators] default_deferrable``).
     :param poll_interval: seconds between status polls. With ``adaptive_polling`` (default)
-        this is the *shortest* interval: it stretches while the report is queued and aims at
-        the predicted finish while it runs, up to ``max_poll_interval``.
+        this is the *shortest* interval: completion is noticed within max(``poll_interval``, 5%
+        of the run time), with as few polls as that allows, up to ``max_poll_interval`` apart.
     :param adaptive_polling: see :mod:`airflow_provider_canvas_reports.canvas.polling`;
         False polls exactly every ``poll_interval``.
     :param max_poll_interval: the longest interval adaptive polling may use.

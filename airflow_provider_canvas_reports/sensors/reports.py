@@ -71,8 +71,8 @@ class ReportCompleteSensor(BaseSensorOperator):
     :param deferrable: wait in the triggerer (default from ``[operators] default_deferrable``).
         The sensor checks once first and finishes at once if the report is already over.
     :param poke_interval: seconds between polls. With ``adaptive_polling`` (default) this is
-        the *shortest* interval: it stretches while the report is queued and aims at the
-        predicted finish while it runs, up to ``max_poll_interval``. Airflow's
+        the *shortest* interval: completion is noticed within max(``poke_interval``, 5% of the
+        run time), with as few polls as that allows, up to ``max_poll_interval`` apart. Airflow's
         ``exponential_backoff`` replaces adaptive polling in poke and reschedule modes.
     :param adaptive_polling: False polls exactly every ``poke_interval``.
     :param max_poll_interval: the longest interval adaptive polling may use.

@@ -140,8 +140,8 @@ class ReportStatusTrigger(BaseTrigger):
     :param deadline: absolute time (epoch seconds) after which the wait ends with ``timeout``;
         None for none. The operators always pass one, and defer with ``timeout=None``: a
         framework deferral timeout would skip ``execute_complete`` and leave the report running.
-    :param adaptive_polling: stretch the interval while queued and aim at the predicted finish
-        while running (see :mod:`airflow_provider_canvas_reports.canvas.polling`).
+    :param adaptive_polling: poll as rarely as noticing completion within max(``poll_interval``,
+        5% of the run time) allows (see :mod:`airflow_provider_canvas_reports.canvas.polling`).
     :param max_poll_interval: the longest interval adaptive polling may use.
     :param max_consecutive_errors: failed polls in a row tolerated before an ``error`` event.
     :param wait_started_at: when the wait began (epoch seconds), for logs and adaptive polling.
