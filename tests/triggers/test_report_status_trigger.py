@@ -214,7 +214,7 @@ class TestOutcomes:
         )
         assert payload["status"] == "timeout"
         # Fixed 0.1 s polling would take ~25; a report expected to run 2 s cannot be done within
-        # 1.5 s of starting, so a queued one is polled every 1.6 s: at 0, 1.6 and at the deadline.
+        # 1.5 s of starting, so a queued one is polled every 1.6 s: at 0 and 1.6 s, then the deadline.
         assert canvas.counters.status_polls[report_id] <= 4
 
 
