@@ -21,6 +21,7 @@ from airflow_provider_canvas_reports.canvas.polling import (
     PollAgain,
     PollPolicy,
     Waiter,
+    check_expected_run_time,
 )
 from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
 from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
@@ -139,12 +140,16 @@ class ReportStatusTrigger(BaseTrigger):
     :param deadline: absolute time (epoch seconds) after which the wait ends with ``timeout``;
         None for none. The operators always pass one, and defer with ``timeout=None``: a
         framework deferral timeout would skip ``execute_complete`` and leave the report running.
-    :param adaptive_polling: stretch the interval while queued and aim at the predicted finish
-        while running (see :mod:`airflow_provider_canvas_reports.canvas.polling`).
+    :param adaptive_polling: poll as rarely as noticing completion within max(``poll_interval``,
+        5% of the run time) allows (see :mod:`airflow_provider_canvas_reports.canvas.polling`).
     :param max_poll_interval: the longest interval adaptive polling may use.
     :param max_consecutive_errors: failed polls in a row tolerated before an ``error`` event.
     :param wait_started_at: when the wait began (epoch seconds), for logs and adaptive polling.
     :param retry_policy: the client's retry bounds as a dict of RetryPolicy fields.
+    :param expected_run_time: seconds the report is expected to run (the operator and the sensor
+        take it from the previous run in the report index before deferring); with
+        ``adaptive_polling`` it stretches the intervals while the report cannot be finished yet.
+        None (default): no expectation, so polls come every ``poll_interval`` while queued.
     """
 
     def __init__(
@@ -160,6 +165,7 @@ class ReportStatusTrigger(BaseTrigger):
         max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS,
         wait_started_at: float | None = None,
         retry_policy: Mapping[str, float | int] | None = None,
+        expected_run_time: float | None = None,
     ) -> None:
         super().__init__()
         self.canvas_conn_id = canvas_conn_id
@@ -173,6 +179,7 @@ class ReportStatusTrigger(BaseTrigger):
         self.max_consecutive_errors = int(max_consecutive_errors)
         self.wait_started_at = None if wait_started_at is None else float(wait_started_at)
         self.retry_policy = dict(retry_policy) if retry_policy is not None else None
+        self.expected_run_time = check_expected_run_time(expected_run_time)
         # Validate here, in the worker, rather than in the triggerer.
         self.policy = PollPolicy(self.poll_interval, self.adaptive_polling, self.max_poll_interval)
 
@@ -190,6 +197,7 @@ class ReportStatusTrigger(BaseTrigger):
             "max_consecutive_errors": self.max_consecutive_errors,
             "wait_started_at": self.wait_started_at,
             "retry_policy": self.retry_policy,
+            "expected_run_time": self.expected_run_time,
         }
 
     def _hook(self) -> CanvasHook:
@@ -209,6 +217,7 @@ class ReportStatusTrigger(BaseTrigger):
                 started_at=self.wait_started_at if self.wait_started_at is not None else time.time(),
                 deadline=self.deadline,
                 max_consecutive_errors=self.max_consecutive_errors,
+                expected_run_time=self.expected_run_time,
             )
             while True:
                 outcome = waiter.before_poll(time.time())
