@@ -7,8 +7,18 @@ then is ``complete``. The model answers as Canvas does: integer progress capped 
 running, ``started_at``/``ended_at`` with whole seconds. The first poll comes when the wait
 starts (t = 0, the report just created); each poll is one status request.
 
-- provider: ``PollPolicy(poll_interval, adaptive=True)`` (the default);
+- provider: ``PollPolicy(poll_interval, adaptive=True)`` (the default), with the expected run
+  time the operator and the sensor take from the report index (the most recent complete run of
+  the same report with the same parameters): one more request per wait, counted;
 - reference: ``PollPolicy(poll_interval, adaptive=False)``: a request every poll_interval.
+
+The expected run time (the prior), in four cases, each on the same reports:
+
+- ``previous run`` (the usual case: a nightly report): the previous run took R x a seeded
+  factor uniform in [0.8, 1.2], i.e. night-to-night variation of +-20%;
+- ``first run``: the index has no complete run yet, so no prior (the lookup is still made);
+- ``2x too long`` / ``2x too short``: the previous run took 2R / R/2 (say the data doubled or
+  halved since, or the previous run was slowed down by a busy Canvas): what a wrong prior costs.
 
 Grid: R in 1, 2, 5, 10, 20, 30 minutes x Q in 0.5, 2, 10, 30 minutes x 4 progress profiles
 (linear; front-loaded sqrt; back-loaded square; 4 equal steps) x 5 seeded jitters of Q and R.
@@ -25,6 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from airflow_provider_canvas_reports.canvas.polling import DEFAULT_MAX_POLL_INTERVAL, PRIOR_FLOOR
 from benchmarks._common import arg_parser, emit, say, verdict
 
 GOAL_RATIO = 0.25
@@ -38,6 +49,20 @@ PROFILES: dict[str, Callable[[float], float]] = {
 }
 RUN_MINUTES = (1, 2, 5, 10, 20, 30)
 QUEUE_MINUTES = (0.5, 2, 10, 30)
+# Night-to-night variation of a report's run time, as a +- fraction (uniform).
+PRIOR_SPREAD = 0.2
+MAIN_CASE = "previous run"
+# Expected run time for a report that runs R seconds, given a uniform draw u in [0, 1).
+CASES: dict[str, Callable[[float, float], float | None]] = {
+    MAIN_CASE: lambda runs, u: runs * (1 - PRIOR_SPREAD + 2 * PRIOR_SPREAD * u),
+    "first run": lambda runs, u: None,
+    "2x too long": lambda runs, u: 2 * runs,
+    "2x too short": lambda runs, u: runs / 2,
+    # What-if, not a goal: the run time known exactly, as if the policy's floor were the truth.
+    "known exactly": lambda runs, u: runs / PRIOR_FLOOR,
+}
+# The index lookup that finds the prior: one request per wait, in every case.
+LOOKUP_REQUESTS = 1
 
 
 def _iso(epoch: float) -> str:
@@ -79,17 +104,24 @@ class ReportModel:
         return Report.from_json(data)
 
 
-def wait(model: ReportModel, poll_interval: float, adaptive: bool) -> tuple[int, float, str]:
+def wait(
+    model: ReportModel,
+    poll_interval: float,
+    adaptive: bool,
+    expected_run_time: float | None = None,
+    max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
+) -> tuple[int, float, str]:
     """Status requests until complete, how long after completion it was noticed, and the status
     the poll before that one saw (``created``: the whole run fell into one queued interval)."""
     from airflow_provider_canvas_reports.canvas.polling import Outcome, PollPolicy, Waiter
 
     waiter = Waiter(
-        PollPolicy(poll_interval, adaptive=adaptive),
+        PollPolicy(poll_interval, adaptive=adaptive, max_poll_interval=max_poll_interval),
         report_type="provisioning_csv",
         report_id=1,
         started_at=BASE,
         deadline=None,
+        expected_run_time=expected_run_time,
     )
     t, polls, previous = 0.0, 0, ""
     while True:
@@ -104,9 +136,17 @@ def wait(model: ReportModel, poll_interval: float, adaptive: bool) -> tuple[int,
             raise RuntimeError("the wait never ended")
 
 
-def run_grid(poll_interval: float, samples: int, runs: tuple[float, ...], queues: tuple[float, ...]) -> dict:
+def run_grid(
+    poll_interval: float,
+    samples: int,
+    runs: tuple[float, ...],
+    queues: tuple[float, ...],
+    max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
+) -> dict:
     rng = random.Random(7)
-    rows: list[dict[str, Any]] = []
+    # Its own generator, so the reports themselves stay those of runs without priors.
+    prior_rng = random.Random(11)
+    rows: dict[str, list[dict[str, Any]]] = {case: [] for case in CASES}
     for run_min in runs:
         for queue_min in queues:
             for profile_name, profile in PROFILES.items():
@@ -116,23 +156,57 @@ def run_grid(poll_interval: float, samples: int, runs: tuple[float, ...], queues
                         runs=run_min * 60 * rng.uniform(0.8, 1.2),
                         profile=profile,
                     )
+                    draw = prior_rng.random()
                     fixed_polls, fixed_late, _ = wait(model, poll_interval, adaptive=False)
-                    polls, late, seen_before = wait(model, poll_interval, adaptive=True)
                     allowed = max(poll_interval, 0.05 * model.runs)
-                    rows.append(
-                        {
-                            "run_min": run_min,
-                            "queue_min": queue_min,
-                            "profile": profile_name,
-                            "seen_before": seen_before,
-                            "fixed": fixed_polls,
-                            "adaptive": polls,
-                            "late": late,
-                            "fixed_late": fixed_late,
-                            "allowed": allowed,
-                        }
-                    )
-    return summarise(poll_interval, rows, runs)
+                    for case, prior in CASES.items():
+                        polls, late, seen_before = wait(
+                            model,
+                            poll_interval,
+                            adaptive=True,
+                            expected_run_time=prior(model.runs, draw),
+                            max_poll_interval=max_poll_interval,
+                        )
+                        rows[case].append(
+                            {
+                                "run_min": run_min,
+                                "queue_min": queue_min,
+                                "profile": profile_name,
+                                "seen_before": seen_before,
+                                "fixed": fixed_polls,
+                                "adaptive": polls + LOOKUP_REQUESTS,
+                                "late": late,
+                                "fixed_late": fixed_late,
+                                "allowed": allowed,
+                            }
+                        )
+    result = summarise(poll_interval, rows[MAIN_CASE], runs)
+    result["prior"] = MAIN_CASE
+    result["max_poll_interval"] = max_poll_interval
+    # A list, so the cases keep their order in the JSON result (its keys are sorted).
+    result["cases"] = [
+        {
+            "case": case,
+            **{
+                key: value
+                for key, value in summarise(poll_interval, case_rows, runs).items()
+                if key
+                in (
+                    "adaptive_requests",
+                    "fixed_requests",
+                    "ratio",
+                    "late_reports",
+                    "late_by_profile",
+                    "late_whole_run_in_one_queued_interval",
+                    "mean_late_s",
+                    "max_late_s",
+                    "met",
+                )
+            },
+        }
+        for case, case_rows in rows.items()
+    ]
+    return result
 
 
 def summarise(poll_interval: float, rows: list[dict[str, Any]], runs: tuple[float, ...]) -> dict:
@@ -176,6 +250,7 @@ def summarise(poll_interval: float, rows: list[dict[str, Any]], runs: tuple[floa
             key=lambda r: -(r["late"] - r["allowed"]),
         )[:5],
         "mean_late_s": round(sum(r["late"] for r in rows) / len(rows), 1),
+        "max_late_s": round(max(r["late"] for r in rows), 1),
         "fixed_mean_late_s": round(sum(r["fixed_late"] for r in rows) / len(rows), 1),
         "by_run_minutes": by_run,
         "ratio_by_profile": by_profile,
@@ -188,6 +263,12 @@ def main() -> None:
     parser.add_argument(
         "--poll-interval", type=float, action="append", help="seconds (repeatable; default 60 and 10)"
     )
+    parser.add_argument(
+        "--max-poll-interval",
+        type=float,
+        default=DEFAULT_MAX_POLL_INTERVAL,
+        help=f"the provider's cap on an interval, seconds (default {DEFAULT_MAX_POLL_INTERVAL:g})",
+    )
     args = parser.parse_args()
     intervals = args.poll_interval or [60.0, 10.0]
     samples = 1 if args.smoke else 5
@@ -195,13 +276,13 @@ def main() -> None:
     queues = (2,) if args.smoke else QUEUE_MINUTES
     results = []
     for interval in intervals:
-        result = run_grid(interval, samples, runs, queues)
+        result = run_grid(interval, samples, runs, queues, args.max_poll_interval)
         results.append(result)
         say(
-            f"poll_interval={interval:g}s over {result['reports']} reports: adaptive "
-            f"{result['adaptive_requests']} requests vs fixed {result['fixed_requests']} = {result['ratio']:.1%}; "
-            f"late beyond max(poll_interval, 5% of run time): {result['late_reports']} reports: "
-            f"{verdict(result['met'])}"
+            f"poll_interval={interval:g}s (max_poll_interval={args.max_poll_interval:g}s) over {result['reports']} "
+            f"reports, expected run time from the {MAIN_CASE}: adaptive {result['adaptive_requests']} requests "
+            f"vs fixed {result['fixed_requests']} = {result['ratio']:.1%}; late beyond max(poll_interval, 5% of "
+            f"run time): {result['late_reports']} reports: {verdict(result['met'])}"
         )
         for row in result["by_run_minutes"]:
             say(
@@ -210,12 +291,15 @@ def main() -> None:
                 f"(allowed {row['allowed_s']}s)"
             )
         say(f"  ratio by progress profile: {result['ratio_by_profile']}")
-        say(
-            f"  late reports by profile: {result['late_by_profile']}; of them "
-            f"{result['late_whole_run_in_one_queued_interval']} ran whole inside one queued interval"
-        )
         for row in result["worst_late"]:
             say(f"  LATE: {row}")
+        for figures in result["cases"]:
+            say(
+                f"  expected run time {figures['case'] + ':':<15} {figures['ratio']:>6.1%} of the fixed poller's requests, "
+                f"{figures['late_reports']:>3} late (by profile {figures['late_by_profile']}; "
+                f"{figures['late_whole_run_in_one_queued_interval']} ran whole inside one queued interval), "
+                f"lateness mean {figures['mean_late_s']}s, worst {figures['max_late_s']}s"
+            )
     emit("polling", smoke=args.smoke, intervals=results, met=all(r["met"] for r in results))
 
 

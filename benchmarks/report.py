@@ -89,7 +89,8 @@ def rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
         for item in d["intervals"]:
             out.append(
                 [
-                    f"4. Status requests, poll_interval={item['poll_interval']:g}s ({item['reports']} reports)",
+                    f"4. Status requests, poll_interval={item['poll_interval']:g}s, expected run time from the "
+                    f"{item.get('prior', 'previous run')} ({item['reports']} reports)",
                     f"adaptive: {item['adaptive_requests']:,}; {item['late_reports']} noticed late",
                     f"fixed interval: {item['fixed_requests']:,}",
                     f"{item['ratio']:.1%}",
@@ -160,6 +161,14 @@ def details(results: dict[str, dict[str, Any]]) -> list[str]:
                 f"{item['late_whole_run_in_one_queued_interval']} ran whole inside one queued interval. "
                 f"Mean lateness: adaptive {item['mean_late_s']} s, fixed {item['fixed_mean_late_s']} s."
             )
+            cases = "; ".join(
+                f"{c['case']}: {c['ratio']:.1%}, {c['late_reports']} late" for c in item.get("cases", [])
+            )
+            if cases:
+                lines.append(
+                    f"- Polling, poll_interval={item['poll_interval']:g}s, by expected run time (requests vs the "
+                    f"fixed poller, reports noticed late): {cases}."
+                )
     if d := results.get("one_token"):
         p, r = d["provider"], d["reference"]
         lines.append(

@@ -156,3 +156,8 @@ def same_parameters(report: Report, sent: Mapping[str, Any]) -> bool:
 
 # What Canvas adds to the echo, and what does not change the file.
 _ECHO_ONLY = frozenset({"locale", "extra_text", "skip_message"})
+
+
+def as_sent(report: Report) -> dict[str, Any]:
+    """The parameters a run was started with, as far as its echo tells (Canvas's additions dropped)."""
+    return {name: value for name, value in report.parameters.items() if name not in _ECHO_ONLY}

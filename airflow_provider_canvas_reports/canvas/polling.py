@@ -3,19 +3,31 @@
 The trigger (deferrable mode), the sensor (poke and reschedule modes) and the start operator's
 worker-side wait all use these rules, so the three waits behave the same.
 
-Adaptive polling (``adaptive=True``, the default) makes ``poll_interval`` the *shortest*
-interval, never the usual one:
+The promise of adaptive polling (``adaptive=True``, the default): a report that completes is
+seen within max(``poll_interval``, 5% of its run time) of completing, whatever the shape of its
+progress, as long as it takes at least ``PRIOR_FLOOR`` (3/4) of the expected run time, when
+one is given. Within that promise it polls as rarely as it can:
 
-- while the report is ``created`` (queued; Canvas runs one report job at a time per root
-  account, so this can last hours) or running without measurable progress, the interval grows
-  by about x1.5 per poll: it is half the time waited so far, which needs no state between
-  polls and so survives a triggerer restart or a sensor reschedule;
-- while it runs and progress moves, it aims just past the predicted finish: the predicted time
-  left plus 5% of the run time so far, so that one poll usually sees the report complete and
-  never comes later than that margin after the prediction; but it never sleeps longer than the
-  report has run so far, because a rate from a little progress is noisy (so the interval at
-  most doubles the run time seen until the prediction can be trusted);
+- the next poll is planned against the *earliest finish still possible*: a queued report may
+  start the moment after a poll, and a running one (``started_at`` gives its exact run time so
+  far) may finish the moment after; it then waits until that earliest finish plus the allowed
+  margin, max(``poll_interval``, 5% of that run time);
+- without an expected run time, nothing rules out a finish right after the poll: the interval
+  is ``poll_interval`` while queued and max(``poll_interval``, 5% of the run time so far) while
+  running (a bound that holds for any progress shape);
+- with one (``expected_run_time``: the previous run of the same report took about as long, see
+  ``previous_run``), the report cannot finish before ``PRIOR_FLOOR`` x expected after it starts,
+  so a queued report is polled about every 3/4 of its expected run time and a running one is
+  next polled just after that point;
+- progress may only bring a poll *forward*: when the progress rate predicts a finish earlier
+  than the expected run time allows (the expectation is wrong), the prediction takes its place.
+  Progress never pushes a poll later, because Canvas's progress is not linear (it moves table by
+  table, and can sit at one value until the end);
 - always within ``[poll_interval, max_poll_interval]``, and never past the deadline.
+
+The policy needs no state between polls beyond the report itself (status, ``started_at``,
+progress), so it survives a triggerer restart or a sensor reschedule. Timestamps are Canvas's:
+the run time so far assumes Canvas's clock and ours agree within a few seconds (NTP).
 
 With ``adaptive=False`` the interval is exactly ``poll_interval`` (only the deadline cuts it).
 """
@@ -23,21 +35,24 @@ With ``adaptive=False`` the interval is exactly ``poll_interval`` (only the dead
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 # Every DAG parse loads this module (the operators check their intervals with PollPolicy): the
-# Report model and Canvas's errors are not needed for that, so they load when a wait runs.
+# Report model, Canvas's errors and the parameter rules are not needed for that, so they load
+# when a wait runs.
 from airflow_provider_canvas_reports.canvas.states import Phase, classify
 
 if TYPE_CHECKING:
     from airflow_provider_canvas_reports.canvas.report import Report
 
 DEFAULT_MAX_POLL_INTERVAL = 300.0
-# While queued, the next interval is this fraction of the time waited so far (x1.5 per poll).
-QUEUED_GROWTH = 0.5
-# How far past the predicted finish a poll may land, as a fraction of the run time so far.
+# The allowed delay in noticing completion, as a fraction of the run time (and never under poll_interval).
 OVERSHOOT_FRACTION = 0.05
+# A run takes at least this fraction of what is expected of it (night-to-night variation of a
+# report's run time is about +-20%; 3/4 leaves a margin for a run a third faster than the last).
+PRIOR_FLOOR = 0.75
 RUNNING_STATES = frozenset({"running", "compiling"})
 # Canvas timestamps have whole seconds and another clock: a rate from started_at needs a long span.
 STARTED_AT_MIN_SPAN = 10.0
@@ -66,24 +81,57 @@ class PollPolicy:
         # A max below the floor would invert the clamp; the floor wins, as documented.
         return max(self.poll_interval, self.max_poll_interval)
 
-    def next_interval(self, *, status: str | None, waited: float, estimate: Estimate | None = None) -> float:
+    def margin(self, run_time: float) -> float:
+        """How late a report that runs `run_time` seconds may be noticed: the promise."""
+        return max(self.poll_interval, OVERSHOOT_FRACTION * max(0.0, run_time))
+
+    def next_interval(
+        self,
+        *,
+        status: str | None,
+        estimate: Estimate | None = None,
+        expected_run_time: float | None = None,
+    ) -> float:
         """Seconds until the next poll, given the status just seen.
 
-        :param waited: seconds since the wait began (for the growth while queued).
-        :param estimate: progress estimate, when the report is running and progress moved.
+        :param estimate: what the polls so far say about the run (time run so far, progress
+            rate), once the report has been seen running.
+        :param expected_run_time: seconds the report is expected to run (a prior, e.g. the
+            previous run's run time); None when unknown.
         """
         if not self.adaptive:
             return self.poll_interval
-        if status in RUNNING_STATES and estimate is not None:
-            if estimate.remaining is not None:
-                target = estimate.remaining + OVERSHOOT_FRACTION * estimate.running_for
-            else:
-                target = QUEUED_GROWTH * max(0.0, waited)
-            # A rate from a little progress is noisy: never sleep longer than the report has run.
-            target = min(target, estimate.running_for)
-        else:
-            target = QUEUED_GROWTH * max(0.0, waited)
+        running = status in RUNNING_STATES and estimate is not None
+        ran = estimate.running_for if running and estimate is not None else 0.0
+        finish = earliest_finish(ran, expected_run_time, estimate if running else None)
+        target = (finish - ran) + self.margin(finish)
         return min(self.ceiling, max(self.poll_interval, target))
+
+
+def earliest_finish(ran: float, expected_run_time: float | None, estimate: Estimate | None) -> float:
+    """The shortest total run time still possible for a report that has run `ran` seconds.
+
+    Queued reports have run 0 s (they may start right after the poll). Without an expected run
+    time that is `ran` itself: the report may finish the moment after the poll.
+    """
+    floor = max(0.0, ran)
+    if expected_run_time is None or not expected_run_time > 0:
+        return floor
+    lowest = PRIOR_FLOOR * expected_run_time
+    if estimate is not None and estimate.remaining is not None:
+        # Progress may show that the expectation is wrong (this run is faster): believe it then.
+        lowest = min(lowest, PRIOR_FLOOR * (estimate.running_for + estimate.remaining))
+    return max(floor, lowest)
+
+
+def check_expected_run_time(value: float | None) -> float | None:
+    """An expected run time as positive finite seconds, or None."""
+    if value is None:
+        return None
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"expected_run_time must be a positive number of seconds, not {value!r}")
+    return seconds
 
 
 def sleep_for(interval: float, *, now: float, deadline: float | None) -> float:
@@ -95,7 +143,8 @@ def sleep_for(interval: float, *, now: float, deadline: float | None) -> float:
 
 @dataclass(frozen=True)
 class Estimate:
-    """What the progress says: rate in percent per second and seconds left (None if unknown)."""
+    """What the polls say: seconds run so far, progress rate in percent per second and seconds
+    left (None if unknown)."""
 
     progress: int | None
     running_for: float
@@ -111,6 +160,9 @@ class ProgressTracker:
     progress moves between two of them (a trigger's first poll, a rescheduled sensor's only
     poke), it falls back to Canvas's own ``started_at``: progress over the time since then, once
     that is long enough for Canvas's whole-second timestamps and clock skew not to matter.
+
+    The time run so far comes from ``started_at``; without it, from the last poll that saw the
+    report queued (it started after that, so this over-counts: polls come sooner, never later).
     """
 
     first_at: float | None = None
@@ -118,22 +170,30 @@ class ProgressTracker:
     last_at: float | None = None
     last_progress: int | None = None
     started_at: float | None = None
+    queued_at: float | None = None
 
     def observe(self, report: Report, now: float) -> None:
         if report.started_at is not None:
             self.started_at = report.started_at.timestamp()
-        if report.status not in RUNNING_STATES or report.progress is None:
+        if report.status == "created":
+            self.queued_at = now
+        if report.status not in RUNNING_STATES:
             return
+        # Without progress there is no rate, but the run time so far still matters.
+        progress = report.progress if report.progress is not None else 0
         if self.first_at is None or self.first_progress is None:
-            self.first_at, self.first_progress = now, report.progress
-        self.last_at, self.last_progress = now, report.progress
+            self.first_at, self.first_progress = now, progress
+        self.last_at, self.last_progress = now, progress
 
     def estimate(self, now: float) -> Estimate | None:
         """None until a running report has been seen."""
         if self.last_at is None or self.last_progress is None:
             return None
         progress = self.last_progress
-        begun = self.started_at if self.started_at is not None and self.started_at <= now else self.first_at
+        if self.started_at is not None and self.started_at <= now:
+            begun: float | None = self.started_at
+        else:
+            begun = self.queued_at if self.queued_at is not None else self.first_at
         running_for = max(0.0, now - (begun if begun is not None else now))
         rate: float | None = None
         if (
@@ -155,6 +215,48 @@ class ProgressTracker:
         return Estimate(progress=progress, running_for=running_for, rate=rate, remaining=remaining)
 
 
+# -- the expected run time (a prior), from the report index ------------------------------------
+@dataclass(frozen=True)
+class PreviousRun:
+    """An earlier complete run of the same report: its id and how long it ran (seconds)."""
+
+    report_id: int
+    run_time: float
+
+
+def run_time_of(report: Report) -> float | None:
+    """How long a complete run took: Canvas's ``run_time``, else ``ended_at - started_at``."""
+    if report.run_time is not None and math.isfinite(report.run_time) and report.run_time > 0:
+        return report.run_time
+    if report.started_at is not None and report.ended_at is not None:
+        seconds = (report.ended_at - report.started_at).total_seconds()
+        return seconds if seconds > 0 else None
+    return None
+
+
+def previous_run(runs: Iterable[Report], report_id: int) -> PreviousRun | None:
+    """The most recent complete run of a report in (a page of) its index, newest first.
+
+    Only runs with the parameters of run `report_id` count (a users-only export runs in a
+    fraction of the time of a full one); that run shows them when it is on the page (it is the
+    newest, or nearly). When it is not, any complete run counts.
+    """
+    from airflow_provider_canvas_reports.canvas.parameters import as_sent, same_parameters
+
+    runs = list(runs)
+    ours = next((run for run in runs if run.id == report_id), None)
+    parameters = as_sent(ours) if ours is not None else None
+    for run in runs:
+        if run.id == report_id or run.status != "complete":
+            continue
+        if parameters is not None and not same_parameters(run, parameters):
+            continue
+        took = run_time_of(run)
+        if took is not None:
+            return PreviousRun(run.id, took)
+    return None
+
+
 def describe_duration(seconds: float | None) -> str:
     """Short human form for logs: 42s, 3m05s, 2h07m."""
     if seconds is None or not math.isfinite(seconds):
@@ -169,7 +271,9 @@ def describe_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def progress_line(report: Report, *, waited: float, estimate: Estimate | None) -> str:
+def progress_line(
+    report: Report, *, waited: float, estimate: Estimate | None, expected_run_time: float | None = None
+) -> str:
     """One log line per poll: status, progress, current line, time waited, time left."""
     parts = [f"Canvas report {report.report} #{report.id}: status={report.status}"]
     if report.progress is not None:
@@ -179,6 +283,8 @@ def progress_line(report: Report, *, waited: float, estimate: Estimate | None) -
     parts.append(f"waited={describe_duration(waited)}")
     if classify(report.status) is Phase.WAITING and estimate is not None and estimate.remaining is not None:
         parts.append(f"estimated_left={describe_duration(estimate.remaining)}")
+    if expected_run_time is not None and classify(report.status) is Phase.WAITING:
+        parts.append(f"expected_run_time={describe_duration(expected_run_time)}")
     return " ".join(parts)
 
 
@@ -233,6 +339,9 @@ class Waiter:
 
     The driver calls `before_poll`, polls Canvas, then `seen`, `gone` or `failed`, and sleeps
     what `PollAgain` says. Times are epoch seconds passed in by the driver.
+
+    :param expected_run_time: seconds the report is expected to run (e.g. the previous run's
+        run time, see `previous_run`), or None; it lets adaptive polling stretch its intervals.
     """
 
     def __init__(
@@ -244,9 +353,11 @@ class Waiter:
         started_at: float,
         deadline: float | None,
         max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS,
+        expected_run_time: float | None = None,
     ) -> None:
         if max_consecutive_errors < 1:
             raise ValueError("max_consecutive_errors must be at least 1")
+        self.expected_run_time = check_expected_run_time(expected_run_time)
         self.policy = policy
         self.report_type = report_type
         self.report_id = report_id
@@ -307,10 +418,14 @@ class Waiter:
                 f"{self.name} has a status this provider does not know: '{report.status[:40]}'. "
                 "Treating it as not finished; the deadline still applies."
             )
-        interval = self.policy.next_interval(status=report.status, waited=self.waited(now), estimate=estimate)
+        interval = self.policy.next_interval(
+            status=report.status, estimate=estimate, expected_run_time=self.expected_run_time
+        )
         return PollAgain(
             sleep_for(interval, now=now, deadline=self.deadline),
-            progress_line(report, waited=self.waited(now), estimate=estimate),
+            progress_line(
+                report, waited=self.waited(now), estimate=estimate, expected_run_time=self.expected_run_time
+            ),
             warning,
         )
 

@@ -14,6 +14,7 @@ from airflow_provider_canvas_reports.canvas.errors import (
     InvalidTokenError,
     PermissionDeniedError,
 )
+from airflow_provider_canvas_reports.canvas.polling import PreviousRun, previous_run
 from airflow_provider_canvas_reports.canvas.report import AvailableReport, Report
 from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
 from airflow_provider_canvas_reports.compat import BaseHook, get_async_connection
@@ -146,6 +147,19 @@ class CanvasHook(BaseHook):
     def get_report(self, report: str, report_id: int | str, account_id: str | int | None = None) -> Report:
         return self.transport.call(api.status(self.account(account_id), report, report_id))
 
+    def previous_run(
+        self, report: str, report_id: int, account_id: str | int | None = None
+    ) -> PreviousRun | None:
+        """The most recent complete run with the parameters of run `report_id`, and how long it ran.
+
+        A prior for adaptive polling (``expected_run_time``): a nightly report takes about as long
+        as last night's. One request, the first page of the report index (newest first), where run
+        `report_id` itself shows its parameters (see `canvas.polling.previous_run`). None when no
+        such run is on that page.
+        """
+        runs = self.transport.call(api.index(self.account(account_id), report))
+        return previous_run(runs, report_id)
+
     def delete_report(self, report: str, report_id: int | str, account_id: str | int | None = None) -> Report:
         return self.transport.call(api.delete(self.account(account_id), report, report_id))
 
@@ -218,6 +232,14 @@ class CanvasHook(BaseHook):
         return await (await self.atransport()).call(
             api.status(await self.aaccount(account_id), report, report_id)
         )
+
+    async def aprevious_run(
+        self, report: str, report_id: int, account_id: str | int | None = None
+    ) -> PreviousRun | None:
+        """Async twin of `previous_run`."""
+        transport = await self.atransport()
+        runs = await transport.call(api.index(await self.aaccount(account_id), report))
+        return previous_run(runs, report_id)
 
     async def adelete_report(
         self, report: str, report_id: int | str, account_id: str | int | None = None

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from airflow.providers.common.compat.sdk import AirflowException
 
@@ -26,6 +26,7 @@ from airflow_provider_canvas_reports.canvas.polling import (
     PollAgain,
     PollPolicy,
     Waiter,
+    describe_duration,
 )
 
 if TYPE_CHECKING:
@@ -51,6 +52,20 @@ class ReportWaitError(AirflowException):
     """Waiting failed: polls kept failing, or the wait resumed with an invalid event."""
 
 
+# expected_run_time="auto": take it from the previous complete run in the report index.
+AUTO: Final = "auto"
+ExpectedRunTime = timedelta | float | Literal["auto"] | None
+
+
+def expected_run_time_setting(value: ExpectedRunTime) -> float | Literal["auto"] | None:
+    """The `expected_run_time` argument: "auto", None (no expectation) or positive seconds."""
+    if value is None or value == AUTO:
+        return AUTO if value is not None else None
+    if isinstance(value, str):
+        raise ValueError(f'expected_run_time must be "auto", None or a positive duration, not {value!r}')
+    return seconds(value, name="expected_run_time", default=0.0)
+
+
 def seconds(value: timedelta | float | int | None, *, name: str, default: float) -> float:
     """A duration argument as positive seconds; None means the default (a wait always has a deadline)."""
     if value is None:
@@ -69,9 +84,62 @@ class WaitSettings:
     timeout: float
     max_consecutive_errors: int
     retry_policy: RetryPolicy | None = None
+    expected_run_time: float | Literal["auto"] | None = AUTO
+
+    def expected(
+        self,
+        hook: CanvasHook,
+        *,
+        report: str,
+        report_id: int,
+        account: str,
+        log: logging.Logger | Any,
+    ) -> float | None:
+        """The expected run time for this wait: as given, or ("auto") the previous run's.
+
+        The lookup is one request (the first page of the report index). It is an aid: when it
+        fails or finds nothing, the wait goes on without an expectation, saying why.
+        """
+        if self.expected_run_time is None or isinstance(self.expected_run_time, float):
+            return self.expected_run_time
+        if not self.policy.adaptive:
+            return None  # fixed intervals have no use for it
+        try:
+            found = hook.previous_run(report, report_id, account)
+        except Exception as exc:
+            log.warning(
+                "Could not look up the previous run of Canvas report %s in the report index (%s: %s); "
+                "polling without an expected run time.",
+                report,
+                type(exc).__name__,
+                str(exc)[:300],
+            )
+            return None
+        if found is None:
+            log.info(
+                "No complete run of Canvas report %s with these parameters on the first page of the report "
+                "index; polling without an expected run time.",
+                report,
+            )
+            return None
+        log.info(
+            "Expecting Canvas report %s #%s to run about %s, as run #%s did; adaptive polling plans on it.",
+            report,
+            report_id,
+            describe_duration(found.run_time),
+            found.report_id,
+        )
+        return found.run_time
 
     def trigger(
-        self, *, conn_id: str, report: str, report_id: int, account_id: str, started_at: float
+        self,
+        *,
+        conn_id: str,
+        report: str,
+        report_id: int,
+        account_id: str,
+        started_at: float,
+        expected_run_time: float | None = None,
     ) -> ReportStatusTrigger:
         from airflow_provider_canvas_reports.triggers.events import retry_policy_kwargs
         from airflow_provider_canvas_reports.triggers.reports import ReportStatusTrigger
@@ -89,9 +157,12 @@ class WaitSettings:
             max_consecutive_errors=self.max_consecutive_errors,
             wait_started_at=started_at,
             retry_policy=retry_policy_kwargs(self.retry_policy),
+            expected_run_time=expected_run_time,
         )
 
-    def waiter(self, *, report: str, report_id: int, started_at: float) -> Waiter:
+    def waiter(
+        self, *, report: str, report_id: int, started_at: float, expected_run_time: float | None = None
+    ) -> Waiter:
         return Waiter(
             self.policy,
             report_type=report,
@@ -99,6 +170,7 @@ class WaitSettings:
             started_at=started_at,
             deadline=started_at + self.timeout,
             max_consecutive_errors=self.max_consecutive_errors,
+            expected_run_time=expected_run_time,
         )
 
 

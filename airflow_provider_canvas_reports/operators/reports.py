@@ -17,13 +17,16 @@ from airflow_provider_canvas_reports.canvas.polling import (
 )
 from airflow_provider_canvas_reports.links.canvas import CanvasReportsLink
 from airflow_provider_canvas_reports.operators._common import (
+    AUTO,
     DEFAULT_CONN_ID,
     XCOM_REPORT_ID,
     XCOM_REPORTS_URL,
+    ExpectedRunTime,
     ReportWaitError,
     ReportWaitTimeoutError,
     WaitSettings,
     conclude,
+    expected_run_time_setting,
     seconds,
     wait_in_worker,
 )
@@ -81,11 +84,18 @@ class StartAccountReportOperator(BaseOperator):
     :param deferrable: wait in the triggerer instead of the worker (default from
         ``[operators] default_deferrable``).
     :param poll_interval: seconds between status polls. With ``adaptive_polling`` (default)
-        this is the *shortest* interval: it stretches while the report is queued and aims at
-        the predicted finish while it runs, up to ``max_poll_interval``.
+        this is the *shortest* interval: completion is noticed within max(``poll_interval``, 5%
+        of the run time), with as few polls as that allows, up to ``max_poll_interval`` apart.
     :param adaptive_polling: see :mod:`airflow_provider_canvas_reports.canvas.polling`;
         False polls exactly every ``poll_interval``.
     :param max_poll_interval: the longest interval adaptive polling may use.
+    :param expected_run_time: how long the report is expected to run (seconds or timedelta).
+        With it, adaptive polling stretches its intervals while the report cannot be finished
+        yet: a run is taken to last at least 3/4 of it. ``"auto"`` (default): the run time of
+        the most recent complete run of this report with the same parameters, from the first
+        page of the report index (one request when the wait starts; if it fails or finds
+        nothing, the wait goes on without). None: no expectation; then completion is noticed
+        within max(``poll_interval``, 5% of the run time), at the cost of more polls.
     :param timeout: how long to wait (seconds or timedelta, default 24 hours). At the
         deadline the report is cancelled in Canvas (aborted if running, deleted if queued)
         and the task fails saying so.
@@ -118,6 +128,7 @@ class StartAccountReportOperator(BaseOperator):
         poll_interval: timedelta | float = 60.0,
         adaptive_polling: bool = True,
         max_poll_interval: timedelta | float = DEFAULT_MAX_POLL_INTERVAL,
+        expected_run_time: ExpectedRunTime = AUTO,
         timeout: timedelta | float | None = DEFAULT_TIMEOUT,
         max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS,
         canvas_conn_id: str = DEFAULT_CONN_ID,
@@ -139,6 +150,7 @@ class StartAccountReportOperator(BaseOperator):
         self.skip_message = skip_message
         self.canvas_retry_policy = canvas_retry_policy
         self.lost_start_rechecks = tuple(float(pause) for pause in lost_start_rechecks)
+        self.expected_run_time = expected_run_time
         self.wait = WaitSettings(
             policy=PollPolicy(
                 seconds(poll_interval, name="poll_interval", default=60.0),
@@ -148,6 +160,7 @@ class StartAccountReportOperator(BaseOperator):
             timeout=seconds(timeout, name="timeout", default=DEFAULT_TIMEOUT.total_seconds()),
             max_consecutive_errors=max_consecutive_errors,
             retry_policy=canvas_retry_policy,
+            expected_run_time=expected_run_time_setting(expected_run_time),
         )
         # The report this try waits for in the worker: on_kill cancels it.
         self._waiting_for: tuple[str, int, str] | None = None
@@ -314,6 +327,9 @@ class StartAccountReportOperator(BaseOperator):
         if report.phase is Phase.FAILURE:
             raise ReportFailedError(report.failure_message())
         started = time.time()
+        expected = self.wait.expected(
+            hook, report=self.report, report_id=report.id, account=account, log=self.log
+        )
         if self.deferrable:
             self.defer(
                 trigger=self.wait.trigger(
@@ -322,6 +338,7 @@ class StartAccountReportOperator(BaseOperator):
                     report_id=report.id,
                     account_id=account,
                     started_at=started,
+                    expected_run_time=expected,
                 ),
                 method_name="execute_complete",
                 kwargs={"report_id": report.id},
@@ -329,7 +346,9 @@ class StartAccountReportOperator(BaseOperator):
                 # and leave the report running in Canvas (apache/airflow#61467).
                 timeout=None,
             )
-        waiter = self.wait.waiter(report=self.report, report_id=report.id, started_at=started)
+        waiter = self.wait.waiter(
+            report=self.report, report_id=report.id, started_at=started, expected_run_time=expected
+        )
         self._waiting_for = (self.report, report.id, account)
         try:
             payload = wait_in_worker(hook, waiter, account, self.log, first=report)

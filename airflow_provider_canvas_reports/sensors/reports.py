@@ -31,12 +31,15 @@ from airflow_provider_canvas_reports.canvas.polling import (
 )
 from airflow_provider_canvas_reports.links.canvas import CanvasReportsLink
 from airflow_provider_canvas_reports.operators._common import (
+    AUTO,
     DEFAULT_CONN_ID,
     XCOM_REPORTS_URL,
+    ExpectedRunTime,
     ReportWaitError,
     WaitSettings,
     conclude,
     describe_cancel,
+    expected_run_time_setting,
     poll_once,
     seconds,
 )
@@ -70,11 +73,20 @@ class ReportCompleteSensor(BaseSensorOperator):
     :param deferrable: wait in the triggerer (default from ``[operators] default_deferrable``).
         The sensor checks once first and finishes at once if the report is already over.
     :param poke_interval: seconds between polls. With ``adaptive_polling`` (default) this is
-        the *shortest* interval: it stretches while the report is queued and aims at the
-        predicted finish while it runs, up to ``max_poll_interval``. Airflow's
+        the *shortest* interval: completion is noticed within max(``poke_interval``, 5% of the
+        run time), with as few polls as that allows, up to ``max_poll_interval`` apart. Airflow's
         ``exponential_backoff`` replaces adaptive polling in poke and reschedule modes.
     :param adaptive_polling: False polls exactly every ``poke_interval``.
     :param max_poll_interval: the longest interval adaptive polling may use.
+    :param expected_run_time: how long the report is expected to run (seconds or timedelta).
+        With it, adaptive polling stretches its intervals while the report cannot be finished
+        yet: a run is taken to last at least 3/4 of it. ``"auto"`` (default): the run time of
+        the most recent complete run of this report with the same parameters (those the run
+        echoes), from the first page of the report index: one request when the wait starts (in
+        poke mode once per try; in reschedule mode each poke is a new start, so there "auto"
+        means none: pass a value). If the lookup fails or finds nothing, the wait goes on
+        without. None: no expectation; then completion is noticed within
+        max(``poke_interval``, 5% of the run time), at the cost of more polls.
     :param max_consecutive_errors: failed polls in a row (each already retried by the client)
         tolerated before the task fails. In reschedule mode each poke is its own try, so a
         failed poll fails that try (Airflow's ``retries`` apply).
@@ -96,6 +108,7 @@ class ReportCompleteSensor(BaseSensorOperator):
         poke_interval: timedelta | float = 60.0,
         adaptive_polling: bool = True,
         max_poll_interval: timedelta | float = DEFAULT_MAX_POLL_INTERVAL,
+        expected_run_time: ExpectedRunTime = AUTO,
         max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS,
         canvas_conn_id: str = DEFAULT_CONN_ID,
         account_id: str | int | None = None,
@@ -114,6 +127,7 @@ class ReportCompleteSensor(BaseSensorOperator):
         self.canvas_conn_id = canvas_conn_id
         self.account_id = account_id
         self.canvas_retry_policy = canvas_retry_policy
+        self.expected_run_time = expected_run_time
         self.wait = WaitSettings(
             policy=PollPolicy(
                 seconds(self.poke_interval, name="poke_interval", default=60.0),
@@ -123,6 +137,7 @@ class ReportCompleteSensor(BaseSensorOperator):
             timeout=float(self.timeout),
             max_consecutive_errors=max_consecutive_errors,
             retry_policy=canvas_retry_policy,
+            expected_run_time=expected_run_time_setting(expected_run_time),
         )
         self._waiter: Waiter | None = None
         self._account: str | None = None
@@ -212,6 +227,9 @@ class ReportCompleteSensor(BaseSensorOperator):
 
             return self._conclude(event_payload(step, waiter, account_id=account, now=time.time()))
         self.log.info("%s; deferring to the triggerer.", step.line)
+        expected = self.wait.expected(
+            self.hook, report=self.report, report_id=report_id, account=account, log=self.log
+        )
         self.defer(
             trigger=self.wait.trigger(
                 conn_id=self.canvas_conn_id,
@@ -219,6 +237,7 @@ class ReportCompleteSensor(BaseSensorOperator):
                 report_id=report_id,
                 account_id=account,
                 started_at=started,
+                expected_run_time=expected,
             ),
             method_name="execute_complete",
             # The trigger carries the deadline: a framework timeout would skip execute_complete
@@ -239,6 +258,17 @@ class ReportCompleteSensor(BaseSensorOperator):
                 first = context["ti"].get_first_reschedule_date(context)
                 if first is not None:
                     started = first.timestamp()
+            if self.reschedule and self.wait.expected_run_time == AUTO:
+                # Each poke would pay the index lookup again: "auto" means none here.
+                expected = None
+            else:
+                expected = self.wait.expected(
+                    self.hook,
+                    report=self.report,
+                    report_id=self._report_id(),
+                    account=self._account_id(),
+                    log=self.log,
+                )
             # BaseSensorOperator enforces the timeout in these modes, so no deadline here.
             self._waiter = Waiter(
                 self.wait.policy,
@@ -247,6 +277,7 @@ class ReportCompleteSensor(BaseSensorOperator):
                 started_at=started,
                 deadline=None,
                 max_consecutive_errors=self.max_consecutive_errors,
+                expected_run_time=expected,
             )
         return self._waiter
 

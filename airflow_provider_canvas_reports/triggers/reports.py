@@ -17,9 +17,17 @@ from airflow_provider_canvas_reports.canvas.polling import (
     PollAgain,
     PollPolicy,
     Waiter,
+    check_expected_run_time,
 )
 from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
+
+# The event helpers live in triggers/events.py, which the operators can import without loading
+# airflow.triggers when a DAG is parsed; they stay importable from here too.
+from airflow_provider_canvas_reports.triggers.events import InvalidEventError as InvalidEventError
+from airflow_provider_canvas_reports.triggers.events import ReportEvent as ReportEvent
 from airflow_provider_canvas_reports.triggers.events import event_payload, retry_policy_from_kwargs
+from airflow_provider_canvas_reports.triggers.events import parse_event as parse_event
+from airflow_provider_canvas_reports.triggers.events import retry_policy_kwargs as retry_policy_kwargs
 
 TRIGGER_PATH = "airflow_provider_canvas_reports.triggers.reports.ReportStatusTrigger"
 ON_KILL_TIMEOUT = 25.0
@@ -46,12 +54,16 @@ class ReportStatusTrigger(BaseTrigger):
     :param deadline: absolute time (epoch seconds) after which the wait ends with ``timeout``;
         None for none. The operators always pass one, and defer with ``timeout=None``: a
         framework deferral timeout would skip ``execute_complete`` and leave the report running.
-    :param adaptive_polling: stretch the interval while queued and aim at the predicted finish
-        while running (see :mod:`airflow_provider_canvas_reports.canvas.polling`).
+    :param adaptive_polling: poll as rarely as noticing completion within max(``poll_interval``,
+        5% of the run time) allows (see :mod:`airflow_provider_canvas_reports.canvas.polling`).
     :param max_poll_interval: the longest interval adaptive polling may use.
     :param max_consecutive_errors: failed polls in a row tolerated before an ``error`` event.
     :param wait_started_at: when the wait began (epoch seconds), for logs and adaptive polling.
     :param retry_policy: the client's retry bounds as a dict of RetryPolicy fields.
+    :param expected_run_time: seconds the report is expected to run (the operator and the sensor
+        take it from the previous run in the report index before deferring); with
+        ``adaptive_polling`` it stretches the intervals while the report cannot be finished yet.
+        None (default): no expectation, so polls come every ``poll_interval`` while queued.
     """
 
     def __init__(
@@ -67,6 +79,7 @@ class ReportStatusTrigger(BaseTrigger):
         max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS,
         wait_started_at: float | None = None,
         retry_policy: Mapping[str, float | int] | None = None,
+        expected_run_time: float | None = None,
     ) -> None:
         super().__init__()
         self.canvas_conn_id = canvas_conn_id
@@ -80,6 +93,7 @@ class ReportStatusTrigger(BaseTrigger):
         self.max_consecutive_errors = int(max_consecutive_errors)
         self.wait_started_at = None if wait_started_at is None else float(wait_started_at)
         self.retry_policy = dict(retry_policy) if retry_policy is not None else None
+        self.expected_run_time = check_expected_run_time(expected_run_time)
         # Validate here, in the worker, rather than in the triggerer.
         self.policy = PollPolicy(self.poll_interval, self.adaptive_polling, self.max_poll_interval)
 
@@ -97,6 +111,7 @@ class ReportStatusTrigger(BaseTrigger):
             "max_consecutive_errors": self.max_consecutive_errors,
             "wait_started_at": self.wait_started_at,
             "retry_policy": self.retry_policy,
+            "expected_run_time": self.expected_run_time,
         }
 
     def _hook(self) -> CanvasHook:
@@ -116,6 +131,7 @@ class ReportStatusTrigger(BaseTrigger):
                 started_at=self.wait_started_at if self.wait_started_at is not None else time.time(),
                 deadline=self.deadline,
                 max_consecutive_errors=self.max_consecutive_errors,
+                expected_run_time=self.expected_run_time,
             )
             while True:
                 outcome = waiter.before_poll(time.time())
@@ -148,22 +164,62 @@ class ReportStatusTrigger(BaseTrigger):
             return waiter.failed(exc, time.time())
         return waiter.seen(report, time.time())
 
+    # Stops that outlived on_kill (see there), held so that they are not garbage-collected.
+    _stopping: set[asyncio.Task[None]] = set()
+
     async def on_kill(self) -> None:
         """A user marked the deferred task failed or success, or cleared it: stop the report.
 
-        Airflow 3.3+ calls this only for user actions, never when a triggerer restarts or the
-        trigger moves to another triggerer (those cancel ``run()`` and call ``cleanup()``, which
-        leave the report alone so the wait can resume). Older versions never call it.
+        Airflow 3.3 means this hook for user actions only, but 3.3.2 also calls it for a trigger
+        that moved to another triggerer while this one was thought dead (a late heartbeat) and
+        came back; that task is still deferred and the other triggerer waits for the report. So
+        the report is cancelled only once Airflow says the task is no longer deferred. Restarts
+        and shutdowns cancel ``run()`` and call ``cleanup()`` only. Airflow < 3.3 never calls this.
         """
+        # Airflow 3.3.2's trigger runner cancels the trigger's task again on each pass of its loop
+        # (about every second) until the task ends, which silently cuts on_kill short. Shielded,
+        # the state check and the cancel run to their own bound.
+        stop = asyncio.ensure_future(self._stop_report())
+        self._stopping.add(stop)
+        stop.add_done_callback(self._stopping.discard)
+        await asyncio.shield(stop)
+
+    async def _stop_report(self) -> None:
+        """on_kill's work: ask Airflow for the task's state, then cancel the report or say why not."""
         from airflow_provider_canvas_reports.transport.aio import hold_shared_sessions
 
+        # One budget for the state check and the cancel, under the triggerer's own wait for
+        # on_kill ([triggerer] on_kill_timeout, 30 s by default), so that giving up is logged here.
+        give_up_at = time.monotonic() + ON_KILL_TIMEOUT
+        try:
+            state = await self._task_state(within=ON_KILL_TIMEOUT - 10.0)
+        except Exception as exc:
+            # Aborting a report another triggerer waits for fails that run; a report left
+            # running only costs Canvas time. Unsure, leave it.
+            self.log.warning(
+                "Leaving Canvas report %s #%s running: could not tell whether its task still waits for "
+                "it (%s). If the task was marked failed or success, or cleared, stop the report by hand "
+                "in Canvas (Account > Settings > Reports).",
+                self.report,
+                self.report_id,
+                str(exc) or type(exc).__name__,
+            )
+            return
+        if state == "deferred":
+            self.log.warning(
+                "Not cancelling Canvas report %s #%s: its task is still deferred, so this trigger was "
+                "stopped for another reason than a user action (it moved to another triggerer, which "
+                "keeps waiting for the report).",
+                self.report,
+                self.report_id,
+            )
+            return
         hook = self._hook()
         try:
-            # Within the triggerer's own bound ([triggerer] on_kill_timeout, 30 s by default), so
-            # that giving up is logged here rather than cut short silently.
             async with hold_shared_sessions():
                 result = await asyncio.wait_for(
-                    hook.acancel_report(self.report, self.report_id, self.account_id), ON_KILL_TIMEOUT
+                    hook.acancel_report(self.report, self.report_id, self.account_id),
+                    max(give_up_at - time.monotonic(), 1.0),
                 )
         except Exception as exc:
             self.log.warning(
@@ -180,8 +236,40 @@ class ReportStatusTrigger(BaseTrigger):
             )
         else:
             self.log.info(
-                "Cancelled Canvas report %s #%s because the task was killed: Canvas now says '%s'.",
+                "Cancelled Canvas report %s #%s because the task was killed (task state %s): "
+                "Canvas now says '%s'.",
                 self.report,
                 self.report_id,
+                state,
                 result.status,
             )
+
+    async def _task_state(self, within: float) -> str:
+        """The state Airflow now records for the task instance this trigger would resume.
+
+        ``none`` for a cleared task, ``gone`` when the task instance no longer exists; raises when
+        the state cannot be read. Asked through the triggerer's supervisor (the Task SDK's
+        task-states request), in a thread: the SDK call blocks until the supervisor answers.
+        """
+        ti = self.task_instance
+        if ti is None:
+            raise RuntimeError("the trigger runs without a task instance")
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        states = await asyncio.wait_for(
+            asyncio.to_thread(
+                RuntimeTaskInstance.get_task_states,
+                dag_id=ti.dag_id,
+                task_ids=[ti.task_id],
+                run_ids=[ti.run_id],
+                map_index=ti.map_index,
+            ),
+            within,
+        )
+        runs = states.get(ti.run_id) or {}
+        # The API keys a mapped task instance as "<task_id>_<map_index>".
+        key = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
+        if key not in runs:
+            return "gone"
+        state = runs[key]
+        return "none" if state is None else str(getattr(state, "value", state))

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_canvas_reports.canvas.polling import PreviousRun
 from airflow_provider_canvas_reports.canvas.report import Report
 from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
 from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
@@ -162,6 +163,9 @@ class SyncClient:
     async def get_report(self, *args: Any, **kw: Any) -> Report:
         return await self._run(self.hook.get_report, *args, **kw)
 
+    async def previous_run(self, *args: Any, **kw: Any) -> PreviousRun | None:
+        return await self._run(self.hook.previous_run, *args, **kw)
+
     async def delete_report(self, *args: Any, **kw: Any) -> Report:
         return await self._run(self.hook.delete_report, *args, **kw)
 
@@ -198,6 +202,9 @@ class AsyncClient:
 
     async def get_report(self, *args: Any, **kw: Any) -> Report:
         return await self.hook.aget_report(*args, **kw)
+
+    async def previous_run(self, *args: Any, **kw: Any) -> PreviousRun | None:
+        return await self.hook.aprevious_run(*args, **kw)
 
     async def delete_report(self, *args: Any, **kw: Any) -> Report:
         return await self.hook.adelete_report(*args, **kw)

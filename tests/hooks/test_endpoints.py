@@ -17,7 +17,7 @@ from airflow_provider_canvas_reports.canvas.errors import (
 from airflow_provider_canvas_reports.canvas.report import Phase, Report
 from airflow_provider_canvas_reports.simulator.catalogue import available
 
-from .helpers import Canvas, Client
+from .helpers import RUN_SECONDS, Canvas, Client, MakeClient
 
 pytestmark = pytest.mark.usefixtures("close_sessions")
 
@@ -149,6 +149,52 @@ async def test_index_walks_lowercase_link_pages_of_100(canvas: Canvas, client: C
 async def test_index_of_a_type_never_run_is_empty(canvas: Canvas, client: Client) -> None:
     assert await client.list_reports("lti_report_csv") == []
     assert canvas.counters.requests["index"] == 1
+
+
+async def test_previous_run_is_the_last_complete_run_with_the_same_parameters(
+    canvas: Canvas, client: Client
+) -> None:
+    setup = canvas.hook()
+    earlier = setup.start_report("provisioning_csv", {"users": True})
+    canvas.finish()
+    last = setup.start_report("provisioning_csv", {"users": True})
+    canvas.finish()
+    setup.start_report("provisioning_csv", {"users": True, "courses": True})  # another export
+    canvas.finish()
+    setup.start_report("provisioning_csv", {"users": True})  # running: not finished
+    canvas.sim.wait_idle(30)
+    canvas.sim.advance(5)
+    ours = setup.start_report("provisioning_csv", {"users": True})
+    canvas.counters.reset()
+
+    found = await client.previous_run("provisioning_csv", ours.id)
+
+    assert found is not None
+    assert found.report_id == last.id != earlier.id
+    assert found.run_time == pytest.approx(RUN_SECONDS, abs=1)
+    assert canvas.counters.requests["index"] == 1  # the first page, never a walk
+
+
+async def test_previous_run_without_run_time_uses_started_and_ended(
+    make_canvas: Callable[..., Canvas], make_client: MakeClient
+) -> None:
+    canvas = make_canvas(legacy_fields=True)  # an older Canvas: no run_time field
+    client = make_client(canvas.hook())
+    setup = canvas.hook()
+    done = setup.start_report("grade_export_csv")
+    canvas.finish()
+    ours = setup.start_report("grade_export_csv")
+
+    found = await client.previous_run("grade_export_csv", ours.id)
+
+    assert found is not None
+    assert found.report_id == done.id
+    assert found.run_time == pytest.approx(RUN_SECONDS, abs=1)
+
+
+async def test_previous_run_of_a_report_never_completed_is_none(canvas: Canvas, client: Client) -> None:
+    ours = await client.start_report("grade_export_csv")
+    assert await client.previous_run("grade_export_csv", ours.id) is None
 
 
 # --- status and report parsing over the wire --------------------------------------------------

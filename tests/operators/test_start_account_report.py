@@ -249,6 +249,79 @@ class TestWait:
         assert canvas.counters.requests["abort"] == canvas.counters.requests["delete"] == 0
 
 
+class TestExpectedRunTime:
+    def deferred_trigger(self, **kwargs: Any) -> ReportStatusTrigger:
+        with pytest.raises(TaskDeferred) as deferred:
+            operator(wait_for_completion=True, deferrable=True, **kwargs).execute(make_context())
+        trigger = deferred.value.trigger
+        assert isinstance(trigger, ReportStatusTrigger)
+        return trigger
+
+    def test_auto_takes_the_previous_complete_run_with_the_same_parameters(self, canvas: CanvasSimulator):
+        previous = operator(wait_for_completion=True).execute(make_context())
+        # Newer, complete, but another export (two tables: a ZIP): not a guide to this one's run time.
+        operator(parameters={"users": True, "courses": True}, wait_for_completion=True).execute(
+            make_context()
+        )
+        canvas.counters.reset()
+
+        trigger = self.deferred_trigger()
+
+        assert trigger.expected_run_time == pytest.approx(previous["run_time"])
+        assert trigger.serialize()[1]["expected_run_time"] == trigger.expected_run_time
+        assert canvas.counters.requests["index"] == 1  # one first page, when the wait starts
+
+    def test_auto_without_a_previous_run_waits_without_one(self, canvas: CanvasSimulator):
+        assert self.deferred_trigger().expected_run_time is None
+        assert canvas.counters.requests["index"] == 1
+
+    @pytest.mark.parametrize("given", [300, 300.0, timedelta(minutes=5)])
+    def test_a_given_expected_run_time_needs_no_lookup(self, canvas: CanvasSimulator, given):
+        assert self.deferred_trigger(expected_run_time=given).expected_run_time == 300.0
+        assert canvas.counters.requests["index"] == 0
+
+    def test_none_means_no_expectation_and_no_lookup(self, canvas: CanvasSimulator):
+        operator(wait_for_completion=True).execute(make_context())
+        canvas.counters.reset()
+        assert self.deferred_trigger(expected_run_time=None).expected_run_time is None
+        assert canvas.counters.requests["index"] == 0
+
+    def test_fixed_intervals_need_no_lookup(self, canvas: CanvasSimulator):
+        assert self.deferred_trigger(adaptive_polling=False).expected_run_time is None
+        assert canvas.counters.requests["index"] == 0
+
+    def test_a_failed_lookup_never_fails_the_task(
+        self, canvas: CanvasSimulator, capsys: pytest.CaptureFixture[str]
+    ):
+        canvas.faults.add(Fault(endpoint="index", kind="401", times=None))
+
+        result = operator(wait_for_completion=True, deferrable=False).execute(make_context())
+
+        assert result["status"] == "complete"
+        assert canvas.counters.requests["index"] == 1
+        logged = capsys.readouterr().out
+        assert "Could not look up the previous run" in logged
+        assert "polling without an expected run time" in logged
+        assert canvas.token not in logged
+
+    def test_the_wait_in_the_worker_uses_it(
+        self, canvas: CanvasSimulator, capsys: pytest.CaptureFixture[str]
+    ):
+        previous = operator(wait_for_completion=True).execute(make_context())
+        capsys.readouterr()
+
+        operator(wait_for_completion=True, deferrable=False).execute(make_context())
+
+        logged = capsys.readouterr().out
+        assert f"as run #{previous['id']} did" in logged
+        assert "expected_run_time=" in logged  # in the per-poll line
+
+    @pytest.mark.parametrize("bad", ["soon", -1, 0, timedelta(0)])
+    def test_invalid_values_fail_when_the_dag_is_parsed(self, bad):
+        with pytest.raises(ValueError, match="expected_run_time"):
+            operator(wait_for_completion=True, expected_run_time=bad)
+
+
 class TestExecuteComplete:
     def event(self, report_id: int, status: str, **extra: Any) -> dict[str, Any]:
         return {
@@ -321,10 +394,11 @@ class TestNoDuplicates:
     def test_retry_reconnects_to_a_waiting_report(self, canvas: CanvasSimulator):
         canvas.script_report(REPORT, "stuck_running")
         store = FakeStateStore()
-        first_id = crashed_try(store)
+        # No expected-run-time lookup (it reads the index too): only a reconcile could read it.
+        first_id = crashed_try(store, expected_run_time=None)
         context = make_context(try_number=2, store=store)
         with pytest.raises(TaskDeferred) as deferred:
-            operator(wait_for_completion=True, deferrable=True).execute(context)
+            operator(wait_for_completion=True, deferrable=True, expected_run_time=None).execute(context)
         assert deferred.value.trigger.report_id == first_id
         assert canvas.counters.starts[REPORT] == 1
         assert canvas.counters.requests["index"] == 0  # found through the store, not the index
@@ -332,7 +406,7 @@ class TestNoDuplicates:
 
     def test_retry_returns_a_completed_report(self, canvas: CanvasSimulator):
         store = FakeStateStore()
-        first_id = crashed_try(store)
+        first_id = crashed_try(store, expected_run_time=None)  # its lookup would read the index
         wait_until(canvas, first_id, "complete")
         again = operator(wait_for_completion=True).execute(make_context(try_number=2, store=store))
         assert again["id"] == first_id

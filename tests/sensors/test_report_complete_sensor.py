@@ -273,3 +273,56 @@ def test_templated_fields(canvas: CanvasSimulator):
     assert set(task.template_fields) == {"report", "report_id", "account_id"}
     task.render_template_fields({"params": {"kind": "provisioning", "rid": 12, "account": 3}})
     assert (task.report, task.report_id, task.account_id) == ("provisioning_csv", "12", "3")
+
+
+class TestExpectedRunTime:
+    def finished_run(self, sim: CanvasSimulator, parameters: dict[str, Any]) -> dict[str, Any]:
+        report_id = CanvasHook().start_report(REPORT, parameters).id
+        wait_until(sim, report_id, "complete")
+        return CanvasHook().get_report(REPORT, report_id).as_json()
+
+    def test_deferrable_takes_the_previous_run_with_the_parameters_the_run_echoes(
+        self, canvas: CanvasSimulator, context
+    ):
+        previous = self.finished_run(canvas, {"users": True})
+        self.finished_run(canvas, {"users": True, "courses": True})  # newer, another export
+        report_id = start(canvas, "stuck_created")
+        canvas.counters.reset()
+
+        with pytest.raises(TaskDeferred) as deferred:
+            sensor(report_id, deferrable=True).execute(context)
+
+        assert deferred.value.trigger.expected_run_time == pytest.approx(previous["run_time"])
+        assert canvas.counters.requests["index"] == 1
+
+    def test_poke_mode_looks_it_up_once_per_try(self, canvas: CanvasSimulator, context):
+        self.finished_run(canvas, {"users": True})
+        report_id = start(canvas, "stuck_created")
+        canvas.counters.reset()
+        task = sensor(report_id)
+
+        assert task.poke(context) is False
+        assert task.poke(context) is False
+
+        assert task._waiter is not None
+        assert task._waiter.expected_run_time is not None
+        assert canvas.counters.requests["index"] == 1
+
+    def test_reschedule_mode_never_looks_it_up_on_every_poke(self, canvas: CanvasSimulator, context):
+        from airflow.exceptions import AirflowRescheduleException
+
+        self.finished_run(canvas, {"users": True})
+        report_id = start(canvas, "stuck_created")
+        canvas.counters.reset()
+        with pytest.raises(AirflowRescheduleException):
+            sensor(report_id, mode="reschedule").execute(context)
+        assert canvas.counters.requests["index"] == 0
+
+        # A given value is used, in every mode.
+        with pytest.raises(AirflowRescheduleException) as raised:
+            sensor(report_id, mode="reschedule", poke_interval=1, timeout=600, expected_run_time=100).execute(
+                context
+            )
+        delay = (raised.value.reschedule_date - datetime.now(timezone.utc)).total_seconds()
+        assert delay > 50  # queued, expected to run 100 s: not done within 75 s of starting
+        assert canvas.counters.requests["index"] == 0

@@ -14,8 +14,12 @@ from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
 from airflow_provider_canvas_reports.simulator import CanvasSimulator, Fault
 from airflow_provider_canvas_reports.simulator.state import Snapshot
 from airflow_provider_canvas_reports.transport import aio
-from airflow_provider_canvas_reports.triggers.events import parse_event, retry_policy_kwargs
-from airflow_provider_canvas_reports.triggers.reports import TRIGGER_PATH, ReportStatusTrigger
+from airflow_provider_canvas_reports.triggers.reports import (
+    TRIGGER_PATH,
+    ReportStatusTrigger,
+    parse_event,
+    retry_policy_kwargs,
+)
 
 # Quick retries inside one poll, so that failed polls pile up in seconds, not minutes.
 FAST_RETRIES = RetryPolicy(max_attempts=2, base_delay=0.02, max_delay=0.05, max_retry_after=0.2)
@@ -65,6 +69,7 @@ class TestSerialization:
             max_consecutive_errors=3,
             wait_started_at=1_899_999_000.0,
             retry_policy=retry_policy_kwargs(FAST_RETRIES),
+            expected_run_time=600,
         )
         classpath, kwargs = original.serialize()
         assert classpath == "airflow_provider_canvas_reports.triggers.reports.ReportStatusTrigger"
@@ -73,6 +78,7 @@ class TestSerialization:
         assert kwargs["report_id"] == 42
         assert kwargs["account_id"] == "7"
         assert kwargs["deadline"] == 1_900_000_000.5
+        assert kwargs["expected_run_time"] == 600.0
         rebuilt = ReportStatusTrigger(**json.loads(text))
         assert rebuilt.serialize() == (classpath, kwargs)
         assert rebuilt.policy == original.policy
@@ -100,6 +106,8 @@ class TestSerialization:
     def test_invalid_poll_interval_fails_when_built_not_in_the_triggerer(self):
         with pytest.raises(ValueError, match="poll_interval"):
             trigger(1, poll_interval=0)
+        with pytest.raises(ValueError, match="expected_run_time"):
+            trigger(1, expected_run_time=-3)
 
 
 class TestOutcomes:
@@ -188,21 +196,26 @@ class TestOutcomes:
         await first_event(trigger(report_id, poll_interval=0.25, deadline=time.time() + 1.3))
         assert 4 <= canvas.counters.status_polls[report_id] <= 7
 
-    async def test_adaptive_polling_stretches_while_queued(self, canvas: CanvasSimulator):
+    async def test_adaptive_polling_stretches_while_queued_by_the_expected_run_time(
+        self, canvas: CanvasSimulator
+    ):
         canvas.script_report("provisioning_csv", "stuck_created")
         report_id = start()
         began = time.time()
-        await first_event(
+        payload = await first_event(
             trigger(
                 report_id,
                 poll_interval=0.1,
                 adaptive_polling=True,
                 deadline=began + 2.5,
                 wait_started_at=began,
+                expected_run_time=2.0,
             )
         )
-        # Fixed 0.1 s polling would take ~25; growing x1.5 per poll takes far fewer.
-        assert canvas.counters.status_polls[report_id] <= 12
+        assert payload["status"] == "timeout"
+        # Fixed 0.1 s polling would take ~25; a report expected to run 2 s cannot be done within
+        # 1.5 s of starting, so a queued one is polled every 1.6 s: at 0 and 1.6 s, then the deadline.
+        assert canvas.counters.status_polls[report_id] <= 4
 
 
 class TestTransientFailures:
@@ -253,35 +266,6 @@ class TestTransientFailures:
 
 
 class TestKill:
-    async def test_on_kill_aborts_a_running_report(self, canvas: CanvasSimulator):
-        canvas.script_report("provisioning_csv", "stuck_running")
-        report_id = start()
-        trig = trigger(report_id)
-        run = asyncio.ensure_future(anext(trig.run()))
-        await asyncio.sleep(0.5)
-        run.cancel()  # the triggerer cancels run(), then calls on_kill for a user action
-        with pytest.raises(asyncio.CancelledError):
-            await run
-        await trig.on_kill()
-        assert canvas.counters.requests["abort"] == 1
-        assert canvas.reports[report_id].status == "aborted"
-
-    async def test_on_kill_deletes_a_queued_report(self, canvas: CanvasSimulator):
-        canvas.script_report("provisioning_csv", "stuck_created")
-        report_id = start()
-        await trigger(report_id).on_kill()
-        assert canvas.counters.requests["delete"] == 1
-        assert canvas.counters.requests["abort"] == 0
-        assert canvas.reports[report_id].status == "deleted"
-
-    async def test_on_kill_never_raises(self, canvas: CanvasSimulator, capsys: pytest.CaptureFixture[str]):
-        report_id = start()
-        for endpoint in ("status", "abort", "delete"):
-            canvas.faults.add(Fault(endpoint=endpoint, kind="503", times=None))
-        await trigger(report_id, retry_policy=retry_policy_kwargs(FAST_RETRIES)).on_kill()
-        assert canvas.reports[report_id].status not in ("aborted", "deleted")
-        assert "stop it by hand in Canvas" in capsys.readouterr().out
-
     async def test_restart_or_move_never_cancels(self, canvas: CanvasSimulator):
         canvas.script_report("provisioning_csv", "stuck_running")
         report_id = start()

@@ -1,0 +1,389 @@
+"""The pure wait rules: adaptive intervals, the expected run time, progress estimates, the Waiter."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from airflow_provider_canvas_reports.canvas.errors import (
+    CanvasRetryExhaustedError,
+    InvalidTokenError,
+)
+from airflow_provider_canvas_reports.canvas.polling import (
+    ERROR,
+    FAILURE,
+    PRIOR_FLOOR,
+    SUCCESS,
+    TIMEOUT,
+    Estimate,
+    Outcome,
+    PollAgain,
+    PollPolicy,
+    PreviousRun,
+    ProgressTracker,
+    Waiter,
+    describe_duration,
+    previous_run,
+    sleep_for,
+)
+from airflow_provider_canvas_reports.canvas.report import Report
+
+T0 = 1_800_000_000.0
+
+
+def report(status: str, progress: int | None = 0, *, started: float | None = None, **extra) -> Report:
+    data = {"id": 7, "report": "provisioning_csv", "status": status, "progress": progress, **extra}
+    if started is not None:
+        data["started_at"] = datetime.fromtimestamp(started, tz=timezone.utc).isoformat()
+    return Report.from_json(data)
+
+
+class TestPollPolicy:
+    def test_fixed_interval_is_exactly_poll_interval(self):
+        policy = PollPolicy(7.0, adaptive=False, max_poll_interval=300)
+        tracker = ProgressTracker()
+        tracker.observe(report("running", 50, started=T0 - 5_000), T0)
+        for status, estimate, expected in [
+            ("created", None, None),
+            ("created", None, 10_000.0),
+            ("running", tracker.estimate(T0), 600.0),
+            ("weird", None, None),
+        ]:
+            assert policy.next_interval(status=status, estimate=estimate, expected_run_time=expected) == 7.0
+
+    def test_queued_without_expected_run_time_polls_every_poll_interval(self):
+        # Nothing rules out a report that starts right after this poll and ends right after that.
+        policy = PollPolicy(2.0, max_poll_interval=60)
+        assert policy.next_interval(status="created") == 2.0
+
+    def test_running_without_expected_run_time_allows_five_percent_of_the_run_so_far(self):
+        policy = PollPolicy(10.0, max_poll_interval=300)
+        assert policy.next_interval(status="running", estimate=running_for(1_000.0)) == 50.0
+        assert policy.next_interval(status="running", estimate=running_for(100.0)) == 10.0  # the floor
+        assert policy.next_interval(status="running", estimate=running_for(100_000.0)) == 300.0  # the cap
+
+    def test_queued_with_expected_run_time_waits_for_the_earliest_finish(self):
+        # Expected 400 s: it cannot end before 300 s (PRIOR_FLOOR) after it starts; +5% of that.
+        policy = PollPolicy(10.0, max_poll_interval=1_000)
+        assert policy.next_interval(status="created", expected_run_time=400.0) == pytest.approx(
+            PRIOR_FLOOR * 400 + 15.0
+        )
+        assert (
+            PollPolicy(10.0, max_poll_interval=120).next_interval(status="created", expected_run_time=400.0)
+            == 120.0
+        )
+
+    def test_running_with_expected_run_time_polls_just_after_the_earliest_finish(self):
+        policy = PollPolicy(10.0, max_poll_interval=1_000)
+        # Ran 100 s of an expected 400 s: the earliest finish is at 300 s, 200 s from now.
+        assert policy.next_interval(
+            status="running", estimate=running_for(100.0), expected_run_time=400.0
+        ) == pytest.approx(200.0 + 15.0)
+
+    def test_past_the_earliest_finish_it_polls_as_without_one(self):
+        policy = PollPolicy(10.0, max_poll_interval=1_000)
+        assert policy.next_interval(
+            status="running", estimate=running_for(900.0), expected_run_time=400.0
+        ) == pytest.approx(45.0)
+
+    def test_progress_brings_a_poll_forward_when_the_expectation_is_wrong(self):
+        policy = PollPolicy(10.0, max_poll_interval=3_000)
+        tracker = ProgressTracker()
+        tracker.observe(report("running", 50, started=T0 - 100), T0)  # 0.5%/s: done at 200 s, not 1000 s
+        estimate = tracker.estimate(T0)
+        interval = policy.next_interval(status="running", estimate=estimate, expected_run_time=1_000.0)
+        # The earliest finish becomes 3/4 of the predicted 200 s: 150 s, 50 s from now.
+        assert interval == pytest.approx(50.0 + 10.0)
+
+    def test_progress_never_pushes_a_poll_later(self):
+        # Back-loaded progress predicts 4,000 s; the expected 400 s still rules.
+        policy = PollPolicy(10.0, max_poll_interval=3_000)
+        tracker = ProgressTracker()
+        tracker.observe(report("running", 5, started=T0 - 200), T0)
+        with_progress = policy.next_interval(
+            status="running", estimate=tracker.estimate(T0), expected_run_time=400.0
+        )
+        assert with_progress == policy.next_interval(
+            status="running", estimate=running_for(200.0), expected_run_time=400.0
+        )
+        without_expectation = policy.next_interval(status="running", estimate=tracker.estimate(T0))
+        assert without_expectation == 10.0
+
+    def test_unknown_status_is_planned_like_a_queued_one(self):
+        policy = PollPolicy(10.0, max_poll_interval=1_000)
+        assert policy.next_interval(status="paused", expected_run_time=400.0) == policy.next_interval(
+            status="created", expected_run_time=400.0
+        )
+
+    def test_max_below_floor_keeps_the_floor(self):
+        assert (
+            PollPolicy(10.0, max_poll_interval=2).next_interval(status="created", expected_run_time=1e6)
+            == 10.0
+        )
+
+    @pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf")])
+    def test_rejects_bad_intervals(self, bad):
+        with pytest.raises(ValueError, match="poll_interval"):
+            PollPolicy(bad)
+
+    @pytest.mark.parametrize("bad", [0, -5, float("nan"), float("inf")])
+    def test_rejects_bad_expected_run_times(self, bad):
+        with pytest.raises(ValueError, match="expected_run_time"):
+            Waiter(
+                PollPolicy(1.0),
+                report_type="x",
+                report_id=1,
+                started_at=T0,
+                deadline=None,
+                expected_run_time=bad,
+            )
+
+
+def running_for(seconds: float) -> Estimate:
+    return Estimate(progress=0, running_for=seconds, rate=None, remaining=None)
+
+
+class TestProgressTracker:
+    def test_no_estimate_before_running(self):
+        tracker = ProgressTracker()
+        tracker.observe(report("created"), T0)
+        assert tracker.estimate(T0) is None
+
+    def test_falls_back_to_started_at_on_a_single_poll(self):
+        tracker = ProgressTracker()
+        tracker.observe(report("running", 25, started=T0 - 50), T0)  # 0.5%/s: 150 s left
+        estimate = tracker.estimate(T0)
+        assert estimate is not None
+        assert estimate.rate == pytest.approx(0.5)
+        assert estimate.remaining == pytest.approx(150.0)
+        assert estimate.running_for == pytest.approx(50.0)
+
+    def test_remaining_counts_down_between_polls(self):
+        tracker = ProgressTracker()
+        tracker.observe(report("running", 0), T0)
+        tracker.observe(report("running", 50), T0 + 10)
+        assert tracker.estimate(T0 + 14).remaining == pytest.approx(6.0)  # type: ignore[union-attr]
+
+    def test_whole_second_started_at_gives_no_rate_over_a_short_span(self):
+        # Started at .9 s, stamped .0 by Canvas: 3% after 0.1 s would look like 3% after 1 s.
+        tracker = ProgressTracker()
+        tracker.observe(report("running", 3, started=T0 - 1), T0)
+        estimate = tracker.estimate(T0)
+        assert estimate is not None
+        assert estimate.remaining is None
+        assert estimate.running_for == pytest.approx(1.0)
+
+    def test_a_running_report_without_progress_still_has_its_run_time(self):
+        tracker = ProgressTracker()
+        tracker.observe(report("running", None, started=T0 - 300), T0)
+        estimate = tracker.estimate(T0)
+        assert estimate is not None
+        assert estimate.running_for == pytest.approx(300.0)
+        assert estimate.remaining is None
+
+    def test_without_started_at_the_run_counts_from_the_last_queued_poll(self):
+        # It started after that poll: counting from it over-counts, so polls come sooner, not later.
+        tracker = ProgressTracker()
+        tracker.observe(report("created"), T0)
+        tracker.observe(report("created"), T0 + 60)
+        tracker.observe(report("running", 10), T0 + 90)
+        assert tracker.estimate(T0 + 100).running_for == pytest.approx(40.0)  # type: ignore[union-attr]
+
+
+def run(run_id: int, status: str = "complete", *, took: float | None = 120.0, **parameters) -> Report:
+    data = {
+        "id": run_id,
+        "report": "provisioning_csv",
+        "status": status,
+        "parameters": {"locale": "en", "extra_text": f"run {run_id};", **parameters},
+    }
+    if took is not None:
+        data["run_time"] = took
+    return Report.from_json(data)
+
+
+class TestPreviousRun:
+    def test_the_most_recent_complete_run_with_the_same_parameters(self):
+        index = [
+            run(9, "created", took=3.0, users="true"),  # ours
+            run(8, "running", took=40.0, users="true"),
+            run(7, "error", took=5.0, users="true"),
+            run(6, took=900.0, users="true", courses="true"),  # another export: a ZIP of two tables
+            run(5, took=300.0, users="true"),
+            run(4, took=200.0, users="true"),
+        ]
+        # Run 9's own echo tells its parameters.
+        assert previous_run(index, 9) == PreviousRun(5, 300.0)
+        assert previous_run(index, 6) is None  # no other two-table export on the page
+
+    def test_ended_minus_started_when_canvas_sends_no_run_time(self):
+        legacy = run(5, took=None)
+        legacy = Report.from_json(
+            {**legacy.raw, "started_at": "2026-11-25T01:00:00Z", "ended_at": "2026-11-25T01:07:30Z"}
+        )
+        assert previous_run([legacy], 9) == PreviousRun(5, 450.0)
+
+    def test_none_when_nothing_fits(self):
+        assert previous_run([], 9) is None
+        assert previous_run([run(9, "created")], 9) is None
+        assert previous_run([run(9, "created"), run(5, took=None)], 9) is None  # no timing at all
+        assert previous_run([run(9, "created", courses="true"), run(5, users="true")], 9) is None
+
+    def test_any_complete_run_when_the_run_is_not_on_the_page(self):
+        assert previous_run([run(5, took=60.0, users="true")], 9) == PreviousRun(5, 60.0)
+
+
+class TestWaiter:
+    def make(self, deadline: float | None = T0 + 100, errors: int = 3) -> Waiter:
+        return Waiter(
+            PollPolicy(1.0, adaptive=False),
+            report_type="provisioning_csv",
+            report_id=7,
+            started_at=T0,
+            deadline=deadline,
+            max_consecutive_errors=errors,
+        )
+
+    def test_complete_is_success(self):
+        step = self.make().seen(report("complete", 100), T0 + 1)
+        assert isinstance(step, Outcome)
+        assert step.kind == SUCCESS
+
+    @pytest.mark.parametrize("status", ["error", "aborted", "deleted"])
+    def test_failures_carry_canvas_reason(self, status):
+        step = self.make().seen(report(status, 100, parameters={"extra_text": "Failed, because."}), T0)
+        assert isinstance(step, Outcome)
+        assert step.kind == FAILURE
+        assert "#7" in step.message
+        assert status in step.message
+        assert "Failed, because." in step.message
+
+    def test_progress_100_on_running_is_not_success(self):
+        assert isinstance(self.make().seen(report("running", 100), T0), PollAgain)
+
+    def test_unknown_status_keeps_waiting_with_a_warning(self):
+        step = self.make().seen(report("paused_for_lunch", 5), T0)
+        assert isinstance(step, PollAgain)
+        assert step.warning
+        assert "paused_for_lunch" in step.warning
+
+    def test_deadline(self):
+        waiter = self.make(deadline=T0 + 10)
+        waiter.seen(report("running", 40), T0 + 5)
+        assert waiter.before_poll(T0 + 9.9) is None
+        outcome = waiter.before_poll(T0 + 10)
+        assert outcome is not None
+        assert outcome.kind == TIMEOUT
+        assert "running" in outcome.message
+        assert "40%" in outcome.message
+
+    def test_sleep_never_passes_the_deadline(self):
+        waiter = self.make(deadline=T0 + 10)
+        waiter.policy = PollPolicy(60.0, adaptive=False)
+        step = waiter.seen(report("created"), T0 + 4)
+        assert isinstance(step, PollAgain)
+        assert step.seconds == pytest.approx(6.0)
+        assert sleep_for(5, now=T0, deadline=None) == 5
+
+    def test_transient_errors_are_tolerated_up_to_the_bound(self):
+        waiter = self.make(errors=3)
+        boom = CanvasRetryExhaustedError("Canvas answered HTTP 503 beyond the retry budget")
+        assert isinstance(waiter.failed(boom, T0), PollAgain)
+        assert isinstance(waiter.failed(boom, T0), PollAgain)
+        waiter.seen(report("running", 10), T0)  # a good poll resets the count
+        assert isinstance(waiter.failed(boom, T0), PollAgain)
+        assert isinstance(waiter.failed(boom, T0), PollAgain)
+        outcome = waiter.failed(boom, T0)
+        assert isinstance(outcome, Outcome)
+        assert outcome.kind == ERROR
+        assert "3 consecutive failed polls" in outcome.message
+        assert "503" in outcome.message
+
+    def test_permanent_errors_end_at_once(self):
+        outcome = self.make().failed(InvalidTokenError("token expired"), T0)
+        assert isinstance(outcome, Outcome)
+        assert outcome.kind == ERROR
+
+    def test_gone_is_failure(self):
+        waiter = self.make()
+        first = waiter.gone(T0)
+        assert first.kind == FAILURE
+        assert "wrong" in first.message
+        waiter.seen(report("running", 10), T0)
+        assert "deleted" in waiter.gone(T0).message
+
+    def test_summary(self):
+        waiter = self.make()
+        waiter.failed(CanvasRetryExhaustedError("x"), T0 + 1)
+        waiter.seen(report("complete", 100, run_time=12.6), T0 + 65)
+        summary = waiter.summary(T0 + 65)
+        assert "status=complete" in summary
+        assert "1m05s" in summary
+        assert "2 polls" in summary
+        assert "1 failed polls tolerated" in summary
+        assert "13s" in summary
+
+
+def test_describe_duration():
+    assert [describe_duration(s) for s in (None, 0.4, 59, 61, 3600 * 2 + 7 * 60)] == [
+        "unknown",
+        "0s",
+        "59s",
+        "1m01s",
+        "2h07m",
+    ]
+
+
+# -- the promise, for any progress shape -------------------------------------------------------
+def _at(t: float, *, queued: float, runs: float, steps: list[int]) -> Report:
+    """A report queued for `queued` s, then running `runs` s with progress along any steps."""
+    data: dict = {"id": 7, "report": "provisioning_csv"}
+    # Canvas stamps started_at with whole seconds.
+    started = datetime.fromtimestamp(math.floor(T0 + queued), tz=timezone.utc).isoformat()
+    if t < queued:
+        data.update(status="created", progress=0)
+    elif t < queued + runs:
+        progress = steps[min(len(steps) - 1, int(len(steps) * (t - queued) / runs))]
+        data.update(status="running", progress=progress, started_at=started)
+    else:
+        data.update(status="complete", progress=100, started_at=started)
+    return Report.from_json(data)
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(
+    poll_interval=st.floats(5, 300),
+    max_poll_interval=st.floats(1, 3_600),
+    queued=st.floats(0, 3_600),
+    runs=st.floats(1, 3_600),
+    expectation=st.one_of(st.none(), st.floats(0.05, 1.0)),
+    steps=st.lists(st.integers(0, 99), min_size=1, max_size=8).map(sorted),
+)
+def test_completion_is_noticed_within_the_promise(
+    poll_interval, max_poll_interval, queued, runs, expectation, steps
+):
+    """Noticed within max(poll_interval, 5% of the run time), whatever the progress does, when
+    the run takes at least PRIOR_FLOOR of the expected run time; intervals stay within bounds."""
+    expected = None if expectation is None else runs / PRIOR_FLOOR * expectation
+    policy = PollPolicy(poll_interval, max_poll_interval=max_poll_interval)
+    waiter = Waiter(
+        policy,
+        report_type="provisioning_csv",
+        report_id=7,
+        started_at=T0,
+        deadline=None,
+        expected_run_time=expected,
+    )
+    t = 0.0
+    while True:
+        step = waiter.seen(_at(t, queued=queued, runs=runs, steps=steps), T0 + t)
+        if isinstance(step, Outcome):
+            break
+        assert poll_interval <= step.seconds <= max(poll_interval, max_poll_interval)
+        t += step.seconds
+    assert step.kind == SUCCESS
+    assert t - (queued + runs) <= max(poll_interval, 0.05 * runs) + 1e-6
