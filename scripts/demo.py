@@ -12,9 +12,9 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,12 +40,6 @@ def say(message: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _die_with_parent() -> None:
     # Linux: the simulator gets SIGTERM if this process dies, even by kill -9.
     with contextlib.suppress(Exception):
@@ -57,15 +51,16 @@ def _die_with_parent() -> None:
 @contextlib.contextmanager
 def simulator(users: int, cache_dir: Path, log_path: Path) -> Iterator[str]:
     """Run the Canvas simulator as a child process; always stop it on exit."""
-    port = free_port()
     cmd = [
         sys.executable,
         "-m",
         "airflow_provider_canvas_reports.simulator",
         "--host",
         "127.0.0.1",
+        # Any free ports, bound by the simulator itself: picking them here and passing them on
+        # would race with other processes for the three hosts' ports.
         "--port",
-        str(port),
+        "0",
         "--users",
         str(users),
         "--run-seconds",
@@ -83,8 +78,7 @@ def simulator(users: int, cache_dir: Path, log_path: Path) -> Iterator[str]:
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         try:
-            base = f"http://127.0.0.1:{port}"
-            _wait_until_up(base, process, log_path)
+            base = _wait_until_up(process, log_path)
             say(f"Simulator up at {base} (pid {process.pid})")
             yield base
         finally:
@@ -98,21 +92,25 @@ def simulator(users: int, cache_dir: Path, log_path: Path) -> Iterator[str]:
             say(f"Simulator stopped (pid {process.pid})")
 
 
-def _wait_until_up(base: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 60) -> None:
-    request = urllib.request.Request(  # noqa: S310 - loopback URL
-        f"{base}/api/v1/accounts/self/reports", headers={"Authorization": f"Bearer {TOKEN}"}
-    )
+def _wait_until_up(process: subprocess.Popen[bytes], log_path: Path, timeout: float = 60) -> str:
+    """The Canvas host's URL, from the simulator's banner, once it answers."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(
                 f"The simulator exited with code {process.returncode}; its log:\n{log_path.read_text()[-4000:]}"
             )
-        try:
-            with urllib.request.urlopen(request, timeout=2):  # noqa: S310 - loopback URL
-                return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.2)
+        found = re.search(r"^  canvas: (http://\S+)$", log_path.read_text(errors="replace"), re.MULTILINE)
+        if found:
+            request = urllib.request.Request(  # noqa: S310 - loopback URL
+                f"{found[1]}/api/v1/accounts/self/reports", headers={"Authorization": f"Bearer {TOKEN}"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=2):  # noqa: S310 - loopback URL
+                    return found[1]
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+        time.sleep(0.2)
     raise SystemExit(f"The simulator did not answer within {timeout:.0f}s; see {log_path}")
 
 
