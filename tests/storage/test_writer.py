@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import signal
 import time
@@ -122,6 +123,41 @@ def test_pump_coalesces_small_chunks_and_passes_big_ones_through():
     assert all(size >= CHUNK_SIZE for size in writes[:-1])
     assert max(writes) > 2 * CHUNK_SIZE  # the big chunk went through (minus what topped up the buffer)
     assert meter.size == sum(writes)
+
+
+# -- a Readable source: read into a ring of reusable buffers -----------------------------------
+
+
+@pytest.mark.parametrize("total", [100, CHUNK_SIZE, 9 * MiB + 12345])
+def test_a_readable_lands_exactly(local_dir, total):
+    """9 MiB go through the 4-buffer ring twice: a buffer refilled before its hash was done would
+    change the SHA-256 (every MiB of the data differs)."""
+    expected = data_bytes(total)
+    landed = write_stream(io.BytesIO(expected), local_dir / "users.csv", expected_size=total)
+    assert (landed.size, landed.sha256) == (total, sha256(expected))
+    with open(local_dir.path + "/users.csv", "rb") as f:
+        assert f.read() == expected
+    assert partials(local_dir) == []
+
+
+def test_an_empty_readable_lands_an_empty_object(local_dir):
+    landed = write_stream(io.BytesIO(b""), local_dir / "users.csv", expected_size=0)
+    assert (landed.size, landed.sha256) == (0, sha256(b""))
+
+
+def test_a_readable_that_overflows_commits_nothing(local_dir):
+    with pytest.raises(VerificationError, match="more than the expected"):
+        write_stream(io.BytesIO(data_bytes(3 * MiB)), local_dir / "users.csv", expected_size=2 * MiB)
+    assert entries(local_dir) == []
+
+
+@pytest.mark.parametrize("readable", [True, False])
+def test_progress_is_told_the_running_count(local_dir, readable):
+    total = 3 * MiB + 5
+    seen: list[int] = []
+    source = io.BytesIO(data_bytes(total)) if readable else data_chunks(total, chunk_size=MiB)
+    write_stream(source, local_dir / "users.csv", expected_size=total, progress=seen.append)
+    assert seen == [MiB, 2 * MiB, 3 * MiB, total]
 
 
 # -- failures leave nothing --------------------------------------------------------------------
