@@ -168,16 +168,18 @@ def pump(source: Iterable[bytes] | Readable, write: Callable[[Any], object], met
         write(buf)
 
 
-#: Buffers in the ring: one being filled and written while the others wait for the hashing
-#: thread, which is the slowest stage (so more buffers would only wait longer).
-_RING = _MAX_PENDING
+#: Two buffers: one filled and written while the hashing thread, the slowest stage, hashes the
+#: other (more would only wait longer). 4 MiB reads cost 0.1-0.2 s less CPU per GiB than 1 MiB
+#: reads here (fewer handoffs to the hashing thread), for 8 MiB of memory, flat.
+_RING = 2
+_RING_BUFFER = 4 * CHUNK_SIZE
 
 
 def _pump_readable(source: Readable, write: Callable[[Any], object], meter: Meter) -> None:
-    """Read ``source`` into _RING reusable buffers of CHUNK_SIZE: fill one, hand it to the
-    hashing thread, write it, and refill it only once its hash is done (memory stays at
-    _RING x CHUNK_SIZE whatever the size of the stream)."""
-    ring = [memoryview(bytearray(CHUNK_SIZE)) for _ in range(_RING)]
+    """Read ``source`` into _RING reusable buffers: fill one, hand it to the hashing thread,
+    write it, and refill it only once its hash is done (memory stays at _RING x _RING_BUFFER
+    whatever the size of the stream)."""
+    ring = [memoryview(bytearray(_RING_BUFFER)) for _ in range(_RING)]
     hashing: list[Future[None] | None] = [None] * _RING
     turn = 0
     while True:
