@@ -145,6 +145,8 @@ class _BodyReader:
             raise self._checker.cut(type(exc).__name__) from None
         if n:
             self._checker.check_filled(buffer[:n])
+        elif self._fp.length:  # closed before its Content-Length: say so, as a chunked body would
+            raise self._checker.cut("IncompleteRead")
         else:
             self._checker.finish()
         return n
