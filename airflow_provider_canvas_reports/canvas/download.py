@@ -191,11 +191,7 @@ class ChunkChecker:
     def feed(self, chunk: bytes) -> bytes:
         """The bytes that may be passed on now (possibly empty while the head is held back)."""
         self.received += len(chunk)
-        if self.expected_size is not None and self.received > self.expected_size:
-            raise DownloadError(
-                f"The download of report #{self.report.id} is longer than the {self.expected_size} bytes "
-                "Canvas announced. Nothing was written; retry the task."
-            )
+        self._check_length()
         if self._head is None:
             return chunk
         self._head += chunk
@@ -203,10 +199,26 @@ class ChunkChecker:
             return b""
         return self._release()
 
+    def check_filled(self, chunk: bytes | memoryview) -> None:
+        """Check a chunk in place, for a reader that fills its buffer (fewer bytes only at the
+        end): its first chunk holds the whole head, or the whole file, so nothing is held back."""
+        self.received += len(chunk)
+        self._check_length()
+        if self._head is not None:
+            self._head = None
+            check_first_bytes(bytes(chunk[: self.HEAD_BYTES]), self.report)
+
     def finish(self) -> bytes:
         """Check the size; returns what was still held back (for files shorter than the head)."""
         check_size(self.received, self.expected_size, self.report)
         return self._release() if self._head is not None else b""
+
+    def _check_length(self) -> None:
+        if self.expected_size is not None and self.received > self.expected_size:
+            raise DownloadError(
+                f"The download of report #{self.report.id} is longer than the {self.expected_size} bytes "
+                "Canvas announced. Nothing was written; retry the task."
+            )
 
     def _release(self) -> bytes:
         head, self._head = self._head or b"", None

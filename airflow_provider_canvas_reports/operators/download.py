@@ -9,7 +9,7 @@ import hashlib
 import logging
 import time
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -44,23 +44,22 @@ def _format_size(size: int | None) -> str:
     return f"{size / _MIB:,.1f} MiB"
 
 
-def _with_progress(
-    chunks: Iterable[bytes], expected: int | None, label: str, logger: logging.Logger | Any
-) -> Iterator[bytes]:
-    """Pass chunks through, logging progress every ~10% (or 64 MiB when the size is unknown)."""
-    received = 0
+def _progress_log(expected: int | None, label: str, logger: logging.Logger | Any) -> Callable[[int], None]:
+    """A storage ``progress`` callback logging every ~10% (or 64 MiB when the size is unknown)."""
     step = max(expected // 10, 8 * _MIB) if expected else 64 * _MIB
     next_mark = step
     started = time.monotonic()
-    for chunk in chunks:
-        received += len(chunk)
+
+    def progress(received: int) -> None:
+        nonlocal next_mark
         if received >= next_mark:
             rate = received / _MIB / max(time.monotonic() - started, 1e-6)
             share = f" ({100 * received // expected}%)" if expected else ""
             logger.info("%s: %s received%s, %.1f MiB/s", label, _format_size(received), share, rate)
             while next_mark <= received:
                 next_mark += step
-        yield chunk
+
+    return progress
 
 
 def _member_names(zip_path: Path) -> list[str]:
@@ -288,10 +287,11 @@ class DownloadReportOperator(BaseOperator):
         # Straight from the HTTP body to the store: no local copy for a CSV or an unextracted ZIP.
         with hook.open_report_file(report) as download:
             return write_stream(
-                _with_progress(download.chunks, download.expected_size, f"report #{report.id}", self.log),
+                download.body,
                 target,
                 expected_size=download.expected_size,
                 overwrite=self.overwrite,
+                progress=_progress_log(download.expected_size, f"report #{report.id}", self.log),
             )
 
     def _land_zip_members(
@@ -305,8 +305,9 @@ class DownloadReportOperator(BaseOperator):
         with (
             hook.open_report_file(report) as download,
             spool_stream(
-                _with_progress(download.chunks, download.expected_size, f"report #{report.id}", self.log),
+                download.body,
                 expected_size=download.expected_size,
+                progress=_progress_log(download.expected_size, f"report #{report.id}", self.log),
                 dir=self.spool_dir,
                 owner=owner,
             ) as spooled,

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from airflow_provider_canvas_reports.storage.streaming import (
-    CHUNK_SIZE,
     Meter,
+    Progress,
+    Readable,
     Verify,
     check_free_space,
     pump,
+    write_all,
 )
 
 
@@ -29,14 +31,16 @@ class SpooledFile:
 
 @contextmanager
 def spool_stream(
-    chunks: Iterable[bytes],
+    chunks: Iterable[bytes] | Readable,
     *,
     expected_size: int | None,
     dir: str | os.PathLike[str] | None = None,
     verify: Verify | None = None,
     owner: str | None = None,
+    progress: Progress | None = None,
 ) -> Iterator[SpooledFile]:
-    """Write ``chunks`` to a private temp file and yield it; the file is deleted on exit, always.
+    """Write ``chunks`` (or a Readable) to a private temp file and yield it; the file is deleted
+    on exit, always.
 
     The size is checked against ``expected_size`` (VerificationError) and ``verify(size, sha256)``
     runs before the file is yielded. ``dir`` picks the folder (default: the system temp folder);
@@ -54,9 +58,11 @@ def spool_stream(
     )
     fd, name = tempfile.mkstemp(prefix=_prefix(owner), suffix=".spool", dir=folder)
     try:
-        meter = Meter(expected_size, f"spooled download {name}")
-        with open(fd, "wb", buffering=CHUNK_SIZE) as f:
-            pump(chunks, f.write, meter)
+        meter = Meter(expected_size, f"spooled download {name}", progress)
+        try:
+            pump(chunks, write_all(fd), meter)
+        finally:
+            os.close(fd)
         size, sha256 = meter.finish()
         if verify is not None:
             verify(size, sha256)

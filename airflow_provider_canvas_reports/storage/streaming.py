@@ -1,4 +1,10 @@
-"""The streaming core: move byte chunks to a sink in ~1 MiB writes, counting and hashing as they pass."""
+"""The streaming core: move bytes to a sink in ~1 MiB writes, counting and hashing as they pass.
+
+A source is either an iterable of chunks or a :class:`Readable` (``readinto``). A Readable is
+read into a small ring of reusable buffers: nothing is allocated or copied per chunk, which
+matters at network speed (each new 1 MiB chunk costs an allocation, often page faults, and a
+copy when a BufferedWriter takes it in).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from airflow_provider_canvas_reports.storage.errors import StorageError, VerificationError
 
@@ -17,6 +23,19 @@ CHUNK_SIZE = 1 << 20
 
 #: ``verify(size, sha256_hex)``: raise to refuse the data; called before anything is committed.
 Verify = Callable[[int, str], None]
+#: ``progress(bytes_so_far)``: told after each chunk (e.g. to log how far a download got).
+Progress = Callable[[int], None]
+
+
+@runtime_checkable
+class Readable(Protocol):
+    """A byte source that reads into the caller's buffer.
+
+    ``readinto`` fills the buffer; fewer bytes than asked only at the end, 0 once exhausted (as
+    ``io.BufferedReader.readinto`` does).
+    """
+
+    def readinto(self, buffer: memoryview, /) -> int: ...
 
 
 #: Chunks at least this big are hashed on a helper thread, overlapping the next read and this
@@ -39,19 +58,43 @@ def _hashing_thread() -> ThreadPoolExecutor:
 class Meter:
     """Byte count and SHA-256 of a stream, with an early stop when it outgrows ``expected_size``."""
 
-    __slots__ = ("_hash", "_pending", "expected_size", "label", "size")
+    __slots__ = ("_hash", "_pending", "expected_size", "label", "progress", "size")
 
-    def __init__(self, expected_size: int | None, label: str) -> None:
+    def __init__(self, expected_size: int | None, label: str, progress: Progress | None = None) -> None:
         if expected_size is not None and expected_size < 0:
             raise ValueError(f"expected_size must be >= 0 or None, got {expected_size}")
         self.expected_size = expected_size
         self.label = label
+        self.progress = progress
         self.size = 0
         self._hash = hashlib.sha256()
         self._pending: deque[Future[None]] = deque()
 
     def update(self, chunk: Any) -> None:
-        self.size += len(chunk)
+        """Count and hash ``chunk``; one that is not ``bytes`` is copied if hashed later."""
+        self._count(len(chunk))
+        if len(chunk) < _OFFLOAD_MIN:
+            self._drain()  # keep the order
+            self._hash.update(chunk)
+            return
+        # The hashing thread reads the chunk later: it must not change meanwhile.
+        self._offload(chunk if isinstance(chunk, bytes) else bytes(chunk))
+
+    def update_view(self, view: memoryview) -> Future[None] | None:
+        """Count and hash a view of a buffer the caller refills later, without copying it.
+
+        Returns the hashing job when the view is hashed on the helper thread: the caller must not
+        change the buffer before that job is done.
+        """
+        self._count(len(view))
+        if len(view) < _OFFLOAD_MIN:
+            self._drain()
+            self._hash.update(view)
+            return None
+        return self._offload(view)
+
+    def _count(self, n: int) -> None:
+        self.size += n
         if self.expected_size is not None and self.size > self.expected_size:
             # Stop at once: a stream that outgrows its announced size is wrong, and may be endless.
             raise VerificationError(
@@ -59,15 +102,15 @@ class Meter:
                 "nothing was committed. The source changed or is truncated/padded: retry the task, "
                 "and check the size the source announces."
             )
-        if len(chunk) < _OFFLOAD_MIN:
-            self._drain()  # keep the order
-            self._hash.update(chunk)
-            return
-        # The hashing thread reads the chunk later: it must not change meanwhile.
-        data = chunk if isinstance(chunk, bytes) else bytes(chunk)
-        self._pending.append(_hashing_thread().submit(self._hash.update, data))
+        if self.progress is not None:
+            self.progress(self.size)
+
+    def _offload(self, data: Any) -> Future[None]:
+        job = _hashing_thread().submit(self._hash.update, data)
+        self._pending.append(job)
         while len(self._pending) > _MAX_PENDING:
             self._pending.popleft().result()
+        return job
 
     def _drain(self) -> None:
         while self._pending:
@@ -89,12 +132,18 @@ class Meter:
         return self.size, self.sha256
 
 
-def pump(chunks: Iterable[bytes], write: Callable[[Any], object], meter: Meter) -> None:
-    """Feed ``chunks`` to ``write`` in writes of at least CHUNK_SIZE (except the last).
+def pump(source: Iterable[bytes] | Readable, write: Callable[[Any], object], meter: Meter) -> None:
+    """Feed ``source`` to ``write`` in writes of at least CHUNK_SIZE (except the last).
 
     Small incoming chunks (e.g. 8 KiB from an HTTP client) are coalesced so sinks never see tiny
-    writes; the bulk of large ones goes through as a zero-copy view.
+    writes; the bulk of large ones goes through as a zero-copy view. A :class:`Readable` is read
+    into a ring of buffers (see :func:`_pump_readable`). Sinks copy or write through: none keeps a
+    reference to what it is given.
     """
+    if isinstance(source, Readable):
+        _pump_readable(source, write, meter)
+        return
+    chunks = source
     buf = bytearray()
     for chunk in chunks:
         if not chunk:
@@ -108,7 +157,7 @@ def pump(chunks: Iterable[bytes], write: Callable[[Any], object], meter: Meter) 
                 continue
             view = memoryview(data)
             buf += view[:missing]
-            write(buf)  # sinks copy or write through; none keeps a reference to the buffer
+            write(buf)
             buf.clear()
             data = view[missing:]
         if len(data) >= CHUNK_SIZE:
@@ -117,6 +166,47 @@ def pump(chunks: Iterable[bytes], write: Callable[[Any], object], meter: Meter) 
             buf += data
     if buf:
         write(buf)
+
+
+#: Two buffers: one filled and written while the hashing thread, the slowest stage, hashes the
+#: other (more would only wait longer). 4 MiB reads cost 0.1-0.2 s less CPU per GiB than 1 MiB
+#: reads here (fewer handoffs to the hashing thread), for 8 MiB of memory, flat.
+_RING = 2
+_RING_BUFFER = 4 * CHUNK_SIZE
+
+
+def _pump_readable(source: Readable, write: Callable[[Any], object], meter: Meter) -> None:
+    """Read ``source`` into _RING reusable buffers: fill one, hand it to the hashing thread,
+    write it, and refill it only once its hash is done (memory stays at _RING x _RING_BUFFER
+    whatever the size of the stream)."""
+    ring = [memoryview(bytearray(_RING_BUFFER)) for _ in range(_RING)]
+    hashing: list[Future[None] | None] = [None] * _RING
+    turn = 0
+    while True:
+        job = hashing[turn]
+        if job is not None:
+            job.result()
+        n = source.readinto(ring[turn])
+        if not n:
+            break
+        view = ring[turn][:n]
+        hashing[turn] = meter.update_view(view)
+        write(view)
+        turn = (turn + 1) % _RING
+
+
+def write_all(fd: int) -> Callable[[Any], None]:
+    """A ``write`` for :func:`pump` straight to a file descriptor.
+
+    No BufferedWriter: pump already issues ~1 MiB writes, and one would copy each of them again.
+    """
+
+    def write(data: Any) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+
+    return write
 
 
 def file_chunks(path: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:

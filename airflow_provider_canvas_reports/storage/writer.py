@@ -41,10 +41,13 @@ from airflow_provider_canvas_reports.storage.names import new_partial_name, safe
 from airflow_provider_canvas_reports.storage.streaming import (
     CHUNK_SIZE,
     Meter,
+    Progress,
+    Readable,
     Verify,
     check_free_space,
     hash_readable,
     pump,
+    write_all,
 )
 
 log = logging.getLogger(__name__)
@@ -84,17 +87,19 @@ def _record_lineage(target: ObjectStoragePath) -> None:
 
 
 def write_stream(
-    chunks: Iterable[bytes],
+    chunks: Iterable[bytes] | Readable,
     target: ObjectStoragePath,
     *,
     expected_size: int | None,
     overwrite: OverwritePolicy | str = OverwritePolicy.REPLACE,
     verify: Verify | None = None,
     block_size: int | None = None,
+    progress: Progress | None = None,
 ) -> LandedObject:
     """Stream ``chunks`` to the object ``target``; return it once it is committed and verified.
 
-    :param chunks: the bytes, in chunks of any size (coalesced into ~1 MiB writes).
+    :param chunks: the bytes, in chunks of any size (coalesced into ~1 MiB writes), or a
+        :class:`Readable` (read into reusable buffers: the fastest way).
     :param target: the final object path; its name must pass :func:`safe_name` unchanged.
     :param expected_size: bytes announced by the source; a different count raises
         VerificationError and nothing is committed (the stream is cut as soon as it overflows).
@@ -102,6 +107,7 @@ def write_stream(
     :param verify: ``verify(size, sha256_hex)`` runs after the last byte and before the commit;
         if it raises, nothing is committed and its exception propagates unchanged.
     :param block_size: object-store upload part size (default: :func:`upload_block_size`).
+    :param progress: told the byte count so far after each chunk.
     """
     policy = OverwritePolicy.coerce(overwrite)
     name = target.name
@@ -111,19 +117,20 @@ def write_stream(
         )
     fs = target.fs
     kind = storage_kind(fs)
+    meter = Meter(expected_size, object_uri(target), progress)
     if kind == "local":
-        return _write_local(chunks, target, expected_size=expected_size, policy=policy, verify=verify)
+        return _write_local(chunks, target, meter, policy=policy, verify=verify)
     if kind == "object_store":
         return _write_object_store(
             chunks,
             target,
             fs,
-            expected_size=expected_size,
+            meter,
             policy=policy,
             verify=verify,
             block_size=block_size or upload_block_size(expected_size),
         )
-    return _write_generic(chunks, target, fs, expected_size=expected_size, policy=policy, verify=verify)
+    return _write_generic(chunks, target, fs, meter, policy=policy, verify=verify)
 
 
 # -- local filesystem -------------------------------------------------------------------------
@@ -185,10 +192,10 @@ def _remove_quietly(path: str) -> None:
 
 
 def _write_local(
-    chunks: Iterable[bytes],
+    chunks: Iterable[bytes] | Readable,
     target: ObjectStoragePath,
+    meter: Meter,
     *,
-    expected_size: int | None,
     policy: OverwritePolicy,
     verify: Verify | None,
 ) -> LandedObject:
@@ -200,17 +207,17 @@ def _write_local(
     if policy is OverwritePolicy.FAIL and os.path.lexists(final):
         raise destination_exists_error(target)
     os.makedirs(folder, exist_ok=True)
-    check_free_space(folder, expected_size, uri, "Free some space or choose another destination.")
+    check_free_space(folder, meter.expected_size, uri, "Free some space or choose another destination.")
 
     tmp = os.path.join(folder, new_partial_name(target.name))
-    meter = Meter(expected_size, uri)
     committed = False
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
-        with open(fd, "wb", buffering=CHUNK_SIZE) as f:
-            pump(chunks, f.write, meter)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            pump(chunks, write_all(fd), meter)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         size, sha256 = meter.finish()
         if verify is not None:
             verify(size, sha256)
@@ -272,11 +279,11 @@ def _abort_upload(f: Any, uri: str) -> None:
 
 
 def _write_object_store(
-    chunks: Iterable[bytes],
+    chunks: Iterable[bytes] | Readable,
     target: ObjectStoragePath,
     fs: AbstractFileSystem,
+    meter: Meter,
     *,
-    expected_size: int | None,
     policy: OverwritePolicy,
     verify: Verify | None,
     block_size: int,
@@ -286,7 +293,6 @@ def _write_object_store(
     if policy is OverwritePolicy.FAIL and _exists(fs, path):
         raise destination_exists_error(target)
 
-    meter = Meter(expected_size, uri)
     f = fs.open(path, "wb", block_size=block_size)
     committed = False
     try:
@@ -324,11 +330,11 @@ def _write_object_store(
 
 
 def _write_generic(
-    chunks: Iterable[bytes],
+    chunks: Iterable[bytes] | Readable,
     target: ObjectStoragePath,
     fs: AbstractFileSystem,
+    meter: Meter,
     *,
-    expected_size: int | None,
     policy: OverwritePolicy,
     verify: Verify | None,
 ) -> LandedObject:
@@ -337,7 +343,6 @@ def _write_generic(
     if policy is OverwritePolicy.FAIL and _exists(fs, path):
         raise destination_exists_error(target)
     tmp = f"{target.parent.path.rstrip('/')}/{new_partial_name(target.name)}"
-    meter = Meter(expected_size, uri)
     committed = False
     try:
         with fs.open(tmp, "wb") as f:  # a partial temp may be closed: it is removed below

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import http.client
 import logging
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 import urllib3
@@ -35,6 +36,9 @@ from airflow_provider_canvas_reports.transport.settings import (
     CanvasSettings,
     log_sleep,
 )
+
+if TYPE_CHECKING:
+    from airflow_provider_canvas_reports.storage.streaming import Readable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -99,11 +103,53 @@ def _read_bounded(resp: requests.Response, limit: int) -> bytes:
 
 @dataclass
 class Download:
-    """An open report file: its announced size and its body as checked chunks."""
+    """An open report file: its announced size and its body, checked, as chunks or (when it needs
+    no decoding) as a reader into the caller's buffers. Consume one of them."""
 
     expected_size: int | None
     content_type: str | None
     chunks: Iterator[bytes]
+    reader: Readable | None = None
+
+    @property
+    def body(self) -> Readable | Iterable[bytes]:
+        """The cheapest way to read the body: the reader when there is one, else the chunks."""
+        return self.reader if self.reader is not None else self.chunks
+
+
+class _BodyReader:
+    """The body read by http.client straight into the caller's buffer: unlike requests'
+    ``iter_content``, no new bytes object per chunk and no copies through urllib3's layers.
+
+    http.client's ``readinto`` fills the buffer (fewer bytes only at the end), as ChunkChecker's
+    ``check_filled`` needs; it also undoes chunked transfer encoding.
+    """
+
+    def __init__(self, fp: http.client.HTTPResponse, checker: ChunkChecker) -> None:
+        self._fp = fp
+        self._checker = checker
+
+    @classmethod
+    def of(cls, resp: requests.Response, checker: ChunkChecker) -> _BodyReader | None:
+        """None when the body must be decoded (Content-Encoding) or urllib3 hides its stream."""
+        encoding = resp.headers.get("content-encoding", "identity").strip().lower()
+        fp = getattr(resp.raw, "_fp", None)  # urllib3 2.x keeps http.client's response here
+        if encoding not in ("", "identity") or not isinstance(fp, http.client.HTTPResponse):
+            return None
+        return cls(fp, checker)
+
+    def readinto(self, buffer: memoryview, /) -> int:
+        try:
+            n = self._fp.readinto(buffer)
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._checker.cut(type(exc).__name__) from None
+        if n:
+            self._checker.check_filled(buffer[:n])
+        elif self._fp.length:  # closed before its Content-Length: say so, as a chunked body would
+            raise self._checker.cut("IncompleteRead")
+        else:
+            self._checker.finish()
+        return n
 
 
 class SyncTransport:
@@ -207,18 +253,19 @@ class SyncTransport:
         try:
             ready: Ready = drive(open_chain(self.settings.base_url, report, self.settings.policy), open_hop)
             resp = holder["resp"]
+            checker = ChunkChecker(report, ready.expected_size)
             yield Download(
                 ready.expected_size,
                 resp.headers.get("content-type"),
-                self._body(resp, report, ready, chunk_size),
+                self._body(resp, checker, chunk_size),
+                _BodyReader.of(resp, checker),
             )
         finally:
             if "resp" in holder:
                 holder.pop("resp").close()
 
     @staticmethod
-    def _body(resp: requests.Response, report: Report, ready: Ready, chunk_size: int) -> Iterator[bytes]:
-        checker = ChunkChecker(report, ready.expected_size)
+    def _body(resp: requests.Response, checker: ChunkChecker, chunk_size: int) -> Iterator[bytes]:
         try:
             for chunk in resp.iter_content(chunk_size):
                 if passed := checker.feed(chunk):

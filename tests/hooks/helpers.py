@@ -177,8 +177,14 @@ class SyncClient:
 
     async def download(self, report: Report) -> bytes:
         def read() -> bytes:
+            # As the operator reads it: into reusable buffers when the body needs no decoding.
             with self.hook.open_report_file(report) as download:
-                return b"".join(download.chunks)
+                if download.reader is None:
+                    return b"".join(download.chunks)
+                buffer, parts = memoryview(bytearray(256 * 1024)), []
+                while n := download.reader.readinto(buffer):
+                    parts.append(bytes(buffer[:n]))
+                return b"".join(parts)
 
         return await self._run(read)
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import os
 
 import pytest
@@ -17,6 +18,14 @@ def test_spooled_file_holds_the_stream_and_is_deleted_on_exit(tmp_path):
         assert spooled.sha256 == sha256(data_bytes(3 * MiB + 7))
         assert b"".join(file_chunks(str(spooled.path))) == data_bytes(3 * MiB + 7)
     assert not spooled.path.exists()
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_readable_is_spooled_exactly(tmp_path):
+    total = 6 * MiB + 3
+    with spool_stream(io.BytesIO(data_bytes(total)), expected_size=total, dir=tmp_path) as spooled:
+        assert spooled.path.read_bytes() == data_bytes(total)
+        assert (spooled.size, spooled.sha256) == (total, sha256(data_bytes(total)))
     assert os.listdir(tmp_path) == []
 
 

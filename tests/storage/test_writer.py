@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import random
 import signal
 import time
 
@@ -122,6 +124,43 @@ def test_pump_coalesces_small_chunks_and_passes_big_ones_through():
     assert all(size >= CHUNK_SIZE for size in writes[:-1])
     assert max(writes) > 2 * CHUNK_SIZE  # the big chunk went through (minus what topped up the buffer)
     assert meter.size == sum(writes)
+
+
+# -- a Readable source: read into a ring of reusable buffers -----------------------------------
+
+
+@pytest.mark.parametrize("total", [100, CHUNK_SIZE, 21 * MiB + 12345])
+def test_a_readable_lands_exactly(local_dir, total):
+    """21 MiB go through the ring's buffers several times: a buffer refilled before its hash was
+    done would change the SHA-256 (random bytes: any overwritten byte changes it)."""
+    expected = random.Random(total).randbytes(total)
+    landed = write_stream(io.BytesIO(expected), local_dir / "users.csv", expected_size=total)
+    assert (landed.size, landed.sha256) == (total, sha256(expected))
+    with open(local_dir.path + "/users.csv", "rb") as f:
+        assert f.read() == expected
+    assert partials(local_dir) == []
+
+
+def test_an_empty_readable_lands_an_empty_object(local_dir):
+    landed = write_stream(io.BytesIO(b""), local_dir / "users.csv", expected_size=0)
+    assert (landed.size, landed.sha256) == (0, sha256(b""))
+
+
+def test_a_readable_that_overflows_commits_nothing(local_dir):
+    with pytest.raises(VerificationError, match="more than the expected"):
+        write_stream(io.BytesIO(data_bytes(3 * MiB)), local_dir / "users.csv", expected_size=2 * MiB)
+    assert entries(local_dir) == []
+
+
+@pytest.mark.parametrize("readable", [True, False])
+def test_progress_is_told_the_running_count(local_dir, readable):
+    total = 21 * MiB + 5
+    seen: list[int] = []
+    source = io.BytesIO(data_bytes(total)) if readable else data_chunks(total, chunk_size=MiB)
+    write_stream(source, local_dir / "users.csv", expected_size=total, progress=seen.append)
+    assert len(seen) > 2
+    assert seen == sorted(set(seen))
+    assert seen[-1] == total
 
 
 # -- failures leave nothing --------------------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import random
 
 import pytest
 
@@ -14,7 +16,7 @@ from airflow_provider_canvas_reports.storage import (
     write_stream,
 )
 
-from .helpers import MiB, data_chunks, failing_after, sha256_of_chunks
+from .helpers import MiB, data_chunks, failing_after, sha256, sha256_of_chunks
 
 BLOCK = 5 * MiB  # S3's minimum part size: 12 MiB -> a 3-part multipart upload
 
@@ -51,6 +53,16 @@ def test_multipart_upload_lands_byte_for_byte(s3_server, s3_dir):
     assert s3_server.keys(prefix=key_of(s3_dir)) == [key]
     assert_nothing_pending = s3_server.pending_uploads(prefix=key_of(s3_dir))
     assert assert_nothing_pending == []
+
+
+def test_a_readable_uploads_byte_for_byte(s3_server, s3_dir):
+    """The ring's buffers are reused: the upload must have copied each before it was refilled."""
+    total = 12 * MiB + 4321
+    data = random.Random(total).randbytes(total)
+    landed = write_stream(io.BytesIO(data), s3_dir / "users.csv", expected_size=total, block_size=BLOCK)
+    assert (landed.size, landed.sha256) == (total, sha256(data))
+    assert read_back(s3_server, key_of(s3_dir / "users.csv")) == (total, landed.sha256)
+    assert s3_server.pending_uploads(prefix=key_of(s3_dir)) == []
 
 
 def test_destination_url_to_landed_object(s3_server):
