@@ -227,7 +227,16 @@ def main() -> None:
         help="the provider's RetryPolicy.throttle_jitter (default: the policy's own)",
     )
     parser.add_argument("--provider-only", action="store_true", help="skip the reference run")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        help="requests in flight per token from the triggers (transport.aio.CONNECTIONS_PER_HOST; default: its own)",
+    )
     args = parser.parse_args()
+    if args.connections:
+        from airflow_provider_canvas_reports.transport import aio
+
+        aio.CONNECTIONS_PER_HOST = args.connections
     policy = None if args.throttle_jitter is None else RetryPolicy(throttle_jitter=args.throttle_jitter)
     count = args.reports or (5 if args.smoke else 50)
     run_seconds = 2.0 if args.smoke else 30.0
