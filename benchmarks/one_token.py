@@ -11,9 +11,11 @@ so no pacing state is shared): parameter validation and the start; each then def
 ReportStatusTrigger (adaptive polling), all in one event loop as one triggerer runs them; then
 each resumes in execute_complete, which turns the event into the task's result or failure.
 
-The same provider run again with the starts arriving over 3 seconds instead of the same instant
-(workers never start in the same millisecond; by default Airflow runs at most 16 tasks of a DAG
-at once) shows how much of the throttling the simultaneous first requests cause.
+The first requests of 50 workers released in the same instant overflow a bucket that admits 14
+requests at once whatever each client does (none knows of the others): the refusals of the first
+second are reported apart, as that floor. The same provider run again with the operator's
+``start_jitter`` (each task waits a random 0 to N seconds before its first request) shows what
+spreading the first requests does.
 
 Reference, the common way: the same 50 starts and waits written with requests and aiohttp
 directly, honouring Retry-After on 429 (as a careful script does) but with no pacing on
@@ -25,12 +27,12 @@ Goals (provider): no failed task, and at most 5% of its requests to the Canvas h
 from __future__ import annotations
 
 import asyncio
-import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
 from benchmarks._common import SimProcess, arg_parser, emit, say, task_context, verdict
 
 GOAL_THROTTLED = 0.05
@@ -38,12 +40,21 @@ REPORT = "last_user_access_csv"
 TERMINAL = ("complete", "error", "aborted", "deleted")
 
 
-async def provider_run(count: int, poll_interval: float, timeout: float, spread: float = 0.0) -> list[str]:
+async def provider_run(
+    count: int,
+    poll_interval: float,
+    timeout: float,
+    start_jitter: float = 0.0,
+    probe: Probe | None = None,
+    policy: RetryPolicy | None = None,
+) -> list[str]:
     """Outcome per task: 'success' or what went wrong.
 
     Each task is a StartAccountReportOperator(wait_for_completion=True, deferrable=True): its
     execute() in a worker thread (parameter validation and the start, with its own hook), the
     ReportStatusTrigger it defers to in this event loop, then its execute_complete().
+    `probe`, when given, reads the simulator's counters one second after the release and when
+    the last task has started its report.
     """
     from airflow.sdk.exceptions import TaskDeferred
 
@@ -51,19 +62,27 @@ async def provider_run(count: int, poll_interval: float, timeout: float, spread:
     from airflow_provider_canvas_reports.transport import aio
 
     loop = asyncio.get_running_loop()
-    barrier = threading.Barrier(count)
+    barrier = threading.Barrier(count, action=probe.released if probe else None)
+    executing = [count]
+    lock = threading.Lock()
+
+    def started() -> None:
+        with lock:
+            executing[0] -= 1
+            last = executing[0] == 0
+        if last and probe:
+            probe.read("all_started")
 
     def execute(op: Any, context: dict[str, Any]) -> Any:
         op.hook.default_account_id  # noqa: B018 - the connection is read before the burst
         barrier.wait()
-        if spread:
-            time.sleep(random.uniform(0, spread))
         try:
             op.execute(context)
         except TaskDeferred as deferred:
             return deferred
         finally:
             op.hook.close()
+            started()
         raise RuntimeError("the operator did not defer")
 
     async def task(index: int, pool: ThreadPoolExecutor) -> str:
@@ -75,6 +94,8 @@ async def provider_run(count: int, poll_interval: float, timeout: float, spread:
             deferrable=True,
             poll_interval=poll_interval,
             timeout=timeout,
+            canvas_retry_policy=policy,
+            start_jitter=start_jitter,
         )
         context = task_context(op.task_id)
         try:
@@ -96,12 +117,30 @@ async def provider_run(count: int, poll_interval: float, timeout: float, spread:
     return list(outcomes)
 
 
-async def reference_run(url: str, token: str, count: int, poll_interval: float, timeout: float) -> list[str]:
+class Probe:
+    """Counter readings at moments of a run (from worker threads; one reading at a time)."""
+
+    def __init__(self, sim: SimProcess) -> None:
+        self.sim = sim
+        self.readings: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+
+    def released(self) -> None:
+        threading.Timer(1.0, self.read, ("first_second",)).start()
+
+    def read(self, label: str) -> None:
+        with self.lock:
+            self.readings[label] = self.sim.counters()
+
+
+async def reference_run(
+    url: str, token: str, count: int, poll_interval: float, timeout: float, probe: Probe | None = None
+) -> list[str]:
     import aiohttp
     import requests
 
     loop = asyncio.get_running_loop()
-    barrier = threading.Barrier(count)
+    barrier = threading.Barrier(count, action=probe.released if probe else None)
     headers = {"Authorization": f"Bearer {token}"}
     base = f"{url}/api/v1/accounts/self/reports/{REPORT}"
 
@@ -144,9 +183,21 @@ async def reference_run(url: str, token: str, count: int, poll_interval: float, 
         return list(await asyncio.gather(*(task(pool) for _ in range(count))))
 
 
-def figures(outcomes: list[str], counters: dict[str, Any], seconds: float) -> dict[str, Any]:
-    canvas = sum(n for name, n in counters["requests"].items() if name not in ("files", "store"))
+def canvas_requests(counters: dict[str, Any]) -> int:
+    return sum(n for name, n in counters["requests"].items() if name not in ("files", "store"))
+
+
+def figures(
+    outcomes: list[str], counters: dict[str, Any], seconds: float, readings: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    canvas = canvas_requests(counters)
     failed = [o for o in outcomes if o != "success"]
+    # When the refusals happened: in the first second (50 first requests against a bucket that
+    # holds 14: no client without shared state avoids those), until the last start, afterwards.
+    phases = {
+        label: {"requests": canvas_requests(reading), "throttled": reading["throttled"]}
+        for label, reading in readings.items()
+    }
     return {
         "tasks": len(outcomes),
         "failed": len(failed),
@@ -158,6 +209,7 @@ def figures(outcomes: list[str], counters: dict[str, Any], seconds: float) -> di
         "throttled": counters["throttled"],
         "throttled_share": round(counters["throttled"] / canvas, 4) if canvas else None,
         "seconds": round(seconds, 1),
+        "phases": phases,
     }
 
 
@@ -165,18 +217,38 @@ def main() -> None:
     parser = arg_parser(__doc__)
     parser.add_argument("--reports", type=int, help="reports at once (default 50; smoke 5)")
     parser.add_argument(
-        "--spread",
+        "--start-jitter",
         type=float,
-        help="also run the provider with its starts arriving over this many seconds (default 3; 0: no)",
+        help="also run the provider with start_jitter of this many seconds (default 5; 0: no)",
+    )
+    parser.add_argument(
+        "--throttle-jitter",
+        type=float,
+        help="the provider's RetryPolicy.throttle_jitter (default: the policy's own)",
+    )
+    parser.add_argument("--provider-only", action="store_true", help="skip the reference run")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        help="requests in flight per token from the triggers (transport.aio.CONNECTIONS_PER_HOST; default: its own)",
     )
     args = parser.parse_args()
+    if args.connections:
+        from airflow_provider_canvas_reports.transport import aio
+
+        aio.CONNECTIONS_PER_HOST = args.connections
+    policy = None if args.throttle_jitter is None else RetryPolicy(throttle_jitter=args.throttle_jitter)
     count = args.reports or (5 if args.smoke else 50)
     run_seconds = 2.0 if args.smoke else 30.0
     poll_interval = 0.5 if args.smoke else 5.0
     latency = 0.05 if args.smoke else 0.3
     timeout = 120.0 if args.smoke else 600.0
-    spread = args.spread if args.spread is not None else (0.0 if args.smoke else 3.0)
-    runs = ["provider", "reference"] + (["provider_spread"] if spread > 0 else [])
+    jitter = args.start_jitter if args.start_jitter is not None else (0.0 if args.smoke else 5.0)
+    runs = (
+        ["provider"]
+        + ([] if args.provider_only else ["reference"])
+        + (["provider_jittered"] if jitter > 0 else [])
+    )
     sim_cfg = {"users": 12, "run_seconds": run_seconds, "latency": latency}  # default throttle and bucket
     t0 = time.perf_counter()
     results: dict[str, dict[str, Any]] = {}
@@ -188,20 +260,37 @@ def main() -> None:
         for name in runs:
             sim.call("reset")  # counters and buckets: each side starts with a full quota
             started = time.perf_counter()
+            probe = Probe(sim)
             if name == "provider":
-                outcomes = asyncio.run(provider_run(count, poll_interval, timeout))
-            elif name == "provider_spread":
-                outcomes = asyncio.run(provider_run(count, poll_interval, timeout, spread))
+                outcomes = asyncio.run(
+                    provider_run(count, poll_interval, timeout, probe=probe, policy=policy)
+                )
+            elif name == "provider_jittered":
+                outcomes = asyncio.run(
+                    provider_run(count, poll_interval, timeout, jitter, probe=probe, policy=policy)
+                )
             else:
-                outcomes = asyncio.run(reference_run(sim.url, sim.token, count, poll_interval, timeout))
-            results[name] = figures(outcomes, sim.counters(), time.perf_counter() - started)
+                outcomes = asyncio.run(
+                    reference_run(sim.url, sim.token, count, poll_interval, timeout, probe=probe)
+                )
+            results[name] = figures(outcomes, sim.counters(), time.perf_counter() - started, probe.readings)
             r = results[name]
-            label = f"provider, starts over {spread:g}s" if name == "provider_spread" else name
+            label = f"provider, start_jitter={jitter:g}s" if name == "provider_jittered" else name
             say(
                 f"{label}: {r['tasks']} tasks, {r['failed']} failed; {r['requests']} requests to Canvas "
                 f"({r['available']} available, {r['starts']} starts, {r['status_polls']} status polls), {r['throttled']} throttled "
                 f"({r['throttled_share']:.1%}); {r['seconds']}s"
             )
+            if "first_second" in r["phases"]:
+                first = r["phases"]["first_second"]
+                line = f"  first second: {first['throttled']} of {first['requests']} requests throttled"
+                if "all_started" in r["phases"]:
+                    until = r["phases"]["all_started"]
+                    line += (
+                        f"; until the last start: {until['throttled']} of {until['requests']}; "
+                        f"afterwards: {r['throttled'] - until['throttled']} of {r['requests'] - until['requests']}"
+                    )
+                say(line)
             for failure in r["failures"]:
                 say(f"  failure: {failure}")
     ours = results["provider"]
@@ -216,13 +305,13 @@ def main() -> None:
         "one_token",
         smoke=args.smoke,
         reports=count,
-        spread_s=spread,
+        start_jitter_s=jitter,
         poll_interval_s=poll_interval,
         run_seconds=run_seconds,
         latency_s=latency,
         provider=ours,
-        reference=results["reference"],
-        provider_spread=results.get("provider_spread"),
+        reference=results.get("reference"),
+        provider_jittered=results.get("provider_jittered"),
         goal_throttled=GOAL_THROTTLED,
         met=met,
     )

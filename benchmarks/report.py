@@ -178,10 +178,15 @@ def details(results: dict[str, dict[str, Any]]) -> list[str]:
             f"{r['starts']} starts, {r['status_polls']} status polls in {r['seconds']} s."
             + (f" Provider failures: {p['failures']}." if p["failures"] else "")
         )
-        if s := d.get("provider_spread"):
+        if first := p.get("phases", {}).get("first_second"):
             lines.append(
-                f"- One token, the provider's 50 starts arriving over {d['spread_s']:g} s instead of at once: "
-                f"{s['failed']} failed; {s['throttled']}/{s['requests']} requests throttled "
+                f"- One token, provider: {first['throttled']} of its {p['throttled']} refusals came in the first "
+                f"second, the first requests of workers released together against a bucket that admits ~14."
+            )
+        if s := d.get("provider_jittered"):
+            lines.append(
+                f"- One token, the provider with `start_jitter={d['start_jitter_s']:g}` (its 50 starts spread "
+                f"over that many seconds): {s['failed']} failed; {s['throttled']}/{s['requests']} requests throttled "
                 f"({s['throttled_share']:.1%}); {s['available']} `available`, {s['starts']} starts, "
                 f"{s['status_polls']} status polls."
             )

@@ -36,6 +36,9 @@ class RetryPolicy:
     # Below this many units left in the leaky bucket, requests are spaced out before Canvas throttles.
     low_remaining: float = 150.0
     pace_delay: float = 1.0
+    # A throttled request waits Retry-After plus up to this fraction of it more, at random: workers
+    # refused together and waiting exactly the hint come back together and are refused again.
+    throttle_jitter: float = 1.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -44,6 +47,8 @@ class RetryPolicy:
             raise ValueError("RetryPolicy times must be positive")
         if self.low_remaining <= 0 or self.pace_delay < 0:
             raise ValueError("RetryPolicy.low_remaining must be positive and pace_delay not negative")
+        if self.throttle_jitter < 0:
+            raise ValueError("RetryPolicy.throttle_jitter must not be negative")
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,11 @@ def backoff(policy: RetryPolicy, number: int, rng: random.Random | None = None) 
     return ceiling / 2 + draw * ceiling / 2
 
 
+def throttled_wait(policy: RetryPolicy, hinted: float, rng: random.Random | None = None) -> float:
+    """Retry-After honoured, plus a random share of it up to `throttle_jitter` (1: 1-2x the hint)."""
+    return hinted * (1.0 + policy.throttle_jitter * (rng or random).random())
+
+
 def decide(policy: RetryPolicy, attempt: Attempt, rng: random.Random | None = None) -> Decision:
     """Retry, give up or accept, after one attempt."""
     remaining = rate_limit_remaining(attempt.headers)
@@ -148,18 +158,18 @@ def decide(policy: RetryPolicy, attempt: Attempt, rng: random.Random | None = No
     if attempt.number >= policy.max_attempts:
         return GiveUp(f"{_describe(attempt)} after {attempt.number} attempts")
 
-    if throttled:
-        hinted = retry_after(attempt.headers)
-        delay = (
-            min(hinted, policy.max_retry_after)
-            if hinted is not None
-            else backoff(policy, attempt.number, rng)
-        )
+    hinted = retry_after(attempt.headers) if throttled else None
+    if hinted is not None:
+        # Canvas's hint is the least wait; the budget is checked against it, and the jittered
+        # wait is cut to what the budget has left.
+        least = min(hinted, policy.max_retry_after)
+        delay = throttled_wait(policy, least, rng)
     else:
-        delay = backoff(policy, attempt.number, rng)
+        least = delay = backoff(policy, attempt.number, rng)
 
-    if attempt.elapsed + delay > policy.max_elapsed:
+    if attempt.elapsed + least > policy.max_elapsed:
         return GiveUp(f"{_describe(attempt)}; the retry budget of {policy.max_elapsed:.0f}s is spent")
+    delay = min(delay, policy.max_elapsed - attempt.elapsed)
     return Retry(delay=delay, reason=_describe(attempt))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -111,6 +112,10 @@ class StartAccountReportOperator(BaseOperator):
     :param lost_start_rechecks: pauses (seconds) between further looks in the report index after a
         start whose answer was lost and which the first look did not find (Canvas may still be
         handling it); then the try fails without starting another report.
+    :param start_jitter: wait a random 0 to ``start_jitter`` seconds before the first request to
+        Canvas (default 0: none). Canvas's throttle admits about 14 requests at once per token, so
+        many start tasks on one token released in the same instant (a nightly schedule) have most
+        of their first requests refused; a few seconds spread them out (see BENCHMARKS.md).
     """
 
     template_fields: Sequence[str] = ("report", "parameters", "account_id")
@@ -137,6 +142,7 @@ class StartAccountReportOperator(BaseOperator):
         skip_message: bool = True,
         canvas_retry_policy: RetryPolicy | None = None,
         lost_start_rechecks: Sequence[float] = LOST_START_RECHECKS,
+        start_jitter: timedelta | float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -151,6 +157,11 @@ class StartAccountReportOperator(BaseOperator):
         self.canvas_retry_policy = canvas_retry_policy
         self.lost_start_rechecks = tuple(float(pause) for pause in lost_start_rechecks)
         self.expected_run_time = expected_run_time
+        self.start_jitter = (
+            start_jitter.total_seconds() if isinstance(start_jitter, timedelta) else float(start_jitter)
+        )
+        if not self.start_jitter >= 0:
+            raise ValueError(f"start_jitter must be a duration of 0 or more, not {start_jitter!r}")
         self.wait = WaitSettings(
             policy=PollPolicy(
                 seconds(poll_interval, name="poll_interval", default=60.0),
@@ -181,6 +192,10 @@ class StartAccountReportOperator(BaseOperator):
         store = _state_store(context)
         saved, store_ok = _store_get(store, self.log)
 
+        if self.start_jitter:
+            pause = random.uniform(0.0, self.start_jitter)
+            self.log.info("Waiting %.1fs (start_jitter) before the first request to Canvas.", pause)
+            time.sleep(pause)
         report = self._resume_from_saved(saved, hook, account, sent)
         if report is None:
             if self.validate_parameters:

@@ -66,7 +66,14 @@ def test_default_policy_values():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"max_attempts": 0}, {"max_attempts": -1}, {"max_elapsed": 0}, {"base_delay": -1}, {"max_delay": -0.5}],
+    [
+        {"max_attempts": 0},
+        {"max_attempts": -1},
+        {"max_elapsed": 0},
+        {"base_delay": -1},
+        {"max_delay": -0.5},
+        {"throttle_jitter": -0.1},
+    ],
 )
 def test_policy_bounds_are_checked(kwargs):
     with pytest.raises(ValueError, match="RetryPolicy"):
@@ -135,21 +142,44 @@ def test_plain_403_is_not_throttling(body):
 # --------------------------------------------------------------------------- decide: throttling
 
 
-def test_429_honours_retry_after():
-    decision = decide(POLICY, attempt(status=429, headers={"Retry-After": "17"}), HIGH)
-    assert decision == Retry(delay=17.0, reason="Canvas throttled the request (HTTP 429)")
+def test_429_waits_retry_after_plus_up_to_as_much_again():
+    # Workers refused together must not come back together: the wait is 1-2x the hint.
+    reason = "Canvas throttled the request (HTTP 429)"
+    assert decide(POLICY, attempt(status=429, headers={"Retry-After": "17"}), LOW) == Retry(17.0, reason)
+    assert decide(POLICY, attempt(status=429, headers={"Retry-After": "17"}), FixedRandom(0.5)) == Retry(
+        25.5, reason
+    )
+    high = decide(POLICY, attempt(status=429, headers={"Retry-After": "17"}), HIGH)
+    assert isinstance(high, Retry)
+    assert 33.99 < high.delay < 34.0
+
+
+def test_throttle_jitter_is_configurable():
+    exact = RetryPolicy(throttle_jitter=0.0)
+    assert decide(exact, attempt(status=429, headers={"Retry-After": "17"}), HIGH).delay == 17.0
+    wide = RetryPolicy(throttle_jitter=3.0)
+    assert decide(wide, attempt(status=429, headers={"Retry-After": "2"}), FixedRandom(0.5)).delay == 5.0
+
+
+def test_throttle_jitter_uses_the_default_rng_when_none_given():
+    delays = {decide(POLICY, attempt(status=429, headers={"Retry-After": "4"})).delay for _ in range(50)}
+    assert all(4.0 <= delay < 8.0 for delay in delays)
+    assert len(delays) > 1
 
 
 def test_429_retry_after_lowercase_header():
-    assert decide(POLICY, attempt(status=429, headers={"retry-after": "3.5"})) == Retry(
+    assert decide(POLICY, attempt(status=429, headers={"retry-after": "3.5"}), LOW) == Retry(
         3.5, "Canvas throttled the request (HTTP 429)"
     )
 
 
-def test_429_retry_after_is_capped():
-    decision = decide(POLICY, attempt(status=429, headers={"Retry-After": "3600"}))
-    assert isinstance(decision, Retry)
-    assert decision.delay == POLICY.max_retry_after
+def test_429_retry_after_is_capped_before_the_jitter():
+    assert (
+        decide(POLICY, attempt(status=429, headers={"Retry-After": "3600"}), LOW).delay
+        == POLICY.max_retry_after
+    )
+    high = decide(POLICY, attempt(status=429, headers={"Retry-After": "3600"}), HIGH).delay
+    assert POLICY.max_retry_after < high < 2 * POLICY.max_retry_after
 
 
 def test_429_without_retry_after_backs_off():
@@ -168,14 +198,17 @@ def test_403_rate_limit_text_is_throttling(body):
 
 
 def test_403_rate_limit_honours_retry_after():
-    assert decide(POLICY, attempt(status=403, body=RATE_LIMIT_403, headers={"Retry-After": "9"})).delay == 9.0
+    decision = decide(POLICY, attempt(status=403, body=RATE_LIMIT_403, headers={"Retry-After": "9"}), LOW)
+    assert decision.delay == 9.0
 
 
 @pytest.mark.parametrize("status", [429, 403])
 def test_throttled_non_idempotent_start_is_retried(status):
     # Canvas throttles before handling the request: the report was not started.
     decision = decide(
-        POLICY, attempt(status=status, body=RATE_LIMIT_403, idempotent=False, headers={"Retry-After": "4"})
+        POLICY,
+        attempt(status=status, body=RATE_LIMIT_403, idempotent=False, headers={"Retry-After": "4"}),
+        LOW,
     )
     assert decision == Retry(4.0, f"Canvas throttled the request (HTTP {status})")
 
@@ -275,6 +308,8 @@ def test_max_elapsed_bound_with_retry_after():
     assert isinstance(decide(policy, attempt(status=429, headers={"Retry-After": "60"})), Retry)
     assert isinstance(decide(policy, attempt(status=429, headers={"Retry-After": "61"})), GiveUp)
     assert isinstance(decide(policy, attempt(elapsed=30, status=429, headers={"Retry-After": "31"})), GiveUp)
+    # The hint fits the budget but its jitter would not: the wait is cut to the budget left.
+    assert decide(policy, attempt(elapsed=30, status=429, headers={"Retry-After": "20"}), HIGH).delay == 30.0
 
 
 def test_default_rng_is_used_when_none_given():
@@ -379,15 +414,21 @@ def test_total_delay_of_a_full_retry_sequence_never_exceeds_max_elapsed(
     st.sampled_from([429, 403]),
     st.sampled_from(["Retry-After", "retry-after"]),
     st.booleans(),
+    st.floats(min_value=0, max_value=1, exclude_max=True),
+    st.floats(min_value=0, max_value=5),
 )
-def test_any_bounded_retry_after_is_honoured_exactly(hinted, cap, status, name, idempotent):
-    policy = RetryPolicy(max_retry_after=cap, max_elapsed=1e7)
+def test_any_bounded_retry_after_is_honoured_then_jittered(
+    hinted, cap, status, name, idempotent, draw, jitter
+):
+    policy = RetryPolicy(max_retry_after=cap, max_elapsed=1e7, throttle_jitter=jitter)
     decision = decide(
         policy,
         attempt(status=status, body=RATE_LIMIT_403, headers={name: str(hinted)}, idempotent=idempotent),
-        LOW,
+        FixedRandom(draw),
     )
-    assert decision == Retry(min(float(hinted), cap), f"Canvas throttled the request (HTTP {status})")
+    honoured = min(float(hinted), cap)
+    assert decision == Retry(honoured * (1 + jitter * draw), f"Canvas throttled the request (HTTP {status})")
+    assert honoured <= decision.delay <= honoured * (1 + jitter)
 
 
 @settings(max_examples=80, deadline=None, database=None)

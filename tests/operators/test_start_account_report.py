@@ -149,6 +149,20 @@ class TestStart:
         assert canvas.counters.requests["available"] == 0
         assert canvas.counters.starts[REPORT] == 1
 
+    def test_start_jitter_waits_then_starts_one_report(self, canvas: CanvasSimulator):
+        task = operator(start_jitter=timedelta(seconds=0.2))
+        assert task.start_jitter == 0.2
+        result = task.execute(make_context())
+        assert canvas.counters.requests["available"] == 1
+        assert canvas.counters.requests["start"] == 1
+        assert canvas.counters.starts[REPORT] == 1
+        assert result["status"] == "created"
+
+    @pytest.mark.parametrize("bad", [-1, float("nan"), timedelta(seconds=-1)])
+    def test_start_jitter_must_not_be_negative(self, bad):
+        with pytest.raises(ValueError, match="start_jitter"):
+            operator(start_jitter=bad)
+
     def test_templated_fields(self):
         task = operator(
             report="{{ params.kind }}_csv",
