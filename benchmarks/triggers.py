@@ -11,8 +11,11 @@ seconds (start times spread over one interval, as deferrals arrive over time):
 
 Measured: RSS per waiting trigger = (RSS with all N waiting - RSS of the same process before the
 triggers were created) / N, and CPU per poll = the process's CPU time (user+sys, all threads)
-over a window of whole intervals / the polls made in it. Both log one INFO line per poll (to a
-handler that formats and counts it), as a triggerer would.
+over a window of whole intervals / the polls made in it (counted by the simulator). Logs go
+through Airflow's structlog to the process's stdout (a pipe the parent reads): the reference
+logs one INFO line per poll, as triggers commonly do; the provider logs at INFO when the status
+or progress changes and every few minutes otherwise, so its repeat polls of these queued
+reports log at DEBUG (filtered out).
 
 Goals: RSS per waiting trigger <= 20 KiB and CPU per poll <= 0.5 ms.
 """

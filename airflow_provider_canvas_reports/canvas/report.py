@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def parse_timestamp(value: Any) -> datetime | None:
     """ISO-8601 with offset; None for missing or unparseable values (logged, never raised)."""
-    if not isinstance(value, str) or not value:
+    if value is None or not isinstance(value, str) or not value:
         return None
     text = value.strip()
     if text.endswith("Z"):
@@ -35,7 +35,9 @@ def parse_timestamp(value: Any) -> datetime | None:
 
 
 def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
+    if type(value) is int:  # the usual case, checked first (bool is a subclass, not this type)
+        return value
+    if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
@@ -92,7 +94,7 @@ class Attachment:
         return self.filename or self.display_name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Report:
     """A Canvas account report run.
 
@@ -115,7 +117,8 @@ class Report:
 
     @classmethod
     def from_json(cls, data: Any, *, report_type: str | None = None) -> Report:
-        if not isinstance(data, Mapping):
+        # json.loads gives dicts: the exact type check spares the slower ABC check on every poll.
+        if type(data) is not dict and not isinstance(data, Mapping):
             raise CanvasResponseError(
                 f"Canvas answered with {type(data).__name__} where a Report object was expected"
             )
@@ -127,19 +130,22 @@ class Report:
             status = "unknown"
         attachment = data.get("attachment")
         params = data.get("parameters")
+        file_url = data.get("file_url")
         return cls(
             id=report_id,
             report=str(data.get("report") or report_type or ""),
             status=status,
             progress=_as_progress(data.get("progress")),
             current_line=_as_int(data.get("current_line")),
-            file_url=data.get("file_url") if isinstance(data.get("file_url"), str) else None,
-            attachment=Attachment.from_json(attachment) if isinstance(attachment, Mapping) else None,
+            file_url=file_url if isinstance(file_url, str) else None,
+            attachment=Attachment.from_json(attachment)
+            if attachment is not None and isinstance(attachment, Mapping)
+            else None,
             created_at=parse_timestamp(data.get("created_at")),
             started_at=parse_timestamp(data.get("started_at")),
             ended_at=parse_timestamp(data.get("ended_at")),
             run_time=_as_float(data.get("run_time")),
-            parameters=params if isinstance(params, Mapping) else {},
+            parameters=params if type(params) is dict or isinstance(params, Mapping) else {},
             raw=dict(data),
         )
 

@@ -11,7 +11,7 @@ import logging
 import weakref
 from collections.abc import AsyncIterator, Callable, Generator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
@@ -54,6 +54,8 @@ CONNECTIONS_PER_HOST = 12
 class _Shared:
     session: aiohttp.ClientSession
     pacer: Pacer
+    # Of every API request, built once rather than per request; it holds the token, so no repr.
+    headers: dict[str, str] = field(repr=False)
 
 
 _SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], _Shared]] = (
@@ -136,11 +138,12 @@ class AsyncTransport:
     def __init__(self, settings: CanvasSettings) -> None:
         self.settings = settings
         self._secrets = (settings.token,)
+        self._key = settings.session_key  # a SHA-256 of the token: once, not twice per request
 
     def _shared(self) -> _Shared:
         loop = asyncio.get_running_loop()
         per_loop = _SHARED.setdefault(loop, {})
-        shared = per_loop.get(self.settings.session_key)
+        shared = per_loop.get(self._key)
         if shared is None or shared.session.closed:
             policy = self.settings.policy
             shared = _Shared(
@@ -152,19 +155,21 @@ class AsyncTransport:
                     headers={"User-Agent": USER_AGENT},
                 ),
                 Pacer(),
+                {**self.settings.auth_headers, "Accept": "application/json"},
             )
-            per_loop[self.settings.session_key] = shared
+            per_loop[self._key] = shared
         return shared
 
     async def _send(self, request: ApiRequest) -> Received | Failed:
-        session = self._shared().session
+        shared = self._shared()
+        session = shared.session
         try:
             async with session.request(
                 request.method,
                 self.settings.url(request.path),
-                params=list(request.query) or None,
-                data=list(request.form) or None,
-                headers={**self.settings.auth_headers, "Accept": "application/json"},
+                params=list(request.query) if request.query else None,
+                data=list(request.form) if request.form else None,
+                headers=shared.headers,
                 allow_redirects=False,
             ) as resp:
                 limit = MAX_JSON_BODY if 200 <= resp.status < 300 else MAX_ERROR_BODY

@@ -81,3 +81,29 @@ async def test_async_download_and_polls_share_the_session(canvas: Canvas) -> Non
     assert {p.status for p in polls} == {"complete"}
     assert len(aio._SHARED[asyncio.get_running_loop()]) == 1
     assert canvas.counters.files_auth_headers == 0
+
+
+async def test_one_hook_polling_several_reports_gets_each_one(canvas: Canvas) -> None:
+    # The hook keeps the last status request it built; asking about another report must not reuse it.
+    setup = canvas.hook()
+    first = setup.start_report("grade_export_csv").id
+    second = setup.start_report("provisioning_csv", {"users": True}).id
+    hook = CanvasHook(canvas_conn_id=canvas.connect(conn_id="canvas_polls"), retry_policy=FAST)
+
+    seen = [
+        await hook.aget_report(report, report_id)
+        for report, report_id in [
+            ("grade_export_csv", first),
+            ("grade_export_csv", first),
+            ("provisioning_csv", second),
+            ("grade_export_csv", first),
+        ]
+    ]
+
+    assert [(r.report, r.id) for r in seen] == [
+        ("grade_export_csv", first),
+        ("grade_export_csv", first),
+        ("provisioning_csv", second),
+        ("grade_export_csv", first),
+    ]
+    assert canvas.counters.requests["status"] == 4

@@ -14,6 +14,7 @@ from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
 from airflow_provider_canvas_reports.simulator import CanvasSimulator, Fault
 from airflow_provider_canvas_reports.simulator.state import Snapshot
 from airflow_provider_canvas_reports.transport import aio
+from airflow_provider_canvas_reports.triggers import reports as trigger_module
 from airflow_provider_canvas_reports.triggers.reports import (
     TRIGGER_PATH,
     ReportStatusTrigger,
@@ -196,6 +197,18 @@ class TestOutcomes:
         await first_event(trigger(report_id, poll_interval=0.25, deadline=time.time() + 1.3))
         assert 4 <= canvas.counters.status_polls[report_id] <= 7
 
+    async def test_polls_that_change_nothing_are_not_logged_at_info(
+        self, canvas: CanvasSimulator, capsys: pytest.CaptureFixture[str]
+    ):
+        canvas.script_report("provisioning_csv", "stuck_created")
+        report_id = start()
+        await first_event(trigger(report_id, poll_interval=0.1, deadline=time.time() + 1.2))
+        assert canvas.counters.status_polls[report_id] >= 4
+        # The first poll says where the report stands; the same answer again is DEBUG only.
+        logged = [line for line in capsys.readouterr().out.splitlines() if "next poll in" in line]
+        assert len(logged) == 1
+        assert "status=created" in logged[0]
+
     async def test_adaptive_polling_stretches_while_queued_by_the_expected_run_time(
         self, canvas: CanvasSimulator
     ):
@@ -293,3 +306,34 @@ async def test_many_triggers_share_one_session(canvas: CanvasSimulator):
         assert not session.closed
     # The last holder gone, the loop's session is closed rather than leaked.
     assert session.closed
+
+
+class TestWakeGrid:
+    """Long sleeps end on a shared grid of the loop's clock, so many triggers wake together."""
+
+    def test_a_long_sleep_ends_on_the_grid_a_little_later(self):
+        class StoppedClock(asyncio.SelectorEventLoop):
+            def time(self) -> float:
+                return 1000.03
+
+        async def stretched(seconds: float) -> float:
+            return trigger_module._on_grid(seconds, None)
+
+        loop = StoppedClock()
+        try:
+            for seconds, expected in (
+                (5.0, 5.07),
+                (15.0, 15.07),
+                (60.02, 60.07),
+                (299.97, 299.97),
+                (299.95, 299.97),
+            ):
+                assert loop.run_until_complete(stretched(seconds)) == pytest.approx(expected)
+        finally:
+            loop.close()
+
+    async def test_short_sleeps_and_the_deadline_are_kept_exactly(self):
+        assert trigger_module._on_grid(0.1, None) == 0.1
+        assert trigger_module._on_grid(4.9, None) == 4.9
+        # Stretching would carry the poll past the deadline: the sleep stays as the Waiter said.
+        assert trigger_module._on_grid(15.0, time.time() + 15.0) == 15.0
