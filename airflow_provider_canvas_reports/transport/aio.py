@@ -46,8 +46,10 @@ R = TypeVar("R")
 
 # Connections kept per (loop, host, token), so requests in flight on one token. Canvas charges each
 # request 50 units up front against a 700-unit bucket: more than 14 at once overflow it by
-# themselves (429s). 12 leaves room for what the bucket already holds.
-CONNECTIONS_PER_HOST = 12
+# themselves (429s). 8 leaves room for the token's other users (workers starting reports): with
+# 12, the triggers' first polls alone refilled the bucket while refused starts came back
+# (BENCHMARKS.md, goal 5).
+CONNECTIONS_PER_HOST = 8
 
 
 @dataclass
