@@ -216,14 +216,17 @@ def summarise(poll_interval: float, rows: list[dict[str, Any]], runs: tuple[floa
     by_run = []
     for run_min in runs:
         part = [r for r in rows if r["run_min"] == run_min]
+        # The report closest to (or furthest past) its own bound: run times are jittered, so
+        # each report is allowed max(poll_interval, 5% of its actual run time).
+        worst = max(part, key=lambda r: r["late"] - r["allowed"])
         by_run.append(
             {
                 "run_min": run_min,
                 "fixed_per_report": round(sum(r["fixed"] for r in part) / len(part), 1),
                 "adaptive_per_report": round(sum(r["adaptive"] for r in part) / len(part), 1),
                 "ratio": round(sum(r["adaptive"] for r in part) / sum(r["fixed"] for r in part), 3),
-                "worst_late_s": round(max(r["late"] for r in part), 1),
-                "allowed_s": round(max(poll_interval, 0.05 * run_min * 60), 1),
+                "worst_late_s": round(worst["late"], 1),
+                "allowed_s": round(worst["allowed"], 1),
             }
         )
     by_profile = {
@@ -287,7 +290,7 @@ def main() -> None:
         for row in result["by_run_minutes"]:
             say(
                 f"  {row['run_min']:>2} min runs: {row['adaptive_per_report']:>5} vs {row['fixed_per_report']:>5} "
-                f"requests per report ({row['ratio']:.1%}), noticed at worst {row['worst_late_s']}s late "
+                f"requests per report ({row['ratio']:.1%}), closest to its bound: {row['worst_late_s']}s late "
                 f"(allowed {row['allowed_s']}s)"
             )
         say(f"  ratio by progress profile: {result['ratio_by_profile']}")

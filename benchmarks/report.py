@@ -152,7 +152,7 @@ def details(results: dict[str, dict[str, Any]]) -> list[str]:
         for item in d["intervals"]:
             per_run = "; ".join(
                 f"{row['run_min']} min: {row['adaptive_per_report']} vs {row['fixed_per_report']} "
-                f"(worst {row['worst_late_s']} s late, allowed {row['allowed_s']} s)"
+                f"(closest to its bound: {row['worst_late_s']} s late, {row['allowed_s']} s allowed)"
                 for row in item["by_run_minutes"]
             )
             lines.append(
