@@ -108,10 +108,15 @@ af_version() {
     "$1/bin/python" -c 'import importlib.metadata as m; print(m.version("apache-airflow"))' 2>/dev/null || echo "?"
 }
 
-# Each run gets its own Airflow home (config, SQLite DB, logs): never ~/airflow.
-AIRFLOW_HOME=$(mktemp -d "${TMPDIR:-/tmp}/canvas-test-airflow-home.XXXXXX")
-trap 'rm -rf "$AIRFLOW_HOME"' EXIT
-export AIRFLOW_HOME
+# Each run gets its own Airflow homes (config, SQLite DB, logs): never ~/airflow. One per Airflow
+# version: a metadata DB migrated by one version is unknown to another's migrations.
+homes=$(mktemp -d "${TMPDIR:-/tmp}/canvas-test-airflow-home.XXXXXX")
+trap 'rm -rf "$homes"' EXIT
+use_airflow_home() {
+    export AIRFLOW_HOME=$homes/$1
+    mkdir -p "$AIRFLOW_HOME"
+}
+use_airflow_home default
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 
 setup_phase "install uv" canvas_install_uv
@@ -128,6 +133,7 @@ if [[ $lint_only == 0 ]]; then
     if [[ $with_af31 == 1 ]]; then
         setup_phase "venv .venv-af31 (requirements/airflow-3.1.lock)" \
             canvas_ensure_venv "$ROOT/.venv-af31" requirements/airflow-3.1.lock "$resync"
+        use_airflow_home airflow-3.1
         af31_paths=()
         for p in "${AF31_TEST_PATHS[@]}"; do [[ -e $p ]] && af31_paths+=("$p"); done
         run_phase "pytest unit tests (Airflow $(af_version "$ROOT/.venv-af31"))" \
