@@ -59,8 +59,10 @@ ExpectedRunTime = timedelta | float | Literal["auto"] | None
 
 def expected_run_time_setting(value: ExpectedRunTime) -> float | Literal["auto"] | None:
     """The `expected_run_time` argument: "auto", None (no expectation) or positive seconds."""
-    if value is None or value == AUTO:
-        return AUTO if value is not None else None
+    if value is None:
+        return None
+    if value == AUTO:
+        return AUTO
     if isinstance(value, str):
         raise ValueError(f'expected_run_time must be "auto", None or a positive duration, not {value!r}')
     return seconds(value, name="expected_run_time", default=0.0)

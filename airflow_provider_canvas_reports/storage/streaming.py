@@ -72,15 +72,11 @@ class Meter:
 
     def update(self, chunk: Any) -> None:
         """Count and hash ``chunk``; one that is not ``bytes`` is copied if hashed later."""
-        self._count(len(chunk))
-        if len(chunk) < _OFFLOAD_MIN:
-            self._drain()  # keep the order
-            self._hash.update(chunk)
-            return
-        # The hashing thread reads the chunk later: it must not change meanwhile.
-        self._offload(chunk if isinstance(chunk, bytes) else bytes(chunk))
+        if not isinstance(chunk, bytes) and len(chunk) >= _OFFLOAD_MIN:
+            chunk = bytes(chunk)  # the hashing thread reads it later: it must not change meanwhile
+        self.update_view(chunk)
 
-    def update_view(self, view: memoryview) -> Future[None] | None:
+    def update_view(self, view: bytes | memoryview) -> Future[None] | None:
         """Count and hash a view of a buffer the caller refills later, without copying it.
 
         Returns the hashing job when the view is hashed on the helper thread: the caller must not
@@ -88,7 +84,7 @@ class Meter:
         """
         self._count(len(view))
         if len(view) < _OFFLOAD_MIN:
-            self._drain()
+            self._drain()  # keep the order
             self._hash.update(view)
             return None
         return self._offload(view)
