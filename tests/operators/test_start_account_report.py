@@ -6,6 +6,8 @@ The DAG-run paths (dag.test, real task_state_store, retries) are in tests/e2e/te
 from __future__ import annotations
 
 import json
+import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -149,10 +151,18 @@ class TestStart:
         assert canvas.counters.requests["available"] == 0
         assert canvas.counters.starts[REPORT] == 1
 
-    def test_start_jitter_waits_then_starts_one_report(self, canvas: CanvasSimulator):
+    def test_start_jitter_waits_then_starts_one_report(
+        self, canvas: CanvasSimulator, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+    ):
         task = operator(start_jitter=timedelta(seconds=0.2))
         assert task.start_jitter == 0.2
-        result = task.execute(make_context())
+        with caplog.at_level(logging.INFO):
+            result = task.execute(make_context())
+        # The pause is drawn in [0, start_jitter] and said before the first request.
+        logged = caplog.text + capsys.readouterr().out
+        pause = re.search(r"Waiting (\d+\.\d)s \(start_jitter\) before the first request", logged)
+        assert pause is not None, logged
+        assert 0.0 <= float(pause[1]) <= 0.2
         assert canvas.counters.requests["available"] == 1
         assert canvas.counters.requests["start"] == 1
         assert canvas.counters.starts[REPORT] == 1
