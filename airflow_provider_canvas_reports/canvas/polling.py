@@ -34,6 +34,7 @@ With ``adaptive=False`` the interval is exactly ``poll_interval`` (only the dead
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -56,6 +57,10 @@ PRIOR_FLOOR = 0.75
 RUNNING_STATES = frozenset({"running", "compiling"})
 # Canvas timestamps have whole seconds and another clock: a rate from started_at needs a long span.
 STARTED_AT_MIN_SPAN = 10.0
+# A poll that changes nothing (same status and progress) is logged at INFO at most this often,
+# at DEBUG otherwise: a report queued for hours still shows in the task log that it is being
+# watched, without one line per poll (formatting a line costs ~65 us, a tenth of a poll).
+QUIET_POLL_LOG_INTERVAL = 300.0
 
 
 @dataclass(frozen=True)
@@ -288,6 +293,43 @@ def progress_line(
     return " ".join(parts)
 
 
+PollState = tuple[str, int | None]  # (status, progress)
+
+
+def poll_log_level(
+    seen: PollState | None,
+    logged: PollState | None,
+    logged_at: float | None,
+    now: float,
+    *,
+    every: float = QUIET_POLL_LOG_INTERVAL,
+) -> int:
+    """The level of a poll's "not finished yet" line, the same in every wait.
+
+    INFO for a failed poll (`seen` None), the first line (`logged_at` None), a status or progress
+    other than the last INFO line's (`logged`), and once `every` seconds have passed since that
+    line; DEBUG for a poll that only repeats it. Times come from one clock of the caller's.
+    """
+    if seen is None or logged_at is None or seen != logged or now - logged_at >= every:
+        return logging.INFO
+    return logging.DEBUG
+
+
+@dataclass
+class PollLog:
+    """What a wait last logged at INFO, for `poll_log_level`; one per wait."""
+
+    logged: PollState | None = None
+    logged_at: float | None = None
+
+    def level(self, seen: PollState | None, now: float) -> int:
+        """The level for this poll's line (see `poll_log_level`); an INFO line is remembered."""
+        level = poll_log_level(seen, self.logged, self.logged_at, now)
+        if level == logging.INFO:
+            self.logged, self.logged_at = seen, now
+        return level
+
+
 # -- the wait itself, as decisions -------------------------------------------------------------
 SUCCESS = "success"
 FAILURE = "failure"
@@ -374,6 +416,13 @@ class Waiter:
     @property
     def name(self) -> str:
         return f"Canvas report {self.report_type} #{self.report_id}"
+
+    @property
+    def state(self) -> PollState | None:
+        """Status and progress as the last poll saw them; None when it failed (or none ran yet)."""
+        if self.last is None or self.consecutive_errors:
+            return None
+        return self.last.status, self.last.progress
 
     def waited(self, now: float) -> float:
         return max(0.0, now - self.started_at)

@@ -24,6 +24,7 @@ from airflow_provider_canvas_reports.canvas.polling import (
     SUCCESS,
     TIMEOUT,
     PollAgain,
+    PollLog,
     PollPolicy,
     Waiter,
     describe_duration,
@@ -199,9 +200,14 @@ def wait_in_worker(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.time,
 ) -> dict[str, Any]:
-    """The trigger's loop, in the worker (deferrable=False): same policy, same event."""
+    """The trigger's loop, in the worker (deferrable=False): same policy, same event, same logs.
+
+    `clock` gives the waiter's times (epoch seconds) and the log's: a change of the wall clock can
+    only bring a periodic INFO line early or late.
+    """
     from airflow_provider_canvas_reports.triggers.events import event_payload
 
+    quiet = PollLog()
     step: Any = waiter.seen(first, clock()) if first is not None else None
     while True:
         if step is None:
@@ -210,7 +216,7 @@ def wait_in_worker(
             return event_payload(step, waiter, account_id=account, now=clock())
         if step.warning:
             log.warning("%s", step.warning)
-        log.info("%s; next poll in %.1fs", step.line, step.seconds)
+        log.log(quiet.level(waiter.state, clock()), "%s; next poll in %.1fs", step.line, step.seconds)
         sleep(step.seconds)
         step = None
 

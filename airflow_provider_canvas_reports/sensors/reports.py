@@ -25,6 +25,7 @@ from airflow_provider_canvas_reports.canvas.polling import (
     SUCCESS,
     Outcome,
     PollAgain,
+    PollLog,
     PollPolicy,
     Waiter,
     describe_duration,
@@ -142,6 +143,7 @@ class ReportCompleteSensor(BaseSensorOperator):
         self._waiter: Waiter | None = None
         self._account: str | None = None
         self._next_interval: float | None = None
+        self._poll_log = PollLog()  # pokes that repeat the last state go to DEBUG (poke mode)
         # True while the last poke saw the report still running: a timeout then cancels it.
         self._pending = False
 
@@ -290,7 +292,7 @@ class ReportCompleteSensor(BaseSensorOperator):
                 raise ReportWaitError(step.line)
             if step.warning:
                 self.log.warning("%s", step.warning)
-            self.log.info("%s", step.line)
+            self.log.log(self._poll_log.level(waiter.state, time.monotonic()), "%s", step.line)
             self._next_interval = step.seconds
             self._pending = True
             return False

@@ -17,6 +17,7 @@ from airflow_provider_canvas_reports.canvas.polling import (
     DEFAULT_MAX_POLL_INTERVAL,
     Outcome,
     PollAgain,
+    PollLog,
     PollPolicy,
     Waiter,
     check_expected_run_time,
@@ -34,10 +35,6 @@ from airflow_provider_canvas_reports.triggers.events import retry_policy_kwargs 
 TRIGGER_PATH = "airflow_provider_canvas_reports.triggers.reports.ReportStatusTrigger"
 ON_KILL_TIMEOUT = 25.0
 T = TypeVar("T")
-# A poll that changes nothing (same status and progress) is logged at INFO at most this often,
-# at DEBUG otherwise: a report queued for hours still shows in the task log that it is being
-# watched, without one line per poll (formatting a line costs ~65 us, a tenth of a poll).
-QUIET_POLL_LOG_INTERVAL = 300.0
 # Sleeps of COALESCE_FROM seconds or more end on a shared grid of the event loop's clock, so that
 # thousands of triggers, each on its own schedule, wake the loop together in batches rather than
 # one by one (each wake-up costs a pass of the loop and a system call): about a third less CPU per
@@ -146,8 +143,7 @@ class ReportStatusTrigger(BaseTrigger):
                 max_consecutive_errors=self.max_consecutive_errors,
                 expected_run_time=self.expected_run_time,
             )
-            logged: tuple[str, int | None] | None = None  # (status, progress) last logged at INFO
-            logged_at = 0.0
+            quiet = PollLog()
             while True:
                 outcome = waiter.before_poll(time.time())
                 if outcome is None:
@@ -155,16 +151,8 @@ class ReportStatusTrigger(BaseTrigger):
                     if isinstance(step, PollAgain):
                         if step.warning:
                             self.log.warning("%s", step.warning)
-                        now = time.monotonic()
-                        seen = waiter.last if waiter.consecutive_errors == 0 else None
-                        state = (seen.status, seen.progress) if seen is not None else None
-                        # Failed polls, a new status or progress, and a line every few minutes at
-                        # INFO; polls that only say "still the same" at DEBUG.
-                        if state is None or state != logged or now - logged_at >= QUIET_POLL_LOG_INTERVAL:
-                            self.log.info("%s; next poll in %.1fs", step.line, step.seconds)
-                            logged, logged_at = state, now
-                        else:
-                            self.log.debug("%s; next poll in %.1fs", step.line, step.seconds)
+                        level = quiet.level(waiter.state, time.monotonic())
+                        self.log.log(level, "%s; next poll in %.1fs", step.line, step.seconds)
                         await asyncio.sleep(_on_grid(step.seconds, self.deadline))
                         continue
                     outcome = step

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from datetime import datetime, timezone
 
@@ -17,16 +18,19 @@ from airflow_provider_canvas_reports.canvas.polling import (
     ERROR,
     FAILURE,
     PRIOR_FLOOR,
+    QUIET_POLL_LOG_INTERVAL,
     SUCCESS,
     TIMEOUT,
     Estimate,
     Outcome,
     PollAgain,
+    PollLog,
     PollPolicy,
     PreviousRun,
     ProgressTracker,
     Waiter,
     describe_duration,
+    poll_log_level,
     previous_run,
     sleep_for,
 )
@@ -326,6 +330,65 @@ class TestWaiter:
         assert "2 polls" in summary
         assert "1 failed polls tolerated" in summary
         assert "13s" in summary
+
+
+INFO, DEBUG = logging.INFO, logging.DEBUG
+QUEUED = ("created", 0)
+
+
+class TestPollLogLevel:
+    def test_the_first_line_is_info(self):
+        assert poll_log_level(QUEUED, None, None, 0.0) == INFO
+
+    def test_the_same_state_again_is_debug_until_the_interval_has_passed(self):
+        assert poll_log_level(QUEUED, QUEUED, 100.0, 101.0) == DEBUG
+        assert poll_log_level(QUEUED, QUEUED, 100.0, 100.0 + QUIET_POLL_LOG_INTERVAL - 0.001) == DEBUG
+        assert poll_log_level(QUEUED, QUEUED, 100.0, 100.0 + QUIET_POLL_LOG_INTERVAL) == INFO
+
+    @pytest.mark.parametrize("seen", [("running", 0), ("created", 5), ("created", None)])
+    def test_a_new_status_or_progress_is_info(self, seen):
+        assert poll_log_level(seen, QUEUED, 100.0, 101.0) == INFO
+
+    def test_a_failed_poll_is_always_info(self):
+        assert poll_log_level(None, None, 100.0, 101.0) == INFO
+
+    def test_the_interval_can_be_given(self):
+        assert poll_log_level(QUEUED, QUEUED, 100.0, 105.0, every=5.0) == INFO
+
+
+class TestPollLog:
+    def test_remembers_only_info_lines(self):
+        quiet = PollLog()
+        levels = [
+            quiet.level(seen, now)
+            for seen, now in [
+                (QUEUED, 0.0),  # first
+                (QUEUED, 10.0),
+                (QUEUED, QUIET_POLL_LOG_INTERVAL - 1),  # counted from the INFO line at 0, not from 10
+                (QUEUED, QUIET_POLL_LOG_INTERVAL),
+                (None, QUIET_POLL_LOG_INTERVAL + 1),  # failed
+                (QUEUED, QUIET_POLL_LOG_INTERVAL + 2),  # back after a failure
+                (("running", 10), QUIET_POLL_LOG_INTERVAL + 3),
+                (("running", 10), QUIET_POLL_LOG_INTERVAL + 4),
+            ]
+        ]
+        assert levels == [INFO, DEBUG, DEBUG, INFO, INFO, INFO, INFO, DEBUG]
+
+    def test_fed_by_the_waiter_state(self):
+        waiter = Waiter(
+            PollPolicy(1.0, adaptive=False),
+            report_type="provisioning_csv",
+            report_id=7,
+            started_at=T0,
+            deadline=None,
+        )
+        assert waiter.state is None
+        waiter.seen(report("running", 40), T0)
+        assert waiter.state == ("running", 40)
+        waiter.failed(CanvasRetryExhaustedError("x"), T0 + 1)
+        assert waiter.state is None  # a failed poll is not "the same state again"
+        waiter.seen(report("running", 40), T0 + 2)
+        assert waiter.state == ("running", 40)
 
 
 def test_describe_duration():

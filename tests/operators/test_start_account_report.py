@@ -22,8 +22,13 @@ from airflow_provider_canvas_reports.canvas.errors import (
     ReportFailedError,
     UnknownReportError,
 )
+from airflow_provider_canvas_reports.canvas.polling import PollPolicy, Waiter
 from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
-from airflow_provider_canvas_reports.operators._common import ReportWaitError, ReportWaitTimeoutError
+from airflow_provider_canvas_reports.operators._common import (
+    ReportWaitError,
+    ReportWaitTimeoutError,
+    wait_in_worker,
+)
 from airflow_provider_canvas_reports.operators.reports import STATE_KEY, StartAccountReportOperator
 from airflow_provider_canvas_reports.simulator import CanvasSimulator, Fault, SimulatorConfig
 from airflow_provider_canvas_reports.triggers.reports import ReportStatusTrigger
@@ -238,6 +243,45 @@ class TestWait:
         report_id = context["ti"].xcoms["report_id"]
         assert canvas.reports[report_id].status == "deleted"
         assert canvas.counters.requests["delete"] == 1
+
+    def test_in_the_worker_polls_that_change_nothing_are_not_logged_at_info(
+        self, canvas: CanvasSimulator, capsys: pytest.CaptureFixture[str]
+    ):
+        canvas.script_report(REPORT, "stuck_created")
+        context = make_context()
+        with pytest.raises(ReportWaitTimeoutError):
+            operator(wait_for_completion=True, timeout=1, adaptive_polling=False).execute(context)
+        assert canvas.counters.status_polls[context["ti"].xcoms["report_id"]] >= 4
+        # The start's answer says where the report stands; the same answer again is DEBUG only.
+        logged = [line for line in capsys.readouterr().out.splitlines() if "next poll in" in line]
+        assert len(logged) == 1
+        assert "status=created" in logged[0]
+
+    @pytest.mark.simulator(queue_seconds=0.6)
+    def test_in_the_worker_a_repeated_state_goes_to_debug_and_a_change_to_info(
+        self, canvas: CanvasSimulator, caplog: pytest.LogCaptureFixture
+    ):
+        # The wait itself with a plain logger, to see each line's level (the task logger drops DEBUG).
+        hook = CanvasHook()
+        first = hook.start_report(REPORT, {"users": True})
+        started = time.time()
+        waiter = Waiter(
+            PollPolicy(0.1, adaptive=False),
+            report_type=REPORT,
+            report_id=first.id,
+            started_at=started,
+            deadline=started + 30,
+        )
+        log = logging.getLogger("tests.wait_in_worker")
+        with caplog.at_level(logging.DEBUG, logger=log.name):
+            payload = wait_in_worker(hook, waiter, hook.account(None), log, first=first)
+        assert payload["status"] == "success"
+        lines = [(r.levelno, r.getMessage()) for r in caplog.records if "next poll in" in r.getMessage()]
+        queued = [level for level, line in lines if "status=created" in line]
+        assert len(queued) >= 3
+        assert queued == [logging.INFO] + [logging.DEBUG] * (len(queued) - 1)
+        running = [level for level, line in lines if "status=running" in line]
+        assert running[0] == logging.INFO  # the status changed
 
     def test_on_kill_while_waiting_in_the_worker_aborts(self, canvas: CanvasSimulator):
         canvas.script_report(REPORT, "stuck_running")

@@ -205,6 +205,17 @@ class TestPokeMode:
             sensor(report_id, timeout=0.6, poke_interval=0.2, soft_fail=True).execute(context)
         assert canvas.reports[report_id].status == "deleted"
 
+    def test_pokes_that_change_nothing_are_not_logged_at_info(
+        self, canvas: CanvasSimulator, context, capsys: pytest.CaptureFixture[str]
+    ):
+        report_id = start(canvas, "stuck_created")
+        with pytest.raises(AirflowSensorTimeout):
+            sensor(report_id, timeout=1, adaptive_polling=False).execute(context)
+        assert canvas.counters.status_polls[report_id] >= 4
+        # The first poke says where the report stands; the same answer again is DEBUG only.
+        logged = [line for line in capsys.readouterr().out.splitlines() if "status=created" in line]
+        assert len(logged) == 1
+
     @pytest.mark.parametrize("fate", ["error", "aborted_by_other", "deleted_by_other"])
     def test_failed_reports_fail(self, canvas: CanvasSimulator, context, fate):
         report_id = start(canvas, fate)
