@@ -1,4 +1,5 @@
-"""Canvas URLs: the base URL rules, the account-reports paths and redirect decisions."""
+"""Canvas URLs: the base URL rules, the account-reports paths, redirect decisions, and what of a
+URL a log may show."""
 
 from __future__ import annotations
 
@@ -68,11 +69,18 @@ def base_url(host: str | None, *, allow_http: bool = False) -> str:
     return f"{scheme}://{netloc}{path}"
 
 
-def origin(url: str) -> tuple[str, str, int | None]:
+Origin = tuple[str, str, int | None]  # scheme, host, port (the default port filled in)
+
+
+def origin(url: str) -> Origin:
     parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    port = parts.port or {"https": 443, "http": 80}.get(scheme)
-    return scheme, (parts.hostname or "").lower(), port
+    return origin_of(parts.scheme, parts.hostname, parts.port)
+
+
+def origin_of(scheme: str, host: str | None, port: int | None) -> Origin:
+    """An origin from its parts, as `origin` gives it (IPv6 hosts without brackets)."""
+    scheme = scheme.lower()
+    return scheme, (host or "").lower().strip("[]"), port or {"https": 443, "http": 80}.get(scheme)
 
 
 def same_origin(url: str, other: str) -> bool:
@@ -187,3 +195,19 @@ def redact_url(url: str) -> str:
     except ValueError:
         port = ""
     return f"{parts.scheme}://{host}{port}"
+
+
+def loggable_target(target: str, *, on_canvas: bool) -> str:
+    """A request target (a path and query, or a whole URL) fit for a DEBUG request line.
+
+    Query strings are always cut: presigned store URLs are signed there. The path stays only on
+    the Canvas origin, whose API and file routes name accounts, reports and ids, and no secret;
+    elsewhere (the files host, the store) it is hidden, because signed tickets and inst-fs tokens
+    live in paths.
+    """
+    if on_canvas:
+        path, query, _ = target.partition("?")
+        return path + "?..." if query else path
+    if "://" in target:
+        return redact_url(target) + "/..."
+    return "/..."

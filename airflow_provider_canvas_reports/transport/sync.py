@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,6 +17,7 @@ import urllib3
 from airflow_provider_canvas_reports.canvas import api
 from airflow_provider_canvas_reports.canvas.api import Call
 from airflow_provider_canvas_reports.canvas.download import ChunkChecker, Opened, OpenHop, Ready, open_chain
+from airflow_provider_canvas_reports.canvas.endpoints import Origin, loggable_target, origin, origin_of
 from airflow_provider_canvas_reports.canvas.errors import CanvasError, DownloadError
 from airflow_provider_canvas_reports.canvas.exchange import (
     MAX_ERROR_BODY,
@@ -45,25 +47,63 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-class _CutQueryStrings(logging.Filter):
-    """urllib3 logs every request line at DEBUG, query string included.
+# urllib3's request line (1.26 and 2.x): scheme, host, port, method, target, HTTP version, status, size.
+_REQUEST_LINE = '%s://%s:%s "%s %s %s" %s %s'
+# The Canvas origin of the transport whose request is under way in this thread or task, if any:
+# urllib3 logs the request line before the call returns.
+_CANVAS_ORIGIN: ContextVar[Origin | None] = ContextVar("canvas_origin", default=None)
 
-    Presigned store URLs carry their signature in the query string, so it is cut before any
-    handler sees the line. (Headers, and so the token, are never in these lines.)
+
+@contextmanager
+def _requests_for(canvas: Origin) -> Iterator[None]:
+    token = _CANVAS_ORIGIN.set(canvas)
+    try:
+        yield
+    finally:
+        _CANVAS_ORIGIN.reset(token)
+
+
+class _RedactRequestLines(logging.Filter):
+    """urllib3 logs every request line at DEBUG, path and query string included.
+
+    Presigned store URLs carry their signature in the query string and the files host its signed
+    ticket in the path: the target is cut to what `loggable_target` allows before any handler sees
+    the line (the path stays only on the Canvas origin of the transport making the request). Other
+    records naming a URL are treated as off Canvas. Headers, and so the token, are never in these
+    lines.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
+        args = record.args
+        if not isinstance(args, tuple):
+            return True
+        if record.msg == _REQUEST_LINE and len(args) == 8:
+            scheme, host, port, method, target, *rest = args
+            on_canvas = (
+                origin_of(str(scheme), str(host), port if isinstance(port, int) else None)
+                == _CANVAS_ORIGIN.get()
+            )
+            record.args = (
+                scheme,
+                host,
+                port,
+                method,
+                loggable_target(str(target), on_canvas=on_canvas),
+                *rest,
+            )
+        else:
             record.args = tuple(
-                arg.split("?", 1)[0] + "?..." if isinstance(arg, str) and "?" in arg else arg
-                for arg in record.args
+                loggable_target(arg, on_canvas=False)
+                if isinstance(arg, str) and (arg.startswith("/") or "://" in arg or "?" in arg)
+                else arg
+                for arg in args
             )
         return True
 
 
 _URLLIB3_LOG = logging.getLogger("urllib3.connectionpool")
-if not any(isinstance(f, _CutQueryStrings) for f in _URLLIB3_LOG.filters):
-    _URLLIB3_LOG.addFilter(_CutQueryStrings())
+if not any(isinstance(f, _RedactRequestLines) for f in _URLLIB3_LOG.filters):
+    _URLLIB3_LOG.addFilter(_RedactRequestLines())
 
 
 def classify(exc: requests.RequestException) -> Failure:
@@ -162,6 +202,7 @@ class SyncTransport:
         # allow_redirects=False, requests peeks at the next hop and raises TooManyRedirects on any 3xx.
         self.pacer = Pacer()
         self._secrets = (settings.token,)
+        self._origin = origin(settings.base_url)
 
     @property
     def _timeout(self) -> tuple[float, float]:
@@ -172,16 +213,17 @@ class SyncTransport:
 
     def _send(self, request: ApiRequest) -> Received | Failed:
         try:
-            resp = self.session.request(
-                request.method,
-                self.settings.url(request.path),
-                params=list(request.query) or None,
-                data=list(request.form) or None,
-                headers={**self.settings.auth_headers, "Accept": "application/json"},
-                timeout=self._timeout,
-                allow_redirects=False,
-                stream=True,
-            )
+            with _requests_for(self._origin):
+                resp = self.session.request(
+                    request.method,
+                    self.settings.url(request.path),
+                    params=list(request.query) or None,
+                    data=list(request.form) or None,
+                    headers={**self.settings.auth_headers, "Accept": "application/json"},
+                    timeout=self._timeout,
+                    allow_redirects=False,
+                    stream=True,
+                )
         except requests.RequestException as exc:
             return Failed(classify(exc))
         try:
@@ -237,9 +279,14 @@ class SyncTransport:
             if step.hop.send_auth:
                 headers.update(self.settings.auth_headers)
             try:
-                resp = self.session.get(
-                    step.hop.url, headers=headers, stream=True, allow_redirects=False, timeout=self._timeout
-                )
+                with _requests_for(self._origin):
+                    resp = self.session.get(
+                        step.hop.url,
+                        headers=headers,
+                        stream=True,
+                        allow_redirects=False,
+                        timeout=self._timeout,
+                    )
             except (requests.exceptions.InvalidURL, ValueError):
                 # requests parses a redirect's Location even when not following it.
                 raise DownloadError(

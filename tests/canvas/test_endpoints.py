@@ -16,8 +16,10 @@ from airflow_provider_canvas_reports.canvas.endpoints import (
     base_url,
     first_hop,
     is_loopback,
+    loggable_target,
     next_hop,
     origin,
+    origin_of,
     redact_url,
     report_id_segment,
     report_path,
@@ -268,6 +270,15 @@ def test_origin_fills_default_ports():
 
 
 @pytest.mark.parametrize(
+    "url", ["https://A.example.com/x", "http://127.0.0.1:8901/", "https://[::1]:8443/", "HTTP://[::1]/"]
+)
+def test_origin_of_its_parts_is_the_urls(url):
+    # urllib3 names a pool by scheme, host (IPv6 without brackets) and port.
+    scheme, host, port = origin(url)
+    assert origin_of(scheme.upper(), f"[{host}]" if ":" in host else host.upper(), port) == origin(url)
+
+
+@pytest.mark.parametrize(
     ("a", "b", "expected"),
     [
         (BASE, f"{BASE}/accounts/1", True),
@@ -442,3 +453,36 @@ def test_redact_url_keeps_only_scheme_and_host(url, expected):
     assert redacted == expected
     assert "?" not in redacted
     assert "Signature" not in redacted
+
+
+# --------------------------------------------------------------------------- loggable_target
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        (
+            "/api/v1/accounts/self/reports/provisioning_csv/7",
+            "/api/v1/accounts/self/reports/provisioning_csv/7",
+        ),
+        ("/api/v1/accounts/self/reports?per_page=100&page=2", "/api/v1/accounts/self/reports?..."),
+        ("/accounts/1/files/2/download?verifier=abc", "/accounts/1/files/2/download?..."),
+    ],
+)
+def test_loggable_target_on_canvas_keeps_the_path_and_cuts_the_query(target, expected):
+    assert loggable_target(target, on_canvas=True) == expected
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/files/9/1767225600-5f3ac0ffee", "/..."),
+        ("/objects/9?X-Amz-Signature=deadbeef&X-Amz-Credential=k", "/..."),
+        ("/location/eyJhbGciOiJIUzUxMiJ9.e30.sig?download=1", "/..."),
+        (STORE, "https://instfs.example.com/..."),
+        ("http://127.0.0.1:8901/files/9/1767225600-5f3ac0ffee", "http://127.0.0.1:8901/..."),
+    ],
+)
+def test_loggable_target_elsewhere_hides_the_path(target, expected):
+    # The files host's signed ticket and inst-fs tokens live in paths, presigned signatures in queries.
+    assert loggable_target(target, on_canvas=False) == expected

@@ -21,11 +21,13 @@ attachment URL's ``verifier``; and the presigned query parameter names themselve
 host and the store must also have received no Authorization header.
 
 A download that gives up on the files host must not name its signed path (found by this suite,
-fixed in 800d078); one third-party leak is pinned as it is (urllib3's DEBUG request lines).
+fixed in 800d078); nor may urllib3's DEBUG request lines (the transport cuts them: see
+test_urllib3_debug_lines...).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -43,6 +45,7 @@ from airflow.sdk import DAG
 from canvas_harness import REPORT, Sim, listing, run_dag, run_task, simulator
 
 from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
+from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
 from airflow_provider_canvas_reports.operators.download import DownloadReportOperator
 from airflow_provider_canvas_reports.operators.reports import StartAccountReportOperator
 from airflow_provider_canvas_reports.sensors.reports import ReportCompleteSensor
@@ -55,8 +58,8 @@ TOKEN = "tok-SECRET-" + token_hex(16)
 POLICY = RetryPolicy(max_attempts=2, base_delay=0.05, max_delay=0.1, max_elapsed=10, read_timeout=5)
 REPORT_ID = "{{ ti.xcom_pull(task_ids='start', key='report_id') }}"
 PARAMETER_NAMES = ("X-Amz-Signature", "X-Amz-Credential", "X-Amz-Algorithm")
-# Third-party DEBUG loggers that print request lines verbatim (see test_urllib3_debug_lines...).
-REQUEST_LINE_LOGGERS = frozenset({"urllib3.connectionpool"})
+# The third-party DEBUG logger that prints request lines (see test_urllib3_debug_lines...).
+REQUEST_LINE_LOGGER = "urllib3.connectionpool"
 
 
 @dataclass
@@ -135,8 +138,6 @@ def everything(
 def scan_records(secrets: Secrets, records: list[logging.LogRecord]) -> list[tuple[str, str]]:
     leaks = []
     for record in records:
-        if record.name in REQUEST_LINE_LOGGERS:
-            continue
         text = record.getMessage()
         if record.exc_info and record.exc_info[1] is not None:
             text += " " + repr(record.exc_info[1]) + " " + str(record.exc_info[1])
@@ -148,8 +149,7 @@ def scan_records(secrets: Secrets, records: list[logging.LogRecord]) -> list[tup
 
 
 def scan_printed(secrets: Secrets, printed: str) -> list[str]:
-    lines = [line for line in printed.splitlines() if "urllib3.connectionpool" not in line]
-    return secrets.found_in("\n".join(lines))
+    return secrets.found_in(printed)
 
 
 def scan_airflow_home(secrets: Secrets) -> dict[str, list[str]]:
@@ -318,10 +318,12 @@ def test_no_files_host_signature_in_a_failed_download(
 def test_urllib3_debug_lines_carry_neither_presigned_queries_nor_the_token(
     secrets: Secrets, everything: Any, tmp_path: Path
 ) -> None:
-    """At DEBUG, urllib3 logs each request line; the transport cuts their query strings.
+    """At DEBUG, urllib3 logs each request line; the transport cuts them to what may be shown.
 
-    Presigned store URLs (short-lived credentials) would otherwise reach a DEBUG task log. Headers
-    are never logged, so the token is not among them either.
+    Presigned store URLs (query strings) and the files host's signed ticket (its path) are
+    short-lived credentials that would otherwise reach a DEBUG task log: off the Canvas origin
+    only the origin, method, status and size remain. Headers are never logged, so the token is
+    not among them either.
     """
     start = run_task(StartAccountReportOperator(task_id="start", report=REPORT, parameters={"users": True},
                                                 canvas_retry_policy=POLICY, wait_for_completion=True,
@@ -330,7 +332,39 @@ def test_urllib3_debug_lines_carry_neither_presigned_queries_nor_the_token(
                                            destination=(tmp_path / "lake").as_uri(), canvas_retry_policy=POLICY))  # fmt: skip
     assert land.error is None, land.message
     records, _ = everything()
-    lines = " ".join(r.getMessage() for r in records if r.name in REQUEST_LINE_LOGGERS)
-    assert '"GET /objects/' in lines  # the request lines are there, cut short
-    assert "X-Amz-Signature=" not in lines
-    assert TOKEN not in lines
+    lines = [r.getMessage() for r in records if r.name == REQUEST_LINE_LOGGER]
+    canvas = secrets.sim.url
+    # Canvas's own requests keep their paths (not their queries) ...
+    assert any(line.startswith(f'{canvas} "GET /api/v1/accounts/self/reports/{REPORT}/') for line in lines)
+    assert any(line.startswith(f'{canvas} "GET /accounts/') and "/download" in line for line in lines)
+    # ... no signature of the files host (its path) or of the store (its query) is left ...
+    assert len(secrets.signatures) >= 3  # the files host's ticket and the store's two values
+    assert secrets.found_in(" ".join(lines)) == []
+    # ... and their hops are still there, with neither path nor query.
+    hidden = [line for line in lines if '"GET /... HTTP' in line and not line.startswith(canvas)]
+    assert len({line.split(" ", 1)[0] for line in hidden}) == 2, lines
+
+
+def test_the_async_download_logs_no_link_credential_at_debug(secrets: Secrets, everything: Any) -> None:
+    """The async transport (aiohttp) follows the same redirect chain; aiohttp's client logs no
+    request lines and ours logs no URL, so nothing at DEBUG names a hop's path or query."""
+    start = run_task(StartAccountReportOperator(task_id="start", report=REPORT, parameters={"users": True},
+                                                canvas_retry_policy=POLICY, wait_for_completion=True,
+                                                deferrable=False, poll_interval=0.1))  # fmt: skip
+    assert start.error is None, start.message
+    everything()  # the sync start and wait above are the other tests' subject
+
+    async def download() -> int:
+        from airflow_provider_canvas_reports.canvas.report import Report
+        from airflow_provider_canvas_reports.transport.aio import hold_shared_sessions
+
+        async with hold_shared_sessions():
+            hook = CanvasHook(retry_policy=POLICY)
+            async with await hook.aopen_report_file(Report.from_json(start.result)) as opened:
+                return sum([len(chunk) async for chunk in opened.chunks])
+
+    assert asyncio.run(download()) == start.result["attachment"]["size"]
+    assert len(secrets.signatures) >= 3  # the chain was walked: the files host's ticket, the store's values
+    records, printed = everything()
+    assert scan_records(secrets, records) == []
+    assert scan_printed(secrets, printed) == []
