@@ -252,16 +252,17 @@ class StubTaskInstance:
     map_index = -1
     try_number = 1
 
-    def __init__(self, task_id: str) -> None:
+    def __init__(self, task_id: str, map_index: int = -1) -> None:
         self.task_id = task_id
+        self.map_index = map_index
 
     def xcom_push(self, key: str, value: Any) -> None:
         pass
 
 
-def task_context(task_id: str) -> dict[str, Any]:
+def task_context(task_id: str, map_index: int = -1) -> dict[str, Any]:
     """A minimal task context: what the provider's operators use of it."""
-    return {"ti": StubTaskInstance(task_id)}
+    return {"ti": StubTaskInstance(task_id, map_index)}
 
 
 def wait_complete(hook: Any, report: str, report_id: int, timeout: float = 1800.0) -> Any:

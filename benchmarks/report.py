@@ -99,18 +99,26 @@ def rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
                 ]
             )
     if d := results.get("one_token"):
-        p, r = d["provider"], d["reference"]
-        out.append(
-            [
-                f"5. {d['reports']} reports at once on one token",
-                f"{p['failed']} failed; {p['throttled']}/{p['requests']} throttled ({p['throttled_share']:.1%})",
-                f"requests + Retry-After: {r['failed']} failed; {r['throttled']}/{r['requests']} "
-                f"({r['throttled_share']:.1%})",
-                "",
-                "0 failed, <= 5% throttled",
-                _ok(d["met"]),
-            ]
+        r = d["reference"]
+        reference = (
+            f"requests + Retry-After: {r['failed']} failed; {r['throttled']}/{r['requests']} "
+            f"({r['throttled_share']:.1%})"
         )
+        for key, met, shape in (
+            ("provider", "met", "one mapped task's instances"),
+            ("provider_unmapped", "met_unmapped", "separate tasks released in the same instant"),
+        ):
+            p = d[key]
+            out.append(
+                [
+                    f"5. {d['reports']} reports at once on one token: {shape}",
+                    f"{p['failed']} failed; {p['throttled']}/{p['requests']} throttled ({p['throttled_share']:.1%})",
+                    reference,
+                    "",
+                    "0 failed, <= 5% throttled",
+                    _ok(d[met]),
+                ]
+            )
     if d := results.get("imports"):
         lazy = "none" if not d["task_only_loaded"] else ", ".join(d["task_only_loaded"])
         out.append(
@@ -173,22 +181,23 @@ def details(results: dict[str, dict[str, Any]]) -> list[str]:
         p, r = d["provider"], d["reference"]
         lines.append(
             f"- One token (Canvas latency {d['latency_s']} s per request, reports run {d['run_seconds']:g} s, "
-            f"poll_interval {d['poll_interval_s']:g} s): provider {p['available']} `available` (parameter "
-            f"validation), {p['starts']} starts, {p['status_polls']} status polls in {p['seconds']} s; reference "
-            f"{r['starts']} starts, {r['status_polls']} status polls in {r['seconds']} s."
-            + (f" Provider failures: {p['failures']}." if p["failures"] else "")
+            f"poll_interval {d['poll_interval_s']:g} s, a fresh simulator per run): provider (mapped) "
+            f"{p['available']} `available` (parameter validation), {p['starts']} starts, {p['status_polls']} "
+            f"status polls in {p['seconds']} s; reference {r['starts']} starts, {r['status_polls']} status polls "
+            f"in {r['seconds']} s." + (f" Provider failures: {p['failures']}." if p["failures"] else "")
         )
-        if first := p.get("phases", {}).get("first_second"):
-            lines.append(
-                f"- One token, provider: {first['throttled']} of its {p['throttled']} refusals came in the first "
-                f"second, the first requests of workers released together against a bucket that admits ~14."
-            )
+        for key, label in (("provider", "mapped"), ("provider_unmapped", "unmapped")):
+            if first := d[key].get("phases", {}).get("first_second"):
+                lines.append(
+                    f"- One token, provider ({label}): {first['throttled']} of its {d[key]['throttled']} "
+                    f"refusals came in the first second ({first['requests']} requests then)."
+                )
         if s := d.get("provider_jittered"):
             lines.append(
-                f"- One token, the provider with `start_jitter={d['start_jitter_s']:g}` (its 50 starts spread "
-                f"over that many seconds): {s['failed']} failed; {s['throttled']}/{s['requests']} requests throttled "
-                f"({s['throttled_share']:.1%}); {s['available']} `available`, {s['starts']} starts, "
-                f"{s['status_polls']} status polls."
+                f"- One token, unmapped with `start_jitter={d['start_jitter_s']:g}` (the 50 starts spread "
+                f"over that many seconds at random): {s['failed']} failed; {s['throttled']}/{s['requests']} "
+                f"requests throttled ({s['throttled_share']:.1%}); {s['available']} `available`, "
+                f"{s['starts']} starts, {s['status_polls']} status polls."
             )
     if d := results.get("imports"):
         heavy = ", ".join(f"{name} {ms} ms ({why})" for name, ms, why in d["heaviest"][:6])

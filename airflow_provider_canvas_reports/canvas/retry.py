@@ -173,6 +173,24 @@ def decide(policy: RetryPolicy, attempt: Attempt, rng: random.Random | None = No
     return Retry(delay=delay, reason=_describe(attempt))
 
 
+# Mapped start tasks (``.expand()``) are released together, and Canvas lets only about 14 requests
+# per token be in flight (50 units each of a 700-unit bucket): each task waits its map index times
+# a spacing, so their first requests reach the bucket a few at a time. The order repeats every
+# STAGGER_CYCLE indexes, so no task waits more than STAGGER_CYCLE spacings.
+STAGGER_CYCLE = 50
+
+
+def start_delay(
+    map_index: int | None, spacing: float, jitter: float, rng: random.Random | None = None
+) -> float:
+    """Seconds a start task waits before its first request: its place among mapped tasks plus jitter.
+
+    An unmapped task (map index None or -1) is not spaced; `jitter` adds a random 0 to `jitter`.
+    """
+    place = map_index % STAGGER_CYCLE if map_index is not None and map_index > 0 else 0
+    return place * spacing + (jitter * (rng or random).random() if jitter > 0 else 0.0)
+
+
 def pace(policy: RetryPolicy, headers: Mapping[str, str] | None) -> float:
     """Seconds to wait before the next request on this token, from the bucket level Canvas reports."""
     remaining = rate_limit_remaining(headers)

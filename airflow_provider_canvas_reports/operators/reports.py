@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -112,10 +111,14 @@ class StartAccountReportOperator(BaseOperator):
     :param lost_start_rechecks: pauses (seconds) between further looks in the report index after a
         start whose answer was lost and which the first look did not find (Canvas may still be
         handling it); then the try fails without starting another report.
-    :param start_jitter: wait a random 0 to ``start_jitter`` seconds before the first request to
-        Canvas (default 0: none). Canvas's throttle admits about 14 requests at once per token, so
-        many start tasks on one token released in the same instant (a nightly schedule) have most
-        of their first requests refused; a few seconds spread them out (see BENCHMARKS.md).
+    :param start_spacing: a mapped task instance (``.expand()``) waits ``map_index`` times this
+        (seconds or timedelta, default 0.1 s; the index counted modulo 50, so at most 4.9 s) before
+        its first request to Canvas. Canvas's throttle admits about 14 requests at once per token:
+        mapped tasks released together would otherwise send most of their first requests into a
+        full bucket. Unmapped tasks never wait for it; 0 turns it off.
+    :param start_jitter: wait a further random 0 to ``start_jitter`` seconds before the first
+        request (default 0: none), for many *unmapped* start tasks on one token released in the
+        same instant (see BENCHMARKS.md).
     """
 
     template_fields: Sequence[str] = ("report", "parameters", "account_id")
@@ -143,6 +146,7 @@ class StartAccountReportOperator(BaseOperator):
         canvas_retry_policy: RetryPolicy | None = None,
         lost_start_rechecks: Sequence[float] = LOST_START_RECHECKS,
         start_jitter: timedelta | float = 0.0,
+        start_spacing: timedelta | float = 0.1,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -157,11 +161,8 @@ class StartAccountReportOperator(BaseOperator):
         self.canvas_retry_policy = canvas_retry_policy
         self.lost_start_rechecks = tuple(float(pause) for pause in lost_start_rechecks)
         self.expected_run_time = expected_run_time
-        self.start_jitter = (
-            start_jitter.total_seconds() if isinstance(start_jitter, timedelta) else float(start_jitter)
-        )
-        if not self.start_jitter >= 0:
-            raise ValueError(f"start_jitter must be a duration of 0 or more, not {start_jitter!r}")
+        self.start_jitter = _pause_seconds(start_jitter, "start_jitter")
+        self.start_spacing = _pause_seconds(start_spacing, "start_spacing")
         self.wait = WaitSettings(
             policy=PollPolicy(
                 seconds(poll_interval, name="poll_interval", default=60.0),
@@ -192,10 +193,7 @@ class StartAccountReportOperator(BaseOperator):
         store = _state_store(context)
         saved, store_ok = _store_get(store, self.log)
 
-        if self.start_jitter:
-            pause = random.uniform(0.0, self.start_jitter)
-            self.log.info("Waiting %.1fs (start_jitter) before the first request to Canvas.", pause)
-            time.sleep(pause)
+        self._pause_before_first_request(context)
         report = self._resume_from_saved(saved, hook, account, sent)
         if report is None:
             if self.validate_parameters:
@@ -212,6 +210,22 @@ class StartAccountReportOperator(BaseOperator):
         if not self.wait_for_completion:
             return report.as_json()
         return self._wait(hook, account, report)
+
+    def _pause_before_first_request(self, context: Context) -> None:
+        from airflow_provider_canvas_reports.canvas.retry import start_delay
+
+        map_index = getattr(context.get("ti"), "map_index", None)
+        pause = start_delay(map_index, self.start_spacing, self.start_jitter)
+        if pause > 0:
+            self.log.info(
+                "Waiting %.2fs before the first request to Canvas (map index %s, start_spacing %gs, "
+                "start_jitter %gs).",
+                pause,
+                map_index,
+                self.start_spacing,
+                self.start_jitter,
+            )
+            time.sleep(pause)
 
     def _start(self, hook: CanvasHook, account: str, sent: dict[str, Any]) -> Report:
         from airflow_provider_canvas_reports.canvas.errors import StartOutcomeUnknownError
@@ -409,6 +423,13 @@ class StartAccountReportOperator(BaseOperator):
 
 
 # -- task state helpers (task_state_store exists from Airflow 3.3) ----------------------------
+def _pause_seconds(value: timedelta | float, name: str) -> float:
+    pause = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if not pause >= 0:
+        raise ValueError(f"{name} must be a duration of 0 or more, not {value!r}")
+    return pause
+
+
 def _state_store(context: Context) -> Any:
     return context.get("task_state_store")  # type: ignore[misc]
 

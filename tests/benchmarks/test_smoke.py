@@ -95,3 +95,16 @@ def test_a_missing_reference_is_said(runs: dict[str, dict[str, Any]], name: str,
         assert f"{tool} is not installed" not in runs[name]["stdout"]
     else:
         assert f"{tool} is not installed" in runs[name]["stdout"]
+
+
+def test_the_results_table_renders_from_every_benchmarks_figures(runs: dict[str, dict[str, Any]]) -> None:
+    """scripts/bench.sh writes BENCHMARKS.md's table with benchmarks/report.py: it must read what they emit."""
+    from benchmarks.report import render
+
+    results = {bench: item for run in runs.values() for bench, item in run["results"].items()}
+    table = render(results, {"commit": "smoke"})
+    assert "**Smoke sizes" in table
+    for goal in ("1. Download", "2. Peak RSS", "3. RSS per waiting trigger", "4. Status requests", "6. DAG parse"):
+        assert f"| {goal}" in table
+    assert "one mapped task's instances" in table
+    assert "separate tasks released in the same instant" in table

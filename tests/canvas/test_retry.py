@@ -22,6 +22,7 @@ from airflow_provider_canvas_reports.canvas.retry import (
     pace,
     rate_limit_remaining,
     retry_after,
+    start_delay,
 )
 
 POLICY = RetryPolicy()
@@ -476,3 +477,17 @@ def test_pace_scales_with_policy():
 def test_pace_is_between_zero_and_pace_delay(remaining):
     delay = pace(POLICY, {"x-rate-limit-remaining": repr(remaining)})
     assert 0.0 <= delay <= POLICY.pace_delay
+
+
+@pytest.mark.parametrize(
+    ("map_index", "expected"),
+    [(None, 0.0), (-1, 0.0), (0, 0.0), (1, 0.1), (23, 2.3), (49, 4.9), (50, 0.0), (73, 2.3)],
+)
+def test_start_delay_spaces_mapped_tasks_by_index(map_index, expected):
+    assert start_delay(map_index, 0.1, 0.0) == pytest.approx(expected)
+
+
+def test_start_delay_adds_the_jitter_draw():
+    assert start_delay(None, 0.1, 5.0, FixedRandom(0.5)) == pytest.approx(2.5)
+    assert start_delay(3, 0.1, 5.0, FixedRandom(1.0)) == pytest.approx(5.3)
+    assert start_delay(3, 0.0, 0.0) == 0.0

@@ -39,8 +39,9 @@ REPORT = "provisioning_csv"
 class FakeTaskInstance:
     """The bits of Airflow's RuntimeTaskInstance the operator touches."""
 
-    def __init__(self, try_number: int = 1) -> None:
+    def __init__(self, try_number: int = 1, map_index: int = -1) -> None:
         self.try_number = try_number
+        self.map_index = map_index
         self.xcoms: dict[str, Any] = {}
 
     def xcom_push(self, key: str, value: Any) -> None:
@@ -68,9 +69,14 @@ class FakeDagRun:
         self.start_date = start_date
 
 
-def make_context(try_number: int = 1, store: FakeStateStore | None = None, run_start: datetime | None = None):
+def make_context(
+    try_number: int = 1,
+    store: FakeStateStore | None = None,
+    run_start: datetime | None = None,
+    map_index: int = -1,
+):
     context: dict[str, Any] = {
-        "ti": FakeTaskInstance(try_number),
+        "ti": FakeTaskInstance(try_number, map_index),
         "dag_run": FakeDagRun(run_start or datetime.now(timezone.utc) - timedelta(minutes=5)),
     }
     if store is not None:
@@ -164,19 +170,44 @@ class TestStart:
         with caplog.at_level(logging.INFO):
             result = task.execute(make_context())
         # The pause is drawn in [0, start_jitter] and said before the first request.
-        logged = caplog.text + capsys.readouterr().out
-        pause = re.search(r"Waiting (\d+\.\d)s \(start_jitter\) before the first request", logged)
-        assert pause is not None, logged
-        assert 0.0 <= float(pause[1]) <= 0.2
+        pause = _logged_pause(caplog.text + capsys.readouterr().out)
+        assert 0.0 <= pause <= 0.2
         assert canvas.counters.requests["available"] == 1
         assert canvas.counters.requests["start"] == 1
         assert canvas.counters.starts[REPORT] == 1
         assert result["status"] == "created"
 
+    def test_a_mapped_task_waits_its_place_before_the_first_request(
+        self, canvas: CanvasSimulator, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+    ):
+        task = operator(start_spacing=timedelta(seconds=0.05))
+        assert task.start_spacing == 0.05
+        started = time.monotonic()
+        with caplog.at_level(logging.INFO):
+            result = task.execute(make_context(map_index=3))
+        assert time.monotonic() - started >= 0.15
+        assert _logged_pause(caplog.text + capsys.readouterr().out) == pytest.approx(0.15)
+        assert canvas.counters.starts[REPORT] == 1
+        assert result["status"] == "created"
+
+    @pytest.mark.parametrize("map_index", [-1, 0])
+    def test_unmapped_and_first_mapped_tasks_do_not_wait(
+        self,
+        canvas: CanvasSimulator,
+        caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str],
+        map_index: int,
+    ):
+        with caplog.at_level(logging.INFO):
+            operator(start_spacing=60).execute(make_context(map_index=map_index))
+        assert "before the first request" not in caplog.text + capsys.readouterr().out
+        assert canvas.counters.starts[REPORT] == 1
+
+    @pytest.mark.parametrize("name", ["start_jitter", "start_spacing"])
     @pytest.mark.parametrize("bad", [-1, float("nan"), timedelta(seconds=-1)])
-    def test_start_jitter_must_not_be_negative(self, bad):
-        with pytest.raises(ValueError, match="start_jitter"):
-            operator(start_jitter=bad)
+    def test_start_pauses_must_not_be_negative(self, name, bad):
+        with pytest.raises(ValueError, match=f"{name} must be a duration of 0 or more"):
+            operator(**{name: bad})
 
     def test_templated_fields(self):
         task = operator(
@@ -555,3 +586,10 @@ class TestNoDuplicates:
         assert sum(canvas.counters.starts.values()) == 0
         # One look right away, then one after each pause: Canvas may still be handling the start.
         assert canvas.counters.requests["index"] == 3
+
+
+def _logged_pause(logged: str) -> float:
+    """The pause the operator said it takes before its first request to Canvas."""
+    found = re.search(r"Waiting (\d+\.\d+)s before the first request to Canvas", logged)
+    assert found is not None, logged
+    return float(found[1])
