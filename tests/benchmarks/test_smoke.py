@@ -104,7 +104,13 @@ def test_the_results_table_renders_from_every_benchmarks_figures(runs: dict[str,
     results = {bench: item for run in runs.values() for bench, item in run["results"].items()}
     table = render(results, {"commit": "smoke"})
     assert "**Smoke sizes" in table
-    for goal in ("1. Download", "2. Peak RSS", "3. RSS per waiting trigger", "4. Status requests", "6. DAG parse"):
+    for goal in (
+        "1. Download",
+        "2. Peak RSS",
+        "3. RSS per waiting trigger",
+        "4. Status requests",
+        "6. DAG parse",
+    ):
         assert f"| {goal}" in table
     assert "one mapped task's instances" in table
     assert "separate tasks released in the same instant" in table
