@@ -196,10 +196,12 @@ class StartAccountReportOperator(BaseOperator):
             pause = random.uniform(0.0, self.start_jitter)
             self.log.info("Waiting %.1fs (start_jitter) before the first request to Canvas.", pause)
             time.sleep(pause)
+        # The newest run of this report when the list was read: it may give the wait its prior.
+        last_run: Report | None = None
         report = self._resume_from_saved(saved, hook, account, sent)
         if report is None:
             if self.validate_parameters:
-                hook.validate_parameters(self.report, sent, account)
+                last_run = hook.validate_report(self.report, sent, account)[1].last_run
             # Without task_state_store (Airflow < 3.3) an earlier try may have started a report
             # before dying: look for it. With it, an earlier try's report would be in it.
             if _try_number(context) > 1 and not store_ok:
@@ -211,7 +213,7 @@ class StartAccountReportOperator(BaseOperator):
 
         if not self.wait_for_completion:
             return report.as_json()
-        return self._wait(hook, account, report)
+        return self._wait(hook, account, report, last_run=last_run)
 
     def _start(self, hook: CanvasHook, account: str, sent: dict[str, Any]) -> Report:
         from airflow_provider_canvas_reports.canvas.errors import StartOutcomeUnknownError
@@ -333,7 +335,9 @@ class StartAccountReportOperator(BaseOperator):
             ti.xcom_push(key=XCOM_REPORTS_URL, value=self.hook.reports_page_url(account))
 
     # -- waiting ---------------------------------------------------------------------------
-    def _wait(self, hook: CanvasHook, account: str, report: Report) -> dict[str, Any]:
+    def _wait(
+        self, hook: CanvasHook, account: str, report: Report, *, last_run: Report | None = None
+    ) -> dict[str, Any]:
         from airflow_provider_canvas_reports.canvas.errors import ReportFailedError
         from airflow_provider_canvas_reports.canvas.report import Phase
 
@@ -342,8 +346,15 @@ class StartAccountReportOperator(BaseOperator):
         if report.phase is Phase.FAILURE:
             raise ReportFailedError(report.failure_message())
         started = time.time()
+        # An adopted report may itself be last_run: the rule never takes the run waited for.
         expected = self.wait.expected(
-            hook, report=self.report, report_id=report.id, account=account, log=self.log
+            hook,
+            report=self.report,
+            report_id=report.id,
+            account=account,
+            log=self.log,
+            waited_for=report,
+            last_run=last_run,
         )
         if self.deferrable:
             self.defer(
