@@ -93,10 +93,12 @@ class StartAccountReportOperator(BaseOperator):
     :param expected_run_time: how long the report is expected to run (seconds or timedelta).
         With it, adaptive polling stretches its intervals while the report cannot be finished
         yet: a run is taken to last at least 3/4 of it. ``"auto"`` (default): the run time of
-        the most recent complete run of this report with the same parameters, from the first
-        page of the report index (one request when the wait starts; if it fails or finds
-        nothing, the wait goes on without). None: no expectation; then completion is noticed
-        within max(``poll_interval``, 5% of the run time), at the cost of more polls.
+        the most recent complete run of this report with the same parameters: the ``last_run``
+        of the available-reports list ``validate_parameters`` read, when it is such a run (no
+        request), else from the first page of the report index (one request when the wait
+        starts; if it fails or finds nothing, the wait goes on without). None: no expectation;
+        then completion is noticed within max(``poll_interval``, 5% of the run time), at the
+        cost of more polls.
     :param timeout: how long to wait (seconds or timedelta, default 24 hours). At the
         deadline the report is cancelled in Canvas (aborted if running, deleted if queued)
         and the task fails saying so.
