@@ -310,28 +310,18 @@ class TestExpectedRunTime:
         logged = capsys.readouterr().out
         assert f"as run #{previous['id']} did (the last run in the available-reports list" in logged
 
-    def test_a_last_run_with_other_parameters_leaves_it_to_the_index(
-        self, canvas: CanvasSimulator, capsys: pytest.CaptureFixture[str]
+    @pytest.mark.parametrize("newest", ["other-parameters", "failed"])
+    def test_a_last_run_that_cannot_serve_leaves_it_to_the_index(
+        self, canvas: CanvasSimulator, capsys: pytest.CaptureFixture[str], newest: str
     ):
         previous = operator(wait_for_completion=True).execute(make_context())
-        # The newest run, so the list's last_run: another export of the same report.
-        operator(parameters={"courses": True}, wait_for_completion=True).execute(make_context())
-        canvas.counters.reset()
-        capsys.readouterr()
-
-        trigger = self.deferred_trigger()
-
-        assert trigger.expected_run_time == pytest.approx(previous["run_time"])
-        assert canvas.counters.requests["index"] == 1
-        assert f"as run #{previous['id']} did (found in the report index)" in capsys.readouterr().out
-
-    def test_a_failed_last_run_leaves_it_to_the_index(
-        self, canvas: CanvasSimulator, capsys: pytest.CaptureFixture[str]
-    ):
-        previous = operator(wait_for_completion=True).execute(make_context())
-        canvas.script_report(REPORT, "error")
-        with pytest.raises(ReportFailedError):
-            operator(wait_for_completion=True).execute(make_context())
+        # The newest run, so the list's last_run: another export of the same report, or a failure.
+        if newest == "other-parameters":
+            operator(parameters={"courses": True}, wait_for_completion=True).execute(make_context())
+        else:
+            canvas.script_report(REPORT, "error")
+            with pytest.raises(ReportFailedError):
+                operator(wait_for_completion=True).execute(make_context())
         canvas.counters.reset()
         capsys.readouterr()
 
