@@ -95,8 +95,11 @@ def find_report(report: str, available: Sequence[AvailableReport], account_id: s
 
 def validate(
     report: str, parameters: Mapping[str, Any], available: Sequence[AvailableReport], account_id: str
-) -> None:
-    """What Canvas does not check itself: report name, parameter names, required parameters."""
+) -> AvailableReport:
+    """What Canvas does not check itself: report name, parameter names, required parameters.
+
+    Returns the report's entry in the list.
+    """
     entry = find_report(report, available, account_id)
     known = set(entry.parameters)
     if report in TABLE_REPORTS:
@@ -115,6 +118,7 @@ def validate(
             f"Report '{report}' needs at least one table flag set to true ({', '.join(TABLE_FLAGS)}); "
             "without one Canvas ends the report in error."
         )
+    return entry
 
 
 def same_parameters(report: Report, sent: Mapping[str, Any]) -> bool:

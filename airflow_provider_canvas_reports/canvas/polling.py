@@ -220,7 +220,7 @@ class ProgressTracker:
         return Estimate(progress=progress, running_for=running_for, rate=rate, remaining=remaining)
 
 
-# -- the expected run time (a prior), from the report index ------------------------------------
+# -- the expected run time (a prior), from an earlier run ------------------------------------------
 @dataclass(frozen=True)
 class PreviousRun:
     """An earlier complete run of the same report: its id and how long it ran (seconds)."""
@@ -260,6 +260,16 @@ def previous_run(runs: Iterable[Report], report_id: int) -> PreviousRun | None:
         if took is not None:
             return PreviousRun(run.id, took)
     return None
+
+
+def listed_previous_run(waited_for: Report, last_run: Report | None) -> PreviousRun | None:
+    """The ``last_run`` of the available-reports list as the previous run of `waited_for`.
+
+    Canvas puts there the newest run of the report type, of any status and any parameters, and
+    after a retry adopted a report it may be `waited_for` itself: it counts only by the index's
+    rule (`previous_run`), with `waited_for` in front so that its echo gives the parameters.
+    """
+    return previous_run([waited_for, last_run], waited_for.id) if last_run is not None else None
 
 
 def describe_duration(seconds: float | None) -> str:

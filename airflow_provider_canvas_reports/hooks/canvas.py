@@ -129,10 +129,20 @@ class CanvasHook(BaseHook):
         self, report: str, params: Mapping[str, Any] | None, account_id: str | int | None = None
     ) -> dict[str, Any]:
         """Check a report and its parameters against the account's catalogue; nothing is started."""
+        return self.validate_report(report, params, account_id)[0]
+
+    def validate_report(
+        self, report: str, params: Mapping[str, Any] | None, account_id: str | int | None = None
+    ) -> tuple[dict[str, Any], AvailableReport]:
+        """`validate_parameters`, also returning the report's entry in the catalogue.
+
+        The entry's ``last_run`` (the newest run of this report, any status and parameters) can
+        spare the wait its index lookup (see `canvas.polling.listed_previous_run`).
+        """
         prepared = parameters.prepare(params, skip_message=None)
         account = self.account(account_id)
-        parameters.validate(report, prepared, self.list_available_reports(account), account)
-        return prepared
+        entry = parameters.validate(report, prepared, self.list_available_reports(account), account)
+        return prepared, entry
 
     def start_report(
         self,

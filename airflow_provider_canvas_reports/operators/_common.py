@@ -97,16 +97,35 @@ class WaitSettings:
         report_id: int,
         account: str,
         log: logging.Logger | Any,
+        waited_for: Report | None = None,
+        last_run: Report | None = None,
     ) -> float | None:
         """The expected run time for this wait: as given, or ("auto") the previous run's.
 
-        The lookup is one request (the first page of the report index). It is an aid: when it
-        fails or finds nothing, the wait goes on without an expectation, saying why.
+        ``last_run``, from the available-reports list the start already read, serves without a
+        request when the index's rule takes it as the previous run of ``waited_for`` (the
+        Report with id `report_id`; see `canvas.polling.listed_previous_run`). Otherwise the
+        lookup is one request (the first page of the report index). It is an aid: when it fails
+        or finds nothing, the wait goes on without an expectation, saying why.
         """
         if self.expected_run_time is None or isinstance(self.expected_run_time, float):
             return self.expected_run_time
         if not self.policy.adaptive:
             return None  # fixed intervals have no use for it
+        if waited_for is not None and waited_for.id == report_id:
+            from airflow_provider_canvas_reports.canvas.polling import listed_previous_run
+
+            listed = listed_previous_run(waited_for, last_run)
+            if listed is not None:
+                log.info(
+                    "Expecting Canvas report %s #%s to run about %s, as run #%s did (the last run in the "
+                    "available-reports list; no index lookup); adaptive polling plans on it.",
+                    report,
+                    report_id,
+                    describe_duration(listed.run_time),
+                    listed.report_id,
+                )
+                return listed.run_time
         try:
             found = hook.previous_run(report, report_id, account)
         except Exception as exc:
@@ -126,7 +145,8 @@ class WaitSettings:
             )
             return None
         log.info(
-            "Expecting Canvas report %s #%s to run about %s, as run #%s did; adaptive polling plans on it.",
+            "Expecting Canvas report %s #%s to run about %s, as run #%s did (found in the report index); "
+            "adaptive polling plans on it.",
             report,
             report_id,
             describe_duration(found.run_time),

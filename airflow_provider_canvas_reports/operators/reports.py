@@ -92,10 +92,12 @@ class StartAccountReportOperator(BaseOperator):
     :param expected_run_time: how long the report is expected to run (seconds or timedelta).
         With it, adaptive polling stretches its intervals while the report cannot be finished
         yet: a run is taken to last at least 3/4 of it. ``"auto"`` (default): the run time of
-        the most recent complete run of this report with the same parameters, from the first
-        page of the report index (one request when the wait starts; if it fails or finds
-        nothing, the wait goes on without). None: no expectation; then completion is noticed
-        within max(``poll_interval``, 5% of the run time), at the cost of more polls.
+        the most recent complete run of this report with the same parameters: the ``last_run``
+        of the available-reports list ``validate_parameters`` read, when it is such a run (no
+        request), else from the first page of the report index (one request when the wait
+        starts; if it fails or finds nothing, the wait goes on without). None: no expectation;
+        then completion is noticed within max(``poll_interval``, 5% of the run time), at the
+        cost of more polls.
     :param timeout: how long to wait (seconds or timedelta, default 24 hours). At the
         deadline the report is cancelled in Canvas (aborted if running, deleted if queued)
         and the task fails saying so.
@@ -194,10 +196,12 @@ class StartAccountReportOperator(BaseOperator):
         saved, store_ok = _store_get(store, self.log)
 
         self._pause_before_first_request(context)
+        # The newest run of this report when the list was read: it may give the wait its prior.
+        last_run: Report | None = None
         report = self._resume_from_saved(saved, hook, account, sent)
         if report is None:
             if self.validate_parameters:
-                hook.validate_parameters(self.report, sent, account)
+                last_run = hook.validate_report(self.report, sent, account)[1].last_run
             # Without task_state_store (Airflow < 3.3) an earlier try may have started a report
             # before dying: look for it. With it, an earlier try's report would be in it.
             if _try_number(context) > 1 and not store_ok:
@@ -209,7 +213,7 @@ class StartAccountReportOperator(BaseOperator):
 
         if not self.wait_for_completion:
             return report.as_json()
-        return self._wait(hook, account, report)
+        return self._wait(hook, account, report, last_run=last_run)
 
     def _pause_before_first_request(self, context: Context) -> None:
         from airflow_provider_canvas_reports.canvas.retry import start_delay
@@ -347,7 +351,9 @@ class StartAccountReportOperator(BaseOperator):
             ti.xcom_push(key=XCOM_REPORTS_URL, value=self.hook.reports_page_url(account))
 
     # -- waiting ---------------------------------------------------------------------------
-    def _wait(self, hook: CanvasHook, account: str, report: Report) -> dict[str, Any]:
+    def _wait(
+        self, hook: CanvasHook, account: str, report: Report, *, last_run: Report | None = None
+    ) -> dict[str, Any]:
         from airflow_provider_canvas_reports.canvas.errors import ReportFailedError
         from airflow_provider_canvas_reports.canvas.report import Phase
 
@@ -356,8 +362,15 @@ class StartAccountReportOperator(BaseOperator):
         if report.phase is Phase.FAILURE:
             raise ReportFailedError(report.failure_message())
         started = time.time()
+        # An adopted report may itself be last_run: the rule never takes the run waited for.
         expected = self.wait.expected(
-            hook, report=self.report, report_id=report.id, account=account, log=self.log
+            hook,
+            report=self.report,
+            report_id=report.id,
+            account=account,
+            log=self.log,
+            waited_for=report,
+            last_run=last_run,
         )
         if self.deferrable:
             self.defer(

@@ -30,6 +30,7 @@ from airflow_provider_canvas_reports.canvas.polling import (
     ProgressTracker,
     Waiter,
     describe_duration,
+    listed_previous_run,
     poll_log_level,
     previous_run,
     sleep_for,
@@ -239,6 +240,46 @@ class TestPreviousRun:
 
     def test_any_complete_run_when_the_run_is_not_on_the_page(self):
         assert previous_run([run(5, took=60.0, users="true")], 9) == PreviousRun(5, 60.0)
+
+
+class TestListedPreviousRun:
+    """The available-reports list's last_run: the newest run of the type, any status or parameters."""
+
+    ours = run(9, "created", took=None, users="true", skip_message="true")
+
+    def test_a_complete_run_with_the_same_parameters_serves(self):
+        assert listed_previous_run(self.ours, run(5, took=300.0, users="true")) == PreviousRun(5, 300.0)
+
+    def test_by_the_index_rule(self):
+        legacy = Report.from_json(
+            {
+                **run(5, took=None, users="true").raw,
+                "started_at": "2026-11-25T01:00:00Z",
+                "ended_at": "2026-11-25T01:07:30Z",
+            }
+        )
+        assert listed_previous_run(self.ours, legacy) == PreviousRun(5, 450.0)
+
+    @pytest.mark.parametrize(
+        "last_run",
+        [
+            None,  # the report was never run
+            run(5, took=900.0, users="true", courses="true"),  # another export (a ZIP of two tables)
+            run(5, took=900.0, courses="true"),  # another table
+            run(5, "error", took=5.0, users="true"),
+            run(5, "running", took=None, users="true"),
+            run(5, took=None, users="true"),  # no timing at all
+        ],
+        ids=["none", "more-parameters", "other-parameters", "failed", "running", "untimed"],
+    )
+    def test_anything_else_leaves_it_to_the_index(self, last_run):
+        assert listed_previous_run(self.ours, last_run) is None
+
+    def test_never_the_run_waited_for(self):
+        # A retry that adopted its report: the list's newest run is that very report.
+        assert listed_previous_run(self.ours, self.ours) is None
+        adopted = run(9, took=300.0, users="true")
+        assert listed_previous_run(adopted, adopted) is None
 
 
 class TestWaiter:

@@ -197,6 +197,26 @@ async def test_previous_run_of_a_report_never_completed_is_none(canvas: Canvas, 
     assert await client.previous_run("grade_export_csv", ours.id) is None
 
 
+def test_validate_report_gives_the_catalogue_entry_with_the_newest_run(canvas: Canvas) -> None:
+    hook = canvas.hook()
+    prepared, entry = hook.validate_report("provisioning_csv", {"users": True})
+    assert prepared == {"users": True}
+    assert entry.report == "provisioning_csv"
+    assert entry.last_run is None  # never run
+    hook.start_report("provisioning_csv", {"users": True})
+    canvas.finish()
+    newest = hook.start_report("provisioning_csv", {"courses": True})
+    canvas.counters.reset()
+
+    _, entry = hook.validate_report("provisioning_csv", {"users": True})
+
+    # The newest run, whatever its status and parameters; one request for both jobs.
+    assert entry.last_run is not None
+    assert entry.last_run.id == newest.id
+    assert entry.last_run.status != "complete"
+    assert canvas.counters.requests == {"available": 1}
+
+
 # --- status and report parsing over the wire --------------------------------------------------
 
 

@@ -370,6 +370,66 @@ class TestExpectedRunTime:
         assert trigger.serialize()[1]["expected_run_time"] == trigger.expected_run_time
         assert canvas.counters.requests["index"] == 1  # one first page, when the wait starts
 
+    def test_the_nightly_run_takes_the_last_run_of_the_available_list_without_an_index_request(
+        self, canvas: CanvasSimulator, capsys: pytest.CaptureFixture[str]
+    ):
+        previous = operator(wait_for_completion=True).execute(make_context())
+        canvas.counters.reset()
+        capsys.readouterr()
+
+        trigger = self.deferred_trigger()
+
+        assert trigger.expected_run_time == pytest.approx(previous["run_time"])
+        assert canvas.counters.requests["index"] == 0
+        assert canvas.counters.requests["available"] == 1  # the validation's, read once
+        logged = capsys.readouterr().out
+        assert f"as run #{previous['id']} did (the last run in the available-reports list" in logged
+
+    @pytest.mark.parametrize("newest", ["other-parameters", "failed"])
+    def test_a_last_run_that_cannot_serve_leaves_it_to_the_index(
+        self, canvas: CanvasSimulator, capsys: pytest.CaptureFixture[str], newest: str
+    ):
+        previous = operator(wait_for_completion=True).execute(make_context())
+        # The newest run, so the list's last_run: another export of the same report, or a failure.
+        if newest == "other-parameters":
+            operator(parameters={"courses": True}, wait_for_completion=True).execute(make_context())
+        else:
+            canvas.script_report(REPORT, "error")
+            with pytest.raises(ReportFailedError):
+                operator(wait_for_completion=True).execute(make_context())
+        canvas.counters.reset()
+        capsys.readouterr()
+
+        trigger = self.deferred_trigger()
+
+        assert trigger.expected_run_time == pytest.approx(previous["run_time"])
+        assert canvas.counters.requests["index"] == 1
+        assert f"as run #{previous['id']} did (found in the report index)" in capsys.readouterr().out
+
+    def test_a_retry_that_adopts_the_newest_run_never_takes_it_as_its_own_prior(
+        self, canvas: CanvasSimulator, capsys: pytest.CaptureFixture[str]
+    ):
+        previous = operator(wait_for_completion=True).execute(make_context())
+        canvas.script_report(REPORT, "stuck_running")
+        with pytest.raises(TaskDeferred) as first:
+            # The first try started its report, then died (no task_state_store: Airflow < 3.3).
+            operator(wait_for_completion=True, deferrable=True, expected_run_time=None).execute(
+                make_context()
+            )
+        adopted = first.value.trigger.report_id
+        canvas.counters.reset()
+        capsys.readouterr()
+
+        with pytest.raises(TaskDeferred) as retry:
+            operator(wait_for_completion=True, deferrable=True).execute(make_context(try_number=2))
+
+        # The list's last_run was the adopted report itself: the prior comes from the index.
+        assert retry.value.trigger.report_id == adopted
+        assert retry.value.trigger.expected_run_time == pytest.approx(previous["run_time"])
+        assert canvas.counters.starts[REPORT] == 0
+        assert canvas.counters.requests["index"] == 2  # the adoption's look, then the lookup
+        assert f"as run #{previous['id']} did (found in the report index)" in capsys.readouterr().out
+
     def test_auto_without_a_previous_run_waits_without_one(self, canvas: CanvasSimulator):
         assert self.deferred_trigger().expected_run_time is None
         assert canvas.counters.requests["index"] == 1
