@@ -25,30 +25,24 @@ def _x(value: Any, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}x"
 
 
+def _throughput(goal: str, d: dict[str, Any], what: str, tool: str, target: str) -> list[str]:
+    """The row of a goal measured as MiB/s against a command-line tool on the same bytes."""
+    return [
+        goal,
+        f"{d['size_bytes'] / 2**20:,.0f} MiB {what}: {d['provider_mib_s']} MiB/s",
+        f"`{tool}`: {d.get('reference_mib_s', 'skipped')} MiB/s",
+        _x(d.get("ratio")),
+        target,
+        _ok(d["met"]),
+    ]
+
+
 def rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
     out: list[list[str]] = []
     if d := results.get("download"):
-        out.append(
-            [
-                "1. Download, report -> `file://`",
-                f"{d['size_bytes'] / 2**20:,.0f} MiB CSV: {d['provider_mib_s']} MiB/s",
-                f"`curl -L`: {d.get('reference_mib_s', 'skipped')} MiB/s",
-                _x(d.get("ratio")),
-                ">= 0.9x curl",
-                _ok(d["met"]),
-            ]
-        )
+        out.append(_throughput("1. Download, report -> `file://`", d, "CSV", "curl -L", ">= 0.9x curl"))
     if d := results.get("unzip"):
-        out.append(
-            [
-                "1. ZIP extraction -> `file://`",
-                f"{d['size_bytes'] / 2**20:,.0f} MiB of members: {d['provider_mib_s']} MiB/s",
-                f"`unzip`: {d.get('reference_mib_s', 'skipped')} MiB/s",
-                _x(d.get("ratio")),
-                ">= 0.8x unzip",
-                _ok(d["met"]),
-            ]
-        )
+        out.append(_throughput("1. ZIP extraction -> `file://`", d, "of members", "unzip", ">= 0.8x unzip"))
     if d := results.get("memory"):
         for kind, label in (("csv", "CSV, streamed"), ("zip", "ZIP, spooled + extracted")):
             m = d[kind]

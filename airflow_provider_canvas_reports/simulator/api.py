@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from .auth import authorize
 from .catalogue import CATALOGUE, ReportSpec, available, is_parallel, read_bool, selected_tables
 from .context import CTX, SimContext
 from .data import TABLES, GenParams
+from .middleware import Handler
 from .pagination import paginate
 from .reportfiles import FileRequest
 from .serialize import report_json
@@ -245,28 +247,32 @@ async def index_reports(request: web.Request) -> web.StreamResponse:
     return responses.json_response([report_json(ctx, s) for s in page], headers={"link": link})
 
 
-async def report_status(request: web.Request) -> web.StreamResponse:
-    found = _find(request)
-    if isinstance(found, web.StreamResponse):
-        return found
-    ctx, state = found
+def _on_report(action: Callable[[SimContext, ReportState], web.StreamResponse]) -> Handler:
+    """The handler of a route naming one report: the action runs on it once it is found."""
+
+    @functools.wraps(action)
+    async def handle(request: web.Request) -> web.StreamResponse:
+        found = _find(request)
+        if isinstance(found, web.StreamResponse):
+            return found
+        return action(*found)
+
+    return handle
+
+
+@_on_report
+def report_status(ctx: SimContext, state: ReportState) -> web.StreamResponse:
     return responses.json_response(report_json(ctx, state))
 
 
-async def delete_report(request: web.Request) -> web.StreamResponse:
-    found = _find(request)
-    if isinstance(found, web.StreamResponse):
-        return found
-    ctx, state = found
+@_on_report
+def delete_report(ctx: SimContext, state: ReportState) -> web.StreamResponse:
     ctx.reports.delete(state)
     return responses.json_response(report_json(ctx, state))
 
 
-async def abort_report(request: web.Request) -> web.StreamResponse:
-    found = _find(request)
-    if isinstance(found, web.StreamResponse):
-        return found
-    ctx, state = found
+@_on_report
+def abort_report(ctx: SimContext, state: ReportState) -> web.StreamResponse:
     if not ctx.reports.abort(state):
         return responses.not_found()
     return responses.json_response(report_json(ctx, state))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from . import api, downloads
 from .context import CTX, ENDPOINT_NAMES, SimContext
@@ -12,11 +13,17 @@ from .responses import lowercase_headers
 _REPORTS = "/api/v1/accounts/{account_id}/reports"
 
 
-def canvas_app(ctx: SimContext) -> web.Application:
-    """The Canvas host: the account reports API, file download route, login page."""
-    app = web.Application(middlewares=[canvas_middleware])
+def _host_app(ctx: SimContext, middleware: Middleware) -> web.Application:
+    """One simulated host: its middleware, the shared context, Canvas's lowercase header names."""
+    app = web.Application(middlewares=[middleware])
     app[CTX] = ctx
     app.on_response_prepare.append(lowercase_headers)
+    return app
+
+
+def canvas_app(ctx: SimContext) -> web.Application:
+    """The Canvas host: the account reports API, file download route, login page."""
+    app = _host_app(ctx, canvas_middleware)
     routes: list[tuple[str, str, Handler, str]] = [
         ("GET", _REPORTS, api.available_reports, "available"),
         ("GET", _REPORTS + "/", api.available_reports, "available"),
@@ -44,17 +51,13 @@ def canvas_app(ctx: SimContext) -> web.Application:
 
 def files_app(ctx: SimContext) -> web.Application:
     """The separate files domain: signed link in, redirect to the store out."""
-    app = web.Application(middlewares=[foreign_host_middleware("files")])
-    app[CTX] = ctx
-    app.on_response_prepare.append(lowercase_headers)
+    app = _host_app(ctx, foreign_host_middleware("files"))
     app.router.add_get("/files/{attachment_id}/{ticket}", downloads.files_host, name="files")
     return app
 
 
 def store_app(ctx: SimContext) -> web.Application:
     """The object store: presigned-looking URLs, bytes out."""
-    app = web.Application(middlewares=[foreign_host_middleware("store")])
-    app[CTX] = ctx
-    app.on_response_prepare.append(lowercase_headers)
+    app = _host_app(ctx, foreign_host_middleware("store"))
     app.router.add_get("/objects/{key:.+}", downloads.store_object, name="store")
     return app

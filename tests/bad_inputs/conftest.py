@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tests.fixtures.harness import harness, lake, sim
+from tests.fixtures.harness import canvas, harness, lake, sim
 
-__all__ = ["harness", "lake", "sim"]
+__all__ = ["canvas", "harness", "lake", "sim"]

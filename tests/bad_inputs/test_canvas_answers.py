@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,9 +19,6 @@ from canvas_harness import (
     REPORT,
     FakeCanvas,
     canvas_report,
-    connection_json,
-    env_name,
-    fake_canvas,
     json_answer,
     make_context,
     run_task,
@@ -33,13 +29,6 @@ from airflow_provider_canvas_reports.operators.reports import StartAccountReport
 from airflow_provider_canvas_reports.sensors.reports import ReportCompleteSensor
 
 POLICY = RetryPolicy(max_attempts=2, base_delay=0.05, max_delay=0.1, max_elapsed=10, read_timeout=5)
-
-
-@pytest.fixture
-def canvas(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCanvas]:
-    with fake_canvas() as fake:
-        monkeypatch.setenv(env_name("canvas_default"), connection_json(fake.url, "tok-answers"))
-        yield fake
 
 
 def start(**kwargs: Any) -> StartAccountReportOperator:

@@ -12,7 +12,6 @@ import io
 import re
 import stat
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,6 @@ from canvas_harness import (
     REPORT,
     FakeCanvas,
     canvas_report,
-    connection_json,
-    env_name,
-    fake_canvas,
     json_answer,
     listing,
     run_task,
@@ -36,13 +32,6 @@ from airflow_provider_canvas_reports.operators.download import DownloadReportOpe
 
 POLICY = RetryPolicy(max_attempts=2, base_delay=0.05, max_delay=0.1, max_elapsed=10, read_timeout=5)
 REFUSED = "The ZIP was refused and nothing was written; it is not a well-formed report export: inspect it."
-
-
-@pytest.fixture
-def canvas(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCanvas]:
-    with fake_canvas() as fake:
-        monkeypatch.setenv(env_name("canvas_default"), connection_json(fake.url, "tok-download-inputs"))
-        yield fake
 
 
 def serve(canvas: FakeCanvas, body: bytes, *, filename: str = "provisioning.csv", content_type: str = "text/csv",

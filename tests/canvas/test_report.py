@@ -25,6 +25,7 @@ from airflow_provider_canvas_reports.canvas.report import (
     classify,
     parse_timestamp,
 )
+from tests.fixtures.canvas_objects import REPORT_KEYS
 
 # A complete Report as current hosted Canvas returns it.
 COMPLETE = {
@@ -510,21 +511,7 @@ def test_available_report_without_name_is_a_response_error(data):
 
 # --------------------------------------------------------------------------- properties
 
-FIELDS = [
-    "id",
-    "report",
-    "file_url",
-    "attachment",
-    "status",
-    "created_at",
-    "started_at",
-    "ended_at",
-    "run_time",
-    "parameters",
-    "progress",
-    "current_line",
-    "user",
-]
+FIELDS = [*REPORT_KEYS, "attachment"]
 ODD_STRINGS = st.sampled_from(
     [
         *("inf", "-inf", "nan", "1e400", "-1e400", "12", "100", "-3", "1.5", " 7 ", ""),

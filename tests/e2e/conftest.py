@@ -15,16 +15,17 @@ reconciliation never sees another test's reports.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from airflow_provider_canvas_reports.simulator import CanvasSimulator, RunningSimulator, SimulatorConfig
-from tests.fixtures.dag_runs import register, state_text, xcoms
+from airflow_provider_canvas_reports.simulator import CanvasSimulator, SimulatorConfig
+from tests.fixtures.dag_runs import DagResult
+from tests.fixtures.dag_runs import run_dag as run_dag_test
+from tests.fixtures.simulator import RunningCanvas, connection_json
 
 # Short reports, small data: the e2e folder must stay fast on two cores.
 DEFAULT_SIMULATOR = {"users": 60, "queue_seconds": 0.2, "run_seconds": 1.0}
@@ -35,20 +36,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @dataclass
-class Canvas:
-    """A running simulator and how to reach it."""
-
-    sim: CanvasSimulator
-    running: RunningSimulator
-
-    @property
-    def url(self) -> str:
-        return self.running.url
-
-    @property
-    def token(self) -> str:
-        return self.running.token
-
+class Canvas(RunningCanvas):
     @property
     def requests(self) -> Any:
         return self.sim.counters.requests
@@ -56,13 +44,6 @@ class Canvas:
     @property
     def starts(self) -> Any:
         return self.sim.counters.starts
-
-
-def connection_json(url: str, token: str, **extra: Any) -> str:
-    conn: dict[str, Any] = {"conn_type": "canvas", "host": url, "password": token}
-    if extra:
-        conn["extra"] = extra
-    return json.dumps(conn)
 
 
 @pytest.fixture
@@ -89,44 +70,7 @@ def canvas_simulator(request: pytest.FixtureRequest, start_simulator: Callable[.
     return start_simulator(**(marker.kwargs if marker else {}))
 
 
-@dataclass
-class TaskResult:
-    state: str | None
-    try_number: int
-    xcoms: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def return_value(self) -> Any:
-        return self.xcoms.get("return_value")
-
-
-@dataclass
-class DagResult:
-    state: str | None
-    tasks: dict[str, TaskResult]
-
-    def __getitem__(self, task_id: str) -> TaskResult:
-        return self.tasks[task_id]
-
-    def states(self) -> dict[str, str | None]:
-        return {task_id: task.state for task_id, task in self.tasks.items()}
-
-
 @pytest.fixture
 def run_dag(airflow_db: Any) -> Callable[..., DagResult]:
     """Run a DAG with dag.test() and return what each task ended with."""
-
-    def run(dag: Any, **test_kwargs: Any) -> DagResult:
-        register(dag)
-        dag_run = dag.test(**test_kwargs)
-        tasks = {
-            ti.task_id: TaskResult(
-                state=state_text(ti.state),
-                try_number=ti.try_number,
-                xcoms=xcoms(dag.dag_id, dag_run.run_id, ti.task_id),
-            )
-            for ti in dag_run.get_task_instances()
-        }
-        return DagResult(state=state_text(dag_run.state), tasks=tasks)
-
-    return run
+    return run_dag_test

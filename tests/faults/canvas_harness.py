@@ -10,7 +10,8 @@ simulator cannot give, a tiny aiohttp "Canvas" started here) over real HTTP, thr
   serialised kwargs (JSON round trip), run to its first event on a fresh event loop, and the
   task resumed with that event: the path the triggerer takes, without dag.test's overhead.
 - ``FakeCanvas``: a scriptable Canvas-shaped server (API host plus a separate files host).
-- ``run_dag(dag)``: dag.test() and what each task ended with (states, tries, XComs).
+
+DAG runs through dag.test() use ``run_dag`` of ``tests.fixtures.dag_runs``, shared with tests/e2e.
 """
 
 from __future__ import annotations
@@ -30,32 +31,37 @@ from typing import Any
 
 from aiohttp import web
 
-from airflow_provider_canvas_reports.simulator import CanvasSimulator, RunningSimulator, SimulatorConfig
-from tests.fixtures.dag_runs import register, state_text, xcoms
+from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
+from airflow_provider_canvas_reports.simulator import CanvasSimulator, SimulatorConfig
+from tests.fixtures.simulator import RunningCanvas, connection_json
 
 # A hang guard for a loaded two-core machine, not a speed claim.
 HANG_GUARD = 60.0
 REPORT = "provisioning_csv"
 # Short report lifecycles: the fault matrix spends its time on faults, not on waiting.
 FAST_SIMULATOR: dict[str, Any] = {"users": 30, "queue_seconds": 0.0, "run_seconds": 0.4}
+SLOW = 2.0  # a slow answer's delay, past matrix_policy's read timeout
+
+
+def matrix_policy(max_attempts: int = 3, **overrides: Any) -> RetryPolicy:
+    """The fault matrix's small client budget: short backoff, a 1 s read timeout."""
+    settings: dict[str, Any] = {
+        "max_attempts": max_attempts,
+        "base_delay": 0.05,
+        "max_delay": 0.2,
+        "max_elapsed": 20,
+        "connect_timeout": 2,
+        "read_timeout": 1.0,
+        "pace_delay": 0.2,
+    }
+    return RetryPolicy(**{**settings, **overrides})
 
 
 # -- simulator -----------------------------------------------------------------------------------
 
 
 @dataclass
-class Sim:
-    sim: CanvasSimulator
-    running: RunningSimulator
-
-    @property
-    def url(self) -> str:
-        return self.running.url
-
-    @property
-    def token(self) -> str:
-        return self.running.token
-
+class Sim(RunningCanvas):
     @property
     def counters(self) -> Any:
         return self.sim.counters
@@ -73,15 +79,6 @@ class Sim:
 
 
 TERMINAL = frozenset({"complete", "error", "aborted", "deleted"})
-
-
-def connection_json(url: str, token: str | None, **extra: Any) -> str:
-    conn: dict[str, Any] = {"conn_type": "canvas", "host": url}
-    if token is not None:
-        conn["password"] = token
-    if extra:
-        conn["extra"] = extra
-    return json.dumps(conn)
 
 
 @contextmanager
@@ -242,15 +239,20 @@ def wait_finished(sim: Sim, report_id: int, within: float = 30.0) -> str:
     return sim.status(report_id)
 
 
-def finished_report(sim: Sim, report: str = REPORT, parameters: dict[str, Any] | None = None) -> int:
-    """Start a report through the real hook and wait until it is over; counters are reset after."""
+def start_report(report: str = REPORT, parameters: dict[str, Any] | None = None) -> int:
+    """Start a report through the real hook (connection `canvas_default`); its id."""
     from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
 
     hook = CanvasHook()
     try:
-        report_id = hook.start_report(report, parameters or {"users": True}).id
+        return hook.start_report(report, parameters or {"users": True}).id
     finally:
         hook.close()
+
+
+def finished_report(sim: Sim, report: str = REPORT, parameters: dict[str, Any] | None = None) -> int:
+    """Start a report through the real hook and wait until it is over; counters are reset after."""
+    report_id = start_report(report, parameters)
     wait_finished(sim, report_id)
     sim.counters.reset()
     return report_id
@@ -418,45 +420,3 @@ async def _default(name: str, request: web.Request, state: FakeCanvas) -> web.St
     if name == "download":
         return web.Response(status=302, headers={"location": f"{state.files_url}/store/file?sig=abc"})
     return web.Response(body=b"a,b\n", headers={"content-type": "text/csv"})
-
-
-# -- dag.test() ----------------------------------------------------------------------------------
-
-
-@dataclass
-class TaskResult:
-    state: str | None
-    try_number: int
-    xcoms: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def return_value(self) -> Any:
-        return self.xcoms.get("return_value")
-
-
-@dataclass
-class DagResult:
-    state: str | None
-    tasks: dict[str, TaskResult]
-    run_id: str = ""
-
-    def __getitem__(self, task_id: str) -> TaskResult:
-        return self.tasks[task_id]
-
-    def states(self) -> dict[str, str | None]:
-        return {task_id: task.state for task_id, task in self.tasks.items()}
-
-
-def run_dag(dag: Any, **test_kwargs: Any) -> DagResult:
-    """Run a DAG with dag.test() (needs the airflow_db fixture) and return what each task ended with."""
-    register(dag)
-    dag_run = dag.test(**test_kwargs)
-    tasks = {
-        ti.task_id: TaskResult(
-            state=state_text(ti.state),
-            try_number=ti.try_number,
-            xcoms=xcoms(dag.dag_id, dag_run.run_id, ti.task_id),
-        )
-        for ti in dag_run.get_task_instances()
-    }
-    return DagResult(state=state_text(dag_run.state), tasks=tasks, run_id=dag_run.run_id)

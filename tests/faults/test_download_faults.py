@@ -21,24 +21,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from canvas_harness import HANG_GUARD, REPORT, Sim, TaskRun, finished_report, listing, run_task, simulator
+from canvas_harness import (
+    HANG_GUARD,
+    REPORT,
+    SLOW,
+    Sim,
+    TaskRun,
+    finished_report,
+    listing,
+    matrix_policy,
+    run_task,
+    simulator,
+)
 
 from airflow_provider_canvas_reports.canvas.endpoints import MAX_REDIRECTS
-from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
 from airflow_provider_canvas_reports.operators.download import DownloadReportOperator
 from airflow_provider_canvas_reports.simulator import Fault
 
-POLICY = RetryPolicy(
-    max_attempts=3,
-    base_delay=0.05,
-    max_delay=0.2,
-    max_elapsed=20,
-    connect_timeout=2,
-    read_timeout=1.0,
-    max_retry_after=2,
-    pace_delay=0.2,
-)
-SLOW = 2.0
+POLICY = matrix_policy(max_retry_after=2)
 ATTEMPTS = 2  # whole-download attempts of the operator
 
 

@@ -16,23 +16,16 @@ from typing import Any
 
 import pytest
 from airflow.sdk import DAG
-from canvas_harness import HANG_GUARD, REPORT, DagResult, Sim, listing
+from canvas_harness import HANG_GUARD, REPORT, Sim, listing, matrix_policy
 
 from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
 from airflow_provider_canvas_reports.operators.download import DownloadReportOperator
 from airflow_provider_canvas_reports.operators.reports import StartAccountReportOperator
 from airflow_provider_canvas_reports.sensors.reports import ReportCompleteSensor
 from airflow_provider_canvas_reports.simulator import Fault
+from tests.fixtures.dag_runs import DagResult
 
-POLICY = RetryPolicy(
-    max_attempts=3,
-    base_delay=0.05,
-    max_delay=0.2,
-    max_elapsed=20,
-    connect_timeout=2,
-    read_timeout=1.0,
-    pace_delay=0.2,
-)
+POLICY = matrix_policy()
 REPORT_ID = "{{ ti.xcom_pull(task_ids='start', key='report_id') }}"
 
 RunDag = Callable[..., DagResult]

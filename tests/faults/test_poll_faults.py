@@ -23,33 +23,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from canvas_harness import HANG_GUARD, REPORT, Sim, TaskRun, run_task, simulator, wait_finished
+from canvas_harness import (
+    HANG_GUARD,
+    REPORT,
+    SLOW,
+    Sim,
+    TaskRun,
+    matrix_policy,
+    run_task,
+    simulator,
+    start_report,
+    wait_finished,
+)
 
-from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
-from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
 from airflow_provider_canvas_reports.operators.reports import StartAccountReportOperator
 from airflow_provider_canvas_reports.sensors.reports import ReportCompleteSensor
 from airflow_provider_canvas_reports.simulator import Fault
 
-POLICY = RetryPolicy(
-    max_attempts=2,
-    base_delay=0.05,
-    max_delay=0.2,
-    max_elapsed=20,
-    connect_timeout=2,
-    read_timeout=1.0,
-    max_retry_after=2,
-    pace_delay=0.2,
-)
-SLOW = 2.0
-
-
-def start_report(sim: Sim) -> int:
-    hook = CanvasHook()
-    try:
-        return hook.start_report(REPORT, {"users": True}).id
-    finally:
-        hook.close()
+POLICY = matrix_policy(max_attempts=2, max_retry_after=2)
 
 
 def sensor(report_id: int, **kwargs: Any) -> ReportCompleteSensor:
@@ -72,6 +63,19 @@ GAVE_UP = (
     r"one already retried by the client\)\. Last error: "
 )
 NOT_JSON = r"Check the connection host is the Canvas URL \(not an SSO or proxy page\)\."
+# A reset before the answer and a truncated body end the same way.
+RESET = (
+    GAVE_UP + r"CanvasRetryExhaustedError: Could not read the report status on account self: the connection "
+    r"to Canvas was reset after 2 attempts\. Check that the Canvas host is reachable from the worker; the "
+    r"task can be retried\."
+)
+# A redirect loop and a redirect to a login page are both a wrong connection host.
+REDIRECTED = (
+    GAVE_UP + r"CanvasResponseError: Canvas redirected the request to read the report status on account self "
+    r"\(HTTP 302\) to http://127\.0\.0\.1:\d+ instead of answering: the connection host is not the Canvas "
+    r"API host \(a vanity domain, http instead of https, or an SSO page\)\. Set the connection host to the "
+    r"Canvas URL itself\."
+)
 
 
 @dataclass(frozen=True)
@@ -117,9 +121,7 @@ STATUS_CASES: dict[str, StatusCase] = {
     "reset-before-handling-always": StatusCase(
         "reset",
         None,
-        message=GAVE_UP + r"CanvasRetryExhaustedError: Could not read the report status on account self: the "
-        r"connection to Canvas was reset after 2 attempts\. Check that the Canvas host is reachable from "
-        r"the worker; the task can be retried\.",
+        message=RESET,
     ),
     "reset-after-handling-once": StatusCase("reset_after_send"),
     "slow-past-read-timeout-once": StatusCase("slow"),
@@ -136,9 +138,7 @@ STATUS_CASES: dict[str, StatusCase] = {
     "truncated-body-always": StatusCase(
         "truncate",
         None,
-        message=GAVE_UP + r"CanvasRetryExhaustedError: Could not read the report status on account self: the "
-        r"connection to Canvas was reset after 2 attempts\. Check that the Canvas host is reachable from "
-        r"the worker; the task can be retried\.",
+        message=RESET,
         modes=("poke",),
     ),
     "wrong-content-length-once": StatusCase("wrong_length"),
@@ -159,19 +159,13 @@ STATUS_CASES: dict[str, StatusCase] = {
     "redirect-loop-always": StatusCase(
         "redirect_loop",
         None,
-        message=GAVE_UP + r"CanvasResponseError: Canvas redirected the request to read the report status on "
-        r"account self \(HTTP 302\) to http://127\.0\.0\.1:\d+ instead of answering: the connection host is "
-        r"not the Canvas API host \(a vanity domain, http instead of https, or an SSO page\)\. Set the "
-        r"connection host to the Canvas URL itself\.",
+        message=REDIRECTED,
         modes=("poke",),
     ),
     "redirect-to-login-always": StatusCase(
         "auth_redirect",
         None,
-        message=GAVE_UP + r"CanvasResponseError: Canvas redirected the request to read the report status on "
-        r"account self \(HTTP 302\) to http://127\.0\.0\.1:\d+ instead of answering: the connection host is "
-        r"not the Canvas API host \(a vanity domain, http instead of https, or an SSO page\)\. Set the "
-        r"connection host to the Canvas URL itself\.",
+        message=REDIRECTED,
         modes=("poke",),
     ),
     "store-403-always": StatusCase(
@@ -203,7 +197,7 @@ def test_status_fault(case_id: str, mode: str) -> None:
     case = STATUS_CASES[case_id]
     deferrable = mode == "deferrable"
     with simulator(run_seconds=0.4, throttle=case.throttle) as sim:
-        report_id = start_report(sim)
+        report_id = start_report()
         fault = Fault(endpoint="status", kind=case.kind, times=case.times, delay=case.delay)
 
         def arm() -> None:
@@ -239,7 +233,7 @@ WAITS = ("sensor-poke", "sensor-deferrable", "start-wait-in-worker", "start-wait
 
 def waiting_task(wait: str, sim: Sim) -> Any:
     if wait.startswith("sensor"):
-        return sensor(start_report(sim), deferrable=wait.endswith("deferrable"), timeout=1, poke_interval=0.1)
+        return sensor(start_report(), deferrable=wait.endswith("deferrable"), timeout=1, poke_interval=0.1)
     return StartAccountReportOperator(
         task_id="start",
         report=REPORT,
@@ -325,7 +319,7 @@ def test_report_fate(fate: str, wait: str) -> None:
 def test_cancel_retried_through_a_5xx_and_the_report_is_deleted(sim: Sim) -> None:
     sim.sim.script_report(REPORT, "stuck_created")
     sim.sim.add_fault(Fault(endpoint="delete", kind="503"))
-    run = run_task(sensor(start_report(sim), timeout=1))
+    run = run_task(sensor(start_report(), timeout=1))
     assert run.elapsed < HANG_GUARD
     matches(run, timeout_message("sensor-poke", "created", r"deleted it \(it was still queued\)"))
     assert sim.status(101) == "deleted"
@@ -337,7 +331,7 @@ def test_cancel_impossible_says_so_and_links_the_reports_page(mode: str) -> None
     with simulator(run_seconds=0.4) as sim:
         sim.sim.script_report(REPORT, "stuck_running")
         sim.sim.add_fault(Fault(endpoint="abort", kind="503", times=None))
-        run = run_task(sensor(start_report(sim), timeout=1, deferrable=mode == "deferrable"))
+        run = run_task(sensor(start_report(), timeout=1, deferrable=mode == "deferrable"))
         assert run.elapsed < HANG_GUARD
         last = (
             r"\(the sensor's timeout\); last status 'running'"
@@ -360,7 +354,7 @@ def test_report_leaving_running_between_status_and_abort_is_deleted_instead(sim:
     """Canvas answers 404 to an abort once the report is no longer running: the cancel deletes it."""
     sim.sim.script_report(REPORT, "stuck_running")
     sim.sim.add_fault(Fault(endpoint="abort", kind="404"))
-    run = run_task(sensor(start_report(sim), timeout=1))
+    run = run_task(sensor(start_report(), timeout=1))
     matches(run, timeout_message("sensor-poke", "running", r"deleted it .*"))
     assert sim.counters.requests["delete"] == 1
     assert sim.status(101) == "deleted"
@@ -370,7 +364,7 @@ def test_deadline_holds_while_every_poll_hangs() -> None:
     """Polls that never answer in time cannot push the deferred wait past its deadline by much."""
     with simulator(run_seconds=0.4) as sim:
         sim.sim.script_report(REPORT, "stuck_running")
-        report_id = start_report(sim)
+        report_id = start_report()
         began = time.monotonic()
         run = run_task(
             sensor(report_id, deferrable=True, timeout=2, max_consecutive_errors=50),

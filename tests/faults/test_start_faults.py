@@ -17,29 +17,20 @@ import pytest
 from canvas_harness import (
     HANG_GUARD,
     REPORT,
+    SLOW,
     Sim,
     TaskRun,
     make_context,
+    matrix_policy,
     run_task,
     simulator,
     wait_finished,
 )
 
-from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
 from airflow_provider_canvas_reports.operators.reports import StartAccountReportOperator
 from airflow_provider_canvas_reports.simulator import Fault
 
-# Small client budget: three attempts, short backoff, a 1 s read timeout.
-POLICY = RetryPolicy(
-    max_attempts=3,
-    base_delay=0.05,
-    max_delay=0.2,
-    max_elapsed=20,
-    connect_timeout=2,
-    read_timeout=1.0,
-    pace_delay=0.2,
-)
-SLOW = 2.0  # past POLICY.read_timeout
+POLICY = matrix_policy()  # three attempts
 
 
 def start_operator(**kwargs: Any) -> StartAccountReportOperator:

@@ -8,7 +8,7 @@ two, which the client's budget of three attempts must ride out (honouring Retry-
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,6 @@ from canvas_harness import (
     HANG_GUARD,
     REPORT,
     FakeCanvas,
-    connection_json,
-    env_name,
-    fake_canvas,
     listing,
     run_task,
 )
@@ -63,13 +60,6 @@ def burst_then_default(shape: str, state: dict[str, Any]) -> Callable[[web.Reque
         return await state["default"](request)
 
     return handler
-
-
-@pytest.fixture
-def canvas(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCanvas]:
-    with fake_canvas() as fake:
-        monkeypatch.setenv(env_name("canvas_default"), connection_json(fake.url, "tok-throttle"))
-        yield fake
 
 
 def throttle(canvas: FakeCanvas, endpoint: str, shape: str) -> None:

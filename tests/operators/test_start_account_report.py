@@ -10,7 +10,6 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -30,22 +29,12 @@ from airflow_provider_canvas_reports.operators._common import (
     wait_in_worker,
 )
 from airflow_provider_canvas_reports.operators.reports import STATE_KEY, StartAccountReportOperator
-from airflow_provider_canvas_reports.simulator import CanvasSimulator, Fault, SimulatorConfig
+from airflow_provider_canvas_reports.simulator import CanvasSimulator, Fault
 from airflow_provider_canvas_reports.triggers.reports import ReportStatusTrigger
+from tests.fixtures.simulator import wait_until
+from tests.fixtures.task_instance import FakeTaskInstance
 
 REPORT = "provisioning_csv"
-
-
-class FakeTaskInstance:
-    """The bits of Airflow's RuntimeTaskInstance the operator touches."""
-
-    def __init__(self, try_number: int = 1, map_index: int = -1) -> None:
-        self.try_number = try_number
-        self.map_index = map_index
-        self.xcoms: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcoms[key] = value
 
 
 class FakeStateStore:
@@ -84,30 +73,11 @@ def make_context(
     return context
 
 
-@pytest.fixture
-def canvas(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[CanvasSimulator]:
-    marker = request.node.get_closest_marker("simulator")
-    settings = {"users": 40, "queue_seconds": 0.1, "run_seconds": 1.0, **(marker.kwargs if marker else {})}
-    sim = CanvasSimulator(SimulatorConfig(**settings))
-    with sim.run_in_thread() as running:
-        conn = {"conn_type": "canvas", "host": running.url, "password": running.token}
-        monkeypatch.setenv("AIRFLOW_CONN_CANVAS_DEFAULT", json.dumps(conn))
-        yield sim
-
-
 def operator(**kwargs: Any) -> StartAccountReportOperator:
     kwargs.setdefault("report", REPORT)
     kwargs.setdefault("parameters", {"users": True})
     kwargs.setdefault("poll_interval", 0.1)
     return StartAccountReportOperator(task_id="start", **kwargs)
-
-
-def wait_until(sim: CanvasSimulator, report_id: int, status: str, within: float = 10) -> None:
-    until = time.monotonic() + within
-    while sim.reports[report_id].status != status:
-        assert time.monotonic() < until, f"report never reached {status}"
-        time.sleep(0.05)
-    sim.wait_idle()
 
 
 class TestStart:

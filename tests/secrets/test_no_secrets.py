@@ -42,7 +42,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from airflow.sdk import DAG
-from canvas_harness import REPORT, Sim, listing, run_dag, run_task, simulator
+from canvas_harness import REPORT, Sim, listing, run_task, simulator
 
 from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
 from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
@@ -51,6 +51,7 @@ from airflow_provider_canvas_reports.operators.reports import StartAccountReport
 from airflow_provider_canvas_reports.sensors.reports import ReportCompleteSensor
 from airflow_provider_canvas_reports.simulator import Fault
 from airflow_provider_canvas_reports.simulator.context import CTX
+from tests.fixtures.dag_runs import run_dag
 
 # Made at run time: dag.test() stores this module's source (the DAG file) in the metadata DB, so a
 # literal here would be "found" in the DB scan.

@@ -7,22 +7,9 @@ from typing import Any
 import pytest
 
 from tests.fixtures.simulator import canvas, pytest_configure
+from tests.fixtures.task_instance import FakeTaskInstance
 
-__all__ = ["FakeTaskInstance", "canvas", "context", "pytest_configure"]
-
-
-class FakeTaskInstance:
-    """The bits of Airflow's RuntimeTaskInstance the sensor touches, for calls outside a task run."""
-
-    def __init__(self, try_number: int = 1) -> None:
-        self.try_number = try_number
-        self.xcoms: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcoms[key] = value
-
-    def get_first_reschedule_date(self, context: Any) -> None:
-        return None
+__all__ = ["canvas", "context", "pytest_configure"]
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
 from airflow_provider_canvas_reports.sensors.reports import ReportCompleteSensor
 from airflow_provider_canvas_reports.simulator import CanvasSimulator, Fault
 from airflow_provider_canvas_reports.triggers.reports import ReportStatusTrigger
+from tests.fixtures.simulator import wait_until
 
 REPORT = "provisioning_csv"
 
@@ -29,14 +30,6 @@ def start(sim: CanvasSimulator, fate: str | None = None) -> int:
     if fate:
         sim.script_report(REPORT, fate)
     return CanvasHook().start_report(REPORT, {"users": True}).id
-
-
-def wait_until(sim: CanvasSimulator, report_id: int, status: str, within: float = 10) -> None:
-    until = time.monotonic() + within
-    while sim.reports[report_id].status != status:
-        assert time.monotonic() < until, f"report never reached {status}"
-        time.sleep(0.05)
-    sim.wait_idle()
 
 
 def sensor(report_id: int | str, **kwargs: Any) -> ReportCompleteSensor:
