@@ -114,7 +114,7 @@ class StartAccountReportOperator(BaseOperator):
         start whose answer was lost and which the first look did not find (Canvas may still be
         handling it); then the try fails without starting another report.
     :param start_spacing: a mapped task instance (``.expand()``) waits ``map_index`` times this
-        (seconds or timedelta, default 0.1 s; the index counted modulo 50, so at most 4.9 s) before
+        (seconds or timedelta, default 0.2 s; the index counted modulo 50, so at most 9.8 s) before
         its first request to Canvas. Canvas's throttle admits about 14 requests at once per token:
         mapped tasks released together would otherwise send most of their first requests into a
         full bucket. Unmapped tasks never wait for it; 0 turns it off.
@@ -148,7 +148,7 @@ class StartAccountReportOperator(BaseOperator):
         canvas_retry_policy: RetryPolicy | None = None,
         lost_start_rechecks: Sequence[float] = LOST_START_RECHECKS,
         start_jitter: timedelta | float = 0.0,
-        start_spacing: timedelta | float = 0.1,
+        start_spacing: timedelta | float = 0.2,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
