@@ -363,6 +363,29 @@ class Deployment:
         os.killpg(component.pid, signal.SIGSTOP)
         self.mark(f"froze {component.name} (pid {component.pid}) with SIGSTOP")
 
+    def freeze_between_writes(self, component: Component, attempts: int = 20) -> None:
+        """Freeze `component` at a moment it holds no write lock on the metadata DB.
+
+        A process frozen inside a SQLite write transaction holds the lock for everyone, so no
+        other component could write (heartbeats included) until it thaws. After each freeze the
+        DB's write lock is taken and released here; the live components give it up within the
+        wait, a frozen holder never does: then thaw, let it finish, and freeze again.
+        """
+        for _ in range(attempts):
+            self.freeze(component)
+            try:
+                with contextlib.closing(sqlite3.connect(self.home / "airflow.db", timeout=3.0)) as db:
+                    db.isolation_level = None  # explicit transactions only
+                    db.execute("BEGIN IMMEDIATE")
+                    db.execute("ROLLBACK")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    raise
+            self.thaw(component)
+            time.sleep(0.3)
+        raise DeploymentError(f"could not freeze {component.name} outside a DB write in {attempts} attempts")
+
     def thaw(self, component: Component) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(component.pid, signal.SIGCONT)

@@ -203,13 +203,7 @@ def test_frozen_triggerer_comes_back_after_its_triggers_moved(system: System) ->
     assert set(_holders(system, reports).values()) == {frozen.job_id}
     other = deployment.start_triggerer()
     try:
-        # Freeze right after a heartbeat was written, so no DB write of its is cut in half
-        # (a frozen SQLite writer would hold the lock for everyone).
-        last = _heartbeat(system, frozen.job_id)
-        wait_for(
-            "a fresh heartbeat", lambda: _heartbeat(system, frozen.job_id) != last, timeout=30, interval=0.05
-        )
-        deployment.freeze(frozen)
+        deployment.freeze_between_writes(frozen)
         try:
             _wait_moved(system, reports, other)
             assert {sim.reports[r].status for r in reports.values()} == {"running"}
