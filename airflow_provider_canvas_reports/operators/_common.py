@@ -112,45 +112,38 @@ class WaitSettings:
             return self.expected_run_time
         if not self.policy.adaptive:
             return None  # fixed intervals have no use for it
+        found, source = None, "the last run in the available-reports list; no index lookup"
         if waited_for is not None and waited_for.id == report_id:
             from airflow_provider_canvas_reports.canvas.polling import listed_previous_run
 
-            listed = listed_previous_run(waited_for, last_run)
-            if listed is not None:
-                log.info(
-                    "Expecting Canvas report %s #%s to run about %s, as run #%s did (the last run in the "
-                    "available-reports list; no index lookup); adaptive polling plans on it.",
-                    report,
-                    report_id,
-                    describe_duration(listed.run_time),
-                    listed.report_id,
-                )
-                return listed.run_time
-        try:
-            found = hook.previous_run(report, report_id, account)
-        except Exception as exc:
-            log.warning(
-                "Could not look up the previous run of Canvas report %s in the report index (%s: %s); "
-                "polling without an expected run time.",
-                report,
-                type(exc).__name__,
-                str(exc)[:300],
-            )
-            return None
+            found = listed_previous_run(waited_for, last_run)
         if found is None:
-            log.info(
-                "No complete run of Canvas report %s with these parameters on the first page of the report "
-                "index; polling without an expected run time.",
-                report,
-            )
-            return None
+            source = "found in the report index"
+            try:
+                found = hook.previous_run(report, report_id, account)
+            except Exception as exc:
+                log.warning(
+                    "Could not look up the previous run of Canvas report %s in the report index (%s: %s); "
+                    "polling without an expected run time.",
+                    report,
+                    type(exc).__name__,
+                    str(exc)[:300],
+                )
+                return None
+            if found is None:
+                log.info(
+                    "No complete run of Canvas report %s with these parameters on the first page of the "
+                    "report index; polling without an expected run time.",
+                    report,
+                )
+                return None
         log.info(
-            "Expecting Canvas report %s #%s to run about %s, as run #%s did (found in the report index); "
-            "adaptive polling plans on it.",
+            "Expecting Canvas report %s #%s to run about %s, as run #%s did (%s); adaptive polling plans on it.",
             report,
             report_id,
             describe_duration(found.run_time),
             found.report_id,
+            source,
         )
         return found.run_time
 
