@@ -173,22 +173,26 @@ def decide(policy: RetryPolicy, attempt: Attempt, rng: random.Random | None = No
     return Retry(delay=delay, reason=_describe(attempt))
 
 
-# Mapped start tasks (``.expand()``) are released together, and Canvas lets only about 14 requests
-# per token be in flight (50 units each of a 700-unit bucket): each task waits its map index times
-# a spacing, so their first requests reach the bucket a few at a time. The order repeats every
-# STAGGER_CYCLE indexes, so no task waits more than STAGGER_CYCLE spacings.
+# Start tasks released together (a mapped task's instances, the DAG's start tasks with the same
+# upstream tasks) would send their first requests at once, and Canvas lets only about 14 requests
+# per token be in flight (50 units each of a 700-unit bucket): each task waits its place in the
+# release times a spacing, so their first requests reach the bucket a few at a time. The order
+# repeats every STAGGER_CYCLE places, so no task waits more than STAGGER_CYCLE spacings.
 STAGGER_CYCLE = 50
 
 
-def start_delay(
-    map_index: int | None, spacing: float, jitter: float, rng: random.Random | None = None
-) -> float:
-    """Seconds a start task waits before its first request: its place among mapped tasks plus jitter.
+def release_place(rank: int, map_index: int | None) -> int:
+    """A start task's place among those released with it: its rank among the DAG's start tasks
+    released together (0 when it is the only one) plus its map index (an unmapped task's is -1)."""
+    return max(0, rank) + (map_index if map_index is not None and map_index > 0 else 0)
 
-    An unmapped task (map index None or -1) is not spaced; `jitter` adds a random 0 to `jitter`.
+
+def start_delay(place: int, spacing: float, jitter: float, rng: random.Random | None = None) -> float:
+    """Seconds a start task waits before its first request: its place times `spacing`, plus jitter.
+
+    `jitter` adds a random 0 to `jitter` seconds (tasks that cannot know of each other: other DAGs).
     """
-    place = map_index % STAGGER_CYCLE if map_index is not None and map_index > 0 else 0
-    return place * spacing + (jitter * (rng or random).random() if jitter > 0 else 0.0)
+    return (place % STAGGER_CYCLE) * spacing + (jitter * (rng or random).random() if jitter > 0 else 0.0)
 
 
 def pace(policy: RetryPolicy, headers: Mapping[str, str] | None) -> float:

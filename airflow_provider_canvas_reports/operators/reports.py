@@ -113,14 +113,16 @@ class StartAccountReportOperator(BaseOperator):
     :param lost_start_rechecks: pauses (seconds) between further looks in the report index after a
         start whose answer was lost and which the first look did not find (Canvas may still be
         handling it); then the try fails without starting another report.
-    :param start_spacing: a mapped task instance (``.expand()``) waits ``map_index`` times this
-        (seconds or timedelta, default 0.2 s; the index counted modulo 50, so at most 9.8 s) before
-        its first request to Canvas. Canvas's throttle admits about 14 requests at once per token:
-        mapped tasks released together would otherwise send most of their first requests into a
-        full bucket. Unmapped tasks never wait for it; 0 turns it off.
+    :param start_spacing: start tasks released together take turns for their first request to
+        Canvas: each waits its place times this (seconds or timedelta, default 0.2 s). Its place is
+        its rank, by task_id, among the DAG's start tasks with the same upstream tasks, plus its map
+        index when mapped (``.expand()``), counted modulo 50: at most 9.8 s at the default. Canvas's
+        throttle admits about 14 requests at once per token, so tasks released together would
+        otherwise send most of their first requests into a full bucket. A task alone (no other
+        start task beside it, unmapped) never waits; 0 turns it off.
     :param start_jitter: wait a further random 0 to ``start_jitter`` seconds before the first
-        request (default 0: none), for many *unmapped* start tasks on one token released in the
-        same instant (see BENCHMARKS.md).
+        request (default 0: none), for start tasks in *different* DAGs on one token released in
+        the same instant, which cannot know of each other (see BENCHMARKS.md).
     """
 
     template_fields: Sequence[str] = ("report", "parameters", "account_id")
@@ -216,20 +218,40 @@ class StartAccountReportOperator(BaseOperator):
         return self._wait(hook, account, report, last_run=last_run)
 
     def _pause_before_first_request(self, context: Context) -> None:
-        from airflow_provider_canvas_reports.canvas.retry import start_delay
+        from airflow_provider_canvas_reports.canvas.retry import release_place, start_delay
 
         map_index = getattr(context.get("ti"), "map_index", None)
-        pause = start_delay(map_index, self.start_spacing, self.start_jitter)
+        rank, together = self._release_rank()
+        place = release_place(rank, map_index)
+        pause = start_delay(place, self.start_spacing, self.start_jitter)
         if pause > 0:
             self.log.info(
-                "Waiting %.2fs before the first request to Canvas (map index %s, start_spacing %gs, "
+                "Waiting %.2fs before the first request to Canvas: place %d among the start tasks "
+                "released together (rank %d of the DAG's %d, map index %s; start_spacing %gs, "
                 "start_jitter %gs).",
                 pause,
+                place,
+                rank,
+                together,
                 map_index,
                 self.start_spacing,
                 self.start_jitter,
             )
             time.sleep(pause)
+
+    def _release_rank(self) -> tuple[int, int]:
+        """This task's rank, by task_id, among its DAG's start tasks released with it (those with
+        the same upstream tasks, mapped or not), and their number; (0, 1) outside a DAG."""
+        dag = self.get_dag()
+        if dag is None:
+            return 0, 1
+        upstream = self.upstream_task_ids
+        together = sorted(
+            task.task_id for task in dag.tasks if _starts_reports(task) and task.upstream_task_ids == upstream
+        )
+        if self.task_id not in together:
+            return 0, max(1, len(together))
+        return together.index(self.task_id), len(together)
 
     def _start(self, hook: CanvasHook, account: str, sent: dict[str, Any]) -> Report:
         from airflow_provider_canvas_reports.canvas.errors import StartOutcomeUnknownError
@@ -436,6 +458,12 @@ class StartAccountReportOperator(BaseOperator):
 
 
 # -- task state helpers (task_state_store exists from Airflow 3.3) ----------------------------
+def _starts_reports(task: object) -> bool:
+    """Whether a DAG's task is a start task: this operator (or a subclass), mapped or not."""
+    cls = getattr(task, "operator_class", type(task))  # a mapped task names its operator's class
+    return isinstance(cls, type) and issubclass(cls, StartAccountReportOperator)
+
+
 def _pause_seconds(value: timedelta | float, name: str) -> float:
     pause = value.total_seconds() if isinstance(value, timedelta) else float(value)
     if not pause >= 0:

@@ -21,6 +21,7 @@ from airflow_provider_canvas_reports.canvas.retry import (
     header,
     pace,
     rate_limit_remaining,
+    release_place,
     retry_after,
     start_delay,
 )
@@ -480,14 +481,31 @@ def test_pace_is_between_zero_and_pace_delay(remaining):
 
 
 @pytest.mark.parametrize(
-    ("map_index", "expected"),
-    [(None, 0.0), (-1, 0.0), (0, 0.0), (1, 0.1), (23, 2.3), (49, 4.9), (50, 0.0), (73, 2.3)],
+    ("rank", "map_index", "expected"),
+    [
+        (0, None, 0),
+        (0, -1, 0),
+        (0, 0, 0),
+        (0, 7, 7),
+        (3, -1, 3),  # the 4th of the DAG's start tasks released together
+        (3, 0, 3),
+        (2, 5, 7),  # a mapped task ranked 3rd: its instances follow the tasks before it
+        (-1, -1, 0),
+    ],
 )
-def test_start_delay_spaces_mapped_tasks_by_index(map_index, expected):
-    assert start_delay(map_index, 0.1, 0.0) == pytest.approx(expected)
+def test_release_place_is_rank_plus_map_index(rank, map_index, expected):
+    assert release_place(rank, map_index) == expected
+
+
+@pytest.mark.parametrize(
+    ("place", "expected"),
+    [(0, 0.0), (1, 0.1), (23, 2.3), (49, 4.9), (50, 0.0), (73, 2.3)],
+)
+def test_start_delay_spaces_tasks_by_place_in_cycles_of_50(place, expected):
+    assert start_delay(place, 0.1, 0.0) == pytest.approx(expected)
 
 
 def test_start_delay_adds_the_jitter_draw():
-    assert start_delay(None, 0.1, 5.0, FixedRandom(0.5)) == pytest.approx(2.5)
+    assert start_delay(0, 0.1, 5.0, FixedRandom(0.5)) == pytest.approx(2.5)
     assert start_delay(3, 0.1, 5.0, FixedRandom(1.0)) == pytest.approx(5.3)
     assert start_delay(3, 0.0, 0.0) == 0.0

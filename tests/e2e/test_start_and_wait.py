@@ -9,6 +9,7 @@ and the simulator's poll counts).
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -281,3 +282,39 @@ def test_templated_report_and_parameters_render_in_a_run(canvas_simulator, run_d
     result = run_dag(dag)
     assert result.states() == {"start": "success", "wait": "success"}
     assert result["wait"].return_value["parameters"]["enrollment_term_id"] == "sis_term_id:2026FA"
+
+
+def test_start_tasks_released_together_take_turns(canvas_simulator, run_dag, capsys):
+    """The DAG's start tasks with the same upstream tasks, and a mapped one's instances, each wait
+    their place (rank by task_id, plus map index) x start_spacing; a start task alone does not."""
+    spacing = 0.01
+    with DAG("start_spacing", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+        first, *_ = (
+            StartAccountReportOperator(
+                task_id=f"start_{name}", report=REPORT, parameters={"users": True}, start_spacing=spacing
+            )
+            for name in ("a", "b", "c")
+        )
+        StartAccountReportOperator.partial(task_id="start_m", report=REPORT, start_spacing=spacing).expand(
+            parameters=[{"users": True}, {"courses": True}, {"terms": True}]
+        )
+        first >> StartAccountReportOperator(
+            task_id="after", report=REPORT, parameters={"users": True}, start_spacing=spacing
+        )
+    result = run_dag(dag)
+    assert set(result.states().values()) == {"success"}
+    assert canvas_simulator.starts[REPORT] == 7
+    waits = re.findall(
+        r"Waiting ([\d.]+)s before the first request to Canvas: place (\d+) among the start tasks "
+        r"released together \(rank (\d+) of the DAG's (\d+), map index (-?\d+)",
+        capsys.readouterr().out,
+    )
+    # (place, rank, of, map index): start_a is first (no wait) and `after` is alone (no wait).
+    assert sorted((int(p), int(r), int(n), int(m)) for _, p, r, n, m in waits) == [
+        (1, 1, 4, -1),
+        (2, 2, 4, -1),
+        (3, 3, 4, 0),
+        (4, 3, 4, 1),
+        (5, 3, 4, 2),
+    ]
+    assert all(float(pause) == pytest.approx(int(place) * spacing, abs=0.005) for pause, place, *_ in waits)
