@@ -10,15 +10,17 @@ as its own worker would (a thread each, all released together; each operator has
 so no pacing state is shared): parameter validation and the start; each then defers to its
 ReportStatusTrigger (adaptive polling), all in one event loop as one triggerer runs them; then
 each resumes in execute_complete, which turns the event into the task's result or failure.
-Three runs, all with the operator's defaults unless said:
+Four runs, all with the operator's defaults unless said:
 
 - mapped: the 50 tasks are one mapped task's instances (map index 0 to 49), as a DAG that
-  ``.expand()``s over sub-accounts or terms starts them; each waits its map index times
-  ``start_spacing`` (0.2 s by default) before its first request;
-- unmapped: 50 separate tasks released in the same instant. Their first requests overflow a
-  bucket that admits 14 at once whatever each client does (none knows of the others): the
-  refusals of the first second are reported apart, as that floor;
-- unmapped with ``start_jitter`` (each task waits a random 0 to N seconds first).
+  ``.expand()``s over sub-accounts or terms starts them;
+- separate tasks of one DAG: 50 start tasks without upstream tasks in one DAG (one per report
+  or sub-account, written out); these and the mapped ones wait their place among the start tasks
+  released together times ``start_spacing`` (0.2 s by default) before their first request;
+- separate DAGs: 50 tasks, each in a DAG of its own, released in the same instant. Their first
+  requests overflow a bucket that admits 14 at once whatever each client does (none knows of
+  the others): the refusals of the first second are reported apart, as that floor;
+- separate DAGs with ``start_jitter`` (each task waits a random 0 to N seconds first).
 
 Reference, the common way: the same 50 starts and waits written with requests and aiohttp
 directly, honouring Retry-After on 429 (as a careful script does) but with no pacing on
@@ -50,7 +52,7 @@ async def provider_run(
     start_jitter: float = 0.0,
     probe: Probe | None = None,
     policy: RetryPolicy | None = None,
-    mapped: bool = False,
+    layout: str = "separate",
     start_spacing: float | None = None,
 ) -> list[str]:
     """Outcome per task: 'success' or what went wrong.
@@ -58,9 +60,12 @@ async def provider_run(
     Each task is a StartAccountReportOperator(wait_for_completion=True, deferrable=True): its
     execute() in a worker thread (parameter validation and the start, with its own hook), the
     ReportStatusTrigger it defers to in this event loop, then its execute_complete().
+    `layout`: "mapped" (one mapped task's instances), "one_dag" (separate tasks of one DAG, all
+    without upstream tasks) or "separate" (each task in a DAG of its own: nothing in common).
     `probe`, when given, reads the simulator's counters one second after the release and when
     the last task has started its report.
     """
+    from airflow.sdk import DAG
     from airflow.sdk.exceptions import TaskDeferred
 
     from airflow_provider_canvas_reports.operators.reports import StartAccountReportOperator
@@ -90,9 +95,11 @@ async def provider_run(
             started()
         raise RuntimeError("the operator did not defer")
 
-    async def task(index: int, pool: ThreadPoolExecutor) -> str:
-        op = StartAccountReportOperator(
-            task_id="start" if mapped else f"start_{index}",
+    mapped = layout == "mapped"
+
+    def build(index: int) -> Any:
+        return StartAccountReportOperator(
+            task_id="start" if mapped else f"start_{index:02d}",
             report=REPORT,
             parameters={},
             wait_for_completion=True,
@@ -103,6 +110,15 @@ async def provider_run(
             start_jitter=start_jitter,
             **({} if start_spacing is None else {"start_spacing": start_spacing}),
         )
+
+    if layout == "one_dag":
+        with DAG("one_token", schedule=None):
+            ops = [build(index) for index in range(count)]
+    else:
+        ops = [build(index) for index in range(count)]
+
+    async def task(index: int, pool: ThreadPoolExecutor) -> str:
+        op = ops[index]
         context = task_context(op.task_id, map_index=index if mapped else -1)
         try:
             deferred = await loop.run_in_executor(pool, execute, op, context)
@@ -266,7 +282,7 @@ def main() -> None:
         ["provider"]
         if args.mapped_only
         else (
-            ["provider", "provider_unmapped"]
+            ["provider", "provider_one_dag", "provider_unmapped"]
             + ([] if args.provider_only else ["reference"])
             + (["provider_jittered"] if jitter > 0 else [])
         )
@@ -281,8 +297,11 @@ def main() -> None:
             timeout,
             probe=probe,
             policy=policy,
-            mapped=True,
+            layout="mapped",
             start_spacing=args.start_spacing,
+        ),
+        "provider_one_dag": lambda sim, probe: provider_run(
+            count, poll_interval, timeout, probe=probe, policy=policy, layout="one_dag"
         ),
         "provider_unmapped": lambda sim, probe: provider_run(
             count, poll_interval, timeout, probe=probe, policy=policy
@@ -296,8 +315,9 @@ def main() -> None:
     }
     labels = {
         "provider": "provider, mapped",
-        "provider_unmapped": "provider, unmapped",
-        "provider_jittered": f"provider, unmapped, start_jitter={jitter:g}s",
+        "provider_one_dag": "provider, separate tasks of one DAG",
+        "provider_unmapped": "provider, separate DAGs",
+        "provider_jittered": f"provider, separate DAGs, start_jitter={jitter:g}s",
     }
     for name in runs:
         # A fresh simulator for each run: a full bucket, and no earlier run of the report (so no
@@ -329,12 +349,17 @@ def main() -> None:
             say(line)
         for failure in r["failures"]:
             say(f"  failure: {failure}")
-    ours, unmapped = results["provider"], results.get("provider_unmapped")
+    ours, one_dag, unmapped = (
+        results.get(key) for key in ("provider", "provider_one_dag", "provider_unmapped")
+    )
+    assert ours is not None
     met = meets_goal(ours)
+    met_one_dag = meets_goal(one_dag) if one_dag is not None else None
     met_unmapped = meets_goal(unmapped) if unmapped is not None else None
     say(
         f"goal: no failed task and <= {GOAL_THROTTLED:.0%} throttled: mapped {verdict(met)}"
-        + (f", unmapped in the same instant {verdict(met_unmapped)}" if unmapped is not None else "")
+        + (f", separate tasks of one DAG {verdict(met_one_dag)}" if one_dag is not None else "")
+        + (f", separate DAGs in the same instant {verdict(met_unmapped)}" if unmapped is not None else "")
     )
     say(f"one_token benchmark took {time.perf_counter() - t0:.0f}s")
     emit(
@@ -347,11 +372,13 @@ def main() -> None:
         run_seconds=run_seconds,
         latency_s=latency,
         provider=ours,
+        provider_one_dag=one_dag,
         provider_unmapped=unmapped,
         reference=results.get("reference"),
         provider_jittered=results.get("provider_jittered"),
         goal_throttled=GOAL_THROTTLED,
         met=met,
+        met_one_dag=met_one_dag,
         met_unmapped=met_unmapped,
     )
 

@@ -100,9 +100,11 @@ def rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
         )
         for key, met, shape in (
             ("provider", "met", "one mapped task's instances"),
-            ("provider_unmapped", "met_unmapped", "separate tasks released in the same instant"),
+            ("provider_one_dag", "met_one_dag", "separate tasks of one DAG"),
+            ("provider_unmapped", "met_unmapped", "separate DAGs released in the same instant"),
         ):
-            p = d[key]
+            if (p := d.get(key)) is None:
+                continue
             out.append(
                 [
                     f"5. {d['reports']} reports at once on one token: {shape}",
@@ -110,7 +112,7 @@ def rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
                     reference,
                     "",
                     "0 failed, <= 5% throttled",
-                    _ok(d[met]),
+                    _ok(d.get(met)),
                 ]
             )
     if d := results.get("imports"):
@@ -180,15 +182,19 @@ def details(results: dict[str, dict[str, Any]]) -> list[str]:
             f"status polls in {p['seconds']} s; reference {r['starts']} starts, {r['status_polls']} status polls "
             f"in {r['seconds']} s." + (f" Provider failures: {p['failures']}." if p["failures"] else "")
         )
-        for key, label in (("provider", "mapped"), ("provider_unmapped", "unmapped")):
-            if first := d[key].get("phases", {}).get("first_second"):
+        for key, label in (
+            ("provider", "mapped"),
+            ("provider_one_dag", "tasks of one DAG"),
+            ("provider_unmapped", "separate DAGs"),
+        ):
+            if first := (d.get(key) or {}).get("phases", {}).get("first_second"):
                 lines.append(
                     f"- One token, provider ({label}): {first['throttled']} of its {d[key]['throttled']} "
                     f"refusals came in the first second ({first['requests']} requests then)."
                 )
         if s := d.get("provider_jittered"):
             lines.append(
-                f"- One token, unmapped with `start_jitter={d['start_jitter_s']:g}` (the 50 starts spread "
+                f"- One token, separate DAGs with `start_jitter={d['start_jitter_s']:g}` (the 50 starts spread "
                 f"over that many seconds at random): {s['failed']} failed; {s['throttled']}/{s['requests']} "
                 f"requests throttled ({s['throttled_share']:.1%}); {s['available']} `available`, "
                 f"{s['starts']} starts, {s['status_polls']} status polls."
