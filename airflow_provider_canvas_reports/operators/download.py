@@ -10,12 +10,14 @@ import logging
 import time
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.sdk import Asset, AssetAlias, BaseOperator, ObjectStoragePath
 
+from airflow_provider_canvas_reports.operators._turns import pause_seconds, take_turn
 from airflow_provider_canvas_reports.storage.model import LandedObject, OverwritePolicy, ZipLimits
 
 if TYPE_CHECKING:
@@ -131,6 +133,12 @@ class DownloadReportOperator(BaseOperator):
         the system temp folder.
     :param canvas_retry_policy: the client's bounds for retries of each request (throttling,
         5xx, resets) inside one download attempt.
+    :param start_spacing: download tasks released together take turns for their first request
+        to Canvas, as start tasks do: each waits its place times this (seconds or timedelta,
+        default 0.2 s). Its place is its rank, by task_id, among the DAG's download tasks with the
+        same upstream tasks, plus its map index when mapped (all instances of a mapped download
+        are released together when the start tasks it maps over are done), counted modulo 50:
+        at most 9.8 s at the default. A task alone never waits; 0 turns it off.
     """
 
     template_fields: Sequence[str] = ("report", "report_id", "destination", "dest_conn_id", "account_id")
@@ -157,6 +165,7 @@ class DownloadReportOperator(BaseOperator):
         download_retry_delay: float = 5.0,
         spool_dir: str | None = None,
         canvas_retry_policy: RetryPolicy | None = None,
+        start_spacing: timedelta | float = 0.2,
         **kwargs: Any,
     ) -> None:
         if asset_alias:
@@ -191,6 +200,7 @@ class DownloadReportOperator(BaseOperator):
         self.download_retry_delay = download_retry_delay
         self.spool_dir = spool_dir
         self.canvas_retry_policy = canvas_retry_policy
+        self.start_spacing = pause_seconds(start_spacing, "start_spacing")
         # Filled by execute() for get_openlineage_facets_on_complete (same operator instance).
         self._lineage: dict[str, Any] | None = None
 
@@ -214,6 +224,7 @@ class DownloadReportOperator(BaseOperator):
 
         report_id = _report_id(self.report_id)
         account = hook.account(self.account_id)
+        take_turn(self, context, kind=DownloadReportOperator, spacing=self.start_spacing, jitter=0.0)
         report = hook.get_report(self.report, report_id, account)
         try:
             require_file(report)

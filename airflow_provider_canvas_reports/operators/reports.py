@@ -30,6 +30,7 @@ from airflow_provider_canvas_reports.operators._common import (
     seconds,
     wait_in_worker,
 )
+from airflow_provider_canvas_reports.operators._turns import pause_seconds, take_turn
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -165,8 +166,8 @@ class StartAccountReportOperator(BaseOperator):
         self.canvas_retry_policy = canvas_retry_policy
         self.lost_start_rechecks = tuple(float(pause) for pause in lost_start_rechecks)
         self.expected_run_time = expected_run_time
-        self.start_jitter = _pause_seconds(start_jitter, "start_jitter")
-        self.start_spacing = _pause_seconds(start_spacing, "start_spacing")
+        self.start_jitter = pause_seconds(start_jitter, "start_jitter")
+        self.start_spacing = pause_seconds(start_spacing, "start_spacing")
         self.wait = WaitSettings(
             policy=PollPolicy(
                 seconds(poll_interval, name="poll_interval", default=60.0),
@@ -197,7 +198,13 @@ class StartAccountReportOperator(BaseOperator):
         store = _state_store(context)
         saved, store_ok = _store_get(store, self.log)
 
-        self._pause_before_first_request(context)
+        take_turn(
+            self,
+            context,
+            kind=StartAccountReportOperator,
+            spacing=self.start_spacing,
+            jitter=self.start_jitter,
+        )
         # The newest run of this report when the list was read: it may give the wait its prior.
         last_run: Report | None = None
         report = self._resume_from_saved(saved, hook, account, sent)
@@ -216,42 +223,6 @@ class StartAccountReportOperator(BaseOperator):
         if not self.wait_for_completion:
             return report.as_json()
         return self._wait(hook, account, report, last_run=last_run)
-
-    def _pause_before_first_request(self, context: Context) -> None:
-        from airflow_provider_canvas_reports.canvas.retry import release_place, start_delay
-
-        map_index = getattr(context.get("ti"), "map_index", None)
-        rank, together = self._release_rank()
-        place = release_place(rank, map_index)
-        pause = start_delay(place, self.start_spacing, self.start_jitter)
-        if pause > 0:
-            self.log.info(
-                "Waiting %.2fs before the first request to Canvas: place %d among the start tasks "
-                "released together (rank %d of the DAG's %d, map index %s; start_spacing %gs, "
-                "start_jitter %gs).",
-                pause,
-                place,
-                rank,
-                together,
-                map_index,
-                self.start_spacing,
-                self.start_jitter,
-            )
-            time.sleep(pause)
-
-    def _release_rank(self) -> tuple[int, int]:
-        """This task's rank, by task_id, among its DAG's start tasks released with it (those with
-        the same upstream tasks, mapped or not), and their number; (0, 1) outside a DAG."""
-        dag = self.get_dag()
-        if dag is None:
-            return 0, 1
-        upstream = self.upstream_task_ids
-        together = sorted(
-            task.task_id for task in dag.tasks if _starts_reports(task) and task.upstream_task_ids == upstream
-        )
-        if self.task_id not in together:
-            return 0, max(1, len(together))
-        return together.index(self.task_id), len(together)
 
     def _start(self, hook: CanvasHook, account: str, sent: dict[str, Any]) -> Report:
         from airflow_provider_canvas_reports.canvas.errors import StartOutcomeUnknownError
@@ -458,19 +429,6 @@ class StartAccountReportOperator(BaseOperator):
 
 
 # -- task state helpers (task_state_store exists from Airflow 3.3) ----------------------------
-def _starts_reports(task: object) -> bool:
-    """Whether a DAG's task is a start task: this operator (or a subclass), mapped or not."""
-    cls = getattr(task, "operator_class", type(task))  # a mapped task names its operator's class
-    return isinstance(cls, type) and issubclass(cls, StartAccountReportOperator)
-
-
-def _pause_seconds(value: timedelta | float, name: str) -> float:
-    pause = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if not pause >= 0:
-        raise ValueError(f"{name} must be a duration of 0 or more, not {value!r}")
-    return pause
-
-
 def _state_store(context: Context) -> Any:
     return context.get("task_state_store")  # type: ignore[misc]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sqlite3
 import zipfile
 from collections.abc import Callable
@@ -119,7 +120,11 @@ def test_nightly_export_lands_tables_and_queues_the_warehouse_load(
 
 
 def test_mapped_reports_run_one_report_per_sub_account(
-    canvas_simulator: Any, run_dag: RunDag, settings: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+    canvas_simulator: Any,
+    run_dag: RunDag,
+    settings: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("AIRFLOW_VAR_CANVAS_SUB_ACCOUNTS", "[2, 3, 4]")
     bag = example_bag()
@@ -128,6 +133,17 @@ def test_mapped_reports_run_one_report_per_sub_account(
 
     assert result.state == "success"
     assert canvas_simulator.starts["last_user_access_csv"] == 3
+    # The instances of each mapped task are released together and take turns (map index 0 goes first).
+    turns = re.findall(
+        r"before the first request to Canvas: place (\d) among the (\w+) tasks released together",
+        capsys.readouterr().out,
+    )
+    assert sorted(turns) == [
+        ("1", "DownloadReportOperator"),
+        ("1", "StartAccountReportOperator"),
+        ("2", "DownloadReportOperator"),
+        ("2", "StartAccountReportOperator"),
+    ]
     folders = sorted((settings["lake"] / "canvas" / "last_user_access").glob("*/account=*"))
     assert [f.name for f in folders] == ["account=2", "account=3", "account=4"]
     sim_reports = {

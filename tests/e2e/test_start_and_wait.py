@@ -305,8 +305,8 @@ def test_start_tasks_released_together_take_turns(canvas_simulator, run_dag, cap
     assert set(result.states().values()) == {"success"}
     assert canvas_simulator.starts[REPORT] == 7
     waits = re.findall(
-        r"Waiting ([\d.]+)s before the first request to Canvas: place (\d+) among the start tasks "
-        r"released together \(rank (\d+) of the DAG's (\d+), map index (-?\d+)",
+        r"Waiting ([\d.]+)s before the first request to Canvas: place (\d+) among the "
+        r"StartAccountReportOperator tasks released together \(rank (\d+) of the DAG's (\d+), map index (-?\d+)",
         capsys.readouterr().out,
     )
     # (place, rank, of, map index): start_a is first (no wait) and `after` is alone (no wait).

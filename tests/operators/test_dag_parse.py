@@ -26,6 +26,7 @@ PARSE_MODULES = {
     f"{PACKAGE}.links.canvas",  # the extra link is a class attribute
     f"{PACKAGE}.operators",
     f"{PACKAGE}.operators._common",
+    f"{PACKAGE}.operators._turns",  # pause_seconds checks start_spacing and start_jitter
     f"{PACKAGE}.operators.download",
     f"{PACKAGE}.operators.reports",
     f"{PACKAGE}.sensors",

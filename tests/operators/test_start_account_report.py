@@ -15,8 +15,6 @@ from typing import Any
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowException, TaskDeferred
-from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import DAG
 
 from airflow_provider_canvas_reports.canvas.errors import (
     InvalidParametersError,
@@ -175,26 +173,6 @@ class TestStart:
             operator(start_spacing=60).execute(make_context(map_index=map_index))
         assert "before the first request" not in caplog.text + capsys.readouterr().out
         assert canvas.counters.starts[REPORT] == 1
-
-    def test_rank_among_the_dags_start_tasks_released_together(self):
-        class NightlyStart(StartAccountReportOperator):
-            pass
-
-        with DAG("ranks", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-            sub = NightlyStart(task_id="b_sub", report=REPORT)
-            plain = operator(task_id="c_plain")
-            mapped = StartAccountReportOperator.partial(task_id="a_mapped", report=REPORT).expand(
-                parameters=[{"users": True}]
-            )
-            other = EmptyOperator(task_id="0_not_a_start_task")
-            later = operator(task_id="d_later")
-            plain >> later
-        assert {task.task_id for task in dag.tasks} >= {mapped.task_id, other.task_id}
-        # a_mapped (mapped), b_sub (a subclass) and c_plain are roots; the EmptyOperator is no start task.
-        assert sub._release_rank() == (1, 3)
-        assert plain._release_rank() == (2, 3)
-        assert later._release_rank() == (0, 1)  # alone behind c_plain
-        assert operator()._release_rank() == (0, 1)  # in no DAG
 
     @pytest.mark.parametrize("name", ["start_jitter", "start_spacing"])
     @pytest.mark.parametrize("bad", [-1, float("nan"), timedelta(seconds=-1)])

@@ -1,0 +1,72 @@
+"""Tasks of one DAG released together take turns for their first request to Canvas.
+
+Canvas lets only about 14 requests per token be in flight, so start or download tasks released
+in the same instant (a mapped task's instances, or the tasks of one DAG with the same upstream
+tasks) would send most of their first requests into a full bucket. They cannot talk to each
+other, but each can read the same DAG: a task's place is its rank by task_id among them, plus
+its map index, and it waits that place times a spacing (`canvas.retry.start_delay`).
+
+Every DAG parse imports this module (the operators check their pauses with `pause_seconds`).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator, Context
+
+
+def pause_seconds(value: timedelta | float, name: str) -> float:
+    """A pause argument (seconds or timedelta) as seconds, 0 or more."""
+    pause = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if not pause >= 0:
+        raise ValueError(f"{name} must be a duration of 0 or more, not {value!r}")
+    return pause
+
+
+def release_rank(task: BaseOperator, kind: type) -> tuple[int, int]:
+    """The task's rank, by task_id, among its DAG's `kind` tasks released with it (those with the
+    same upstream tasks, mapped or not, subclasses included), and their number; (0, 1) outside a DAG."""
+    dag = task.get_dag()
+    if dag is None:
+        return 0, 1
+    upstream = task.upstream_task_ids
+    together = sorted(
+        other.task_id for other in dag.tasks if _is_kind(other, kind) and other.upstream_task_ids == upstream
+    )
+    if task.task_id not in together:
+        return 0, max(1, len(together))
+    return together.index(task.task_id), len(together)
+
+
+def take_turn(task: BaseOperator, context: Context, *, kind: type, spacing: float, jitter: float) -> None:
+    """Wait this task's place among the `kind` tasks released with it times `spacing`, plus a
+    random 0 to `jitter` seconds, before its first request to Canvas."""
+    from airflow_provider_canvas_reports.canvas.retry import release_place, start_delay
+
+    map_index = getattr(context.get("ti"), "map_index", None)
+    rank, together = release_rank(task, kind)
+    place = release_place(rank, map_index)
+    pause = start_delay(place, spacing, jitter)
+    if pause > 0:
+        task.log.info(
+            "Waiting %.2fs before the first request to Canvas: place %d among the %s tasks released "
+            "together (rank %d of the DAG's %d, map index %s; start_spacing %gs, start_jitter %gs).",
+            pause,
+            place,
+            kind.__name__,
+            rank,
+            together,
+            map_index,
+            spacing,
+            jitter,
+        )
+        time.sleep(pause)
+
+
+def _is_kind(task: Any, kind: type) -> bool:
+    cls = getattr(task, "operator_class", type(task))  # a mapped task names its operator's class
+    return isinstance(cls, type) and issubclass(cls, kind)
