@@ -23,6 +23,7 @@ from airflow_provider_canvas_reports.canvas.polling import (
     FAILURE,
     SUCCESS,
     TIMEOUT,
+    Outcome,
     PollAgain,
     PollLog,
     PollPolicy,
@@ -156,6 +157,7 @@ class WaitSettings:
         account_id: str,
         started_at: float,
         expected_run_time: float | None = None,
+        first_poll_at: float | None = None,
     ) -> ReportStatusTrigger:
         from airflow_provider_canvas_reports.triggers.events import retry_policy_kwargs
         from airflow_provider_canvas_reports.triggers.reports import ReportStatusTrigger
@@ -174,6 +176,7 @@ class WaitSettings:
             wait_started_at=started_at,
             retry_policy=retry_policy_kwargs(self.retry_policy),
             expected_run_time=expected_run_time,
+            first_poll_at=first_poll_at,
         )
 
     def waiter(
@@ -201,6 +204,11 @@ def poll_once(hook: CanvasHook, waiter: Waiter, account: str, clock: Callable[[]
     except Exception as exc:
         return waiter.failed(exc, clock())
     return waiter.seen(report, clock())
+
+
+def next_poll_at(step: Outcome | PollAgain, now: float) -> float | None:
+    """When the poll after `step` is due (epoch seconds); None when the step ended the wait."""
+    return now + step.seconds if isinstance(step, PollAgain) else None
 
 
 def wait_in_worker(

@@ -27,6 +27,7 @@ from airflow_provider_canvas_reports.operators._common import (
     WaitSettings,
     conclude,
     expected_run_time_setting,
+    next_poll_at,
     seconds,
     wait_in_worker,
 )
@@ -365,7 +366,12 @@ class StartAccountReportOperator(BaseOperator):
             waited_for=report,
             last_run=last_run,
         )
+        waiter = self.wait.waiter(
+            report=self.report, report_id=report.id, started_at=started, expected_run_time=expected
+        )
         if self.deferrable:
+            # The start (or the look that found the report) is the wait's first poll.
+            seen_at = time.time()
             self.defer(
                 trigger=self.wait.trigger(
                     conn_id=self.canvas_conn_id,
@@ -374,6 +380,7 @@ class StartAccountReportOperator(BaseOperator):
                     account_id=account,
                     started_at=started,
                     expected_run_time=expected,
+                    first_poll_at=next_poll_at(waiter.seen(report, seen_at), seen_at),
                 ),
                 method_name="execute_complete",
                 kwargs={"report_id": report.id},
@@ -381,9 +388,6 @@ class StartAccountReportOperator(BaseOperator):
                 # and leave the report running in Canvas (apache/airflow#61467).
                 timeout=None,
             )
-        waiter = self.wait.waiter(
-            report=self.report, report_id=report.id, started_at=started, expected_run_time=expected
-        )
         self._waiting_for = (self.report, report.id, account)
         try:
             payload = wait_in_worker(hook, waiter, account, self.log, first=report)

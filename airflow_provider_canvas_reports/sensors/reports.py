@@ -41,6 +41,7 @@ from airflow_provider_canvas_reports.operators._common import (
     conclude,
     describe_cancel,
     expected_run_time_setting,
+    next_poll_at,
     poll_once,
     seconds,
 )
@@ -224,6 +225,7 @@ class ReportCompleteSensor(BaseSensorOperator):
         waiter = self.wait.waiter(report=self.report, report_id=report_id, started_at=started)
         # One check first: a report already over ends the task without a trip to the triggerer.
         step = poll_once(self.hook, waiter, account, time.time)
+        polled_at = time.time()
         if isinstance(step, Outcome):
             from airflow_provider_canvas_reports.triggers.events import event_payload
 
@@ -240,6 +242,7 @@ class ReportCompleteSensor(BaseSensorOperator):
                 account_id=account,
                 started_at=started,
                 expected_run_time=expected,
+                first_poll_at=next_poll_at(step, polled_at),
             ),
             method_name="execute_complete",
             # The trigger carries the deadline: a framework timeout would skip execute_complete

@@ -21,6 +21,7 @@ from airflow_provider_canvas_reports.canvas.polling import (
     PollPolicy,
     Waiter,
     check_expected_run_time,
+    sleep_for,
 )
 from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
 
@@ -74,6 +75,8 @@ class ReportStatusTrigger(BaseTrigger):
         take it from the previous run in the report index before deferring); with
         ``adaptive_polling`` it stretches the intervals while the report cannot be finished yet.
         None (default): no expectation, so polls come every ``poll_interval`` while queued.
+    :param first_poll_at: when to poll first (epoch seconds): the worker saw the report just
+        before deferring and planned its next look from there. None (default): at once.
     """
 
     def __init__(
@@ -90,6 +93,7 @@ class ReportStatusTrigger(BaseTrigger):
         wait_started_at: float | None = None,
         retry_policy: Mapping[str, float | int] | None = None,
         expected_run_time: float | None = None,
+        first_poll_at: float | None = None,
     ) -> None:
         super().__init__()
         self.canvas_conn_id = canvas_conn_id
@@ -104,6 +108,7 @@ class ReportStatusTrigger(BaseTrigger):
         self.wait_started_at = None if wait_started_at is None else float(wait_started_at)
         self.retry_policy = dict(retry_policy) if retry_policy is not None else None
         self.expected_run_time = check_expected_run_time(expected_run_time)
+        self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
         # Validate here, in the worker, rather than in the triggerer.
         self.policy = PollPolicy(self.poll_interval, self.adaptive_polling, self.max_poll_interval)
 
@@ -122,6 +127,7 @@ class ReportStatusTrigger(BaseTrigger):
             "wait_started_at": self.wait_started_at,
             "retry_policy": self.retry_policy,
             "expected_run_time": self.expected_run_time,
+            "first_poll_at": self.first_poll_at,
         }
 
     def _hook(self) -> CanvasHook:
@@ -144,6 +150,7 @@ class ReportStatusTrigger(BaseTrigger):
                 expected_run_time=self.expected_run_time,
             )
             quiet = PollLog()
+            await self._until_first_poll()
             while True:
                 outcome = waiter.before_poll(time.time())
                 if outcome is None:
@@ -160,6 +167,19 @@ class ReportStatusTrigger(BaseTrigger):
                 self.log.info("Wait ended (%s): %s", outcome.kind, payload["summary"])
                 yield TriggerEvent(payload)
                 return
+
+    async def _until_first_poll(self) -> None:
+        # The worker saw the report a moment ago: polling again at once would learn nothing new,
+        # and a trigger that fires within a second or two of the deferral can fail the try
+        # (Airflow 3.3.2, apache/airflow#67287). A restarted or moved trigger whose first poll
+        # time has passed polls at once.
+        if self.first_poll_at is None:
+            return
+        now = time.time()
+        pause = sleep_for(self.first_poll_at - now, now=now, deadline=self.deadline)
+        if pause > 0:
+            self.log.info("Canvas report %s #%s: first poll in %.1fs.", self.report, self.report_id, pause)
+            await asyncio.sleep(pause)
 
     async def _poll(self, hook: CanvasHook, account: str, waiter: Waiter) -> Outcome | PollAgain:
         left = waiter.time_left(time.time())

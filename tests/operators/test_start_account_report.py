@@ -215,6 +215,9 @@ class TestWait:
         assert kwargs["poll_interval"] == 5.0
         assert before + 7200 <= kwargs["deadline"] <= time.time() + 7200
         assert canvas.counters.status_polls[report_id] == 0  # the start's answer was the first check
+        # ... so the trigger's first poll comes one planned interval (a queued report with no
+        # earlier run: poll_interval) after it, not at once.
+        assert before + 5 <= kwargs["first_poll_at"] <= time.time() + 5
 
     def test_in_the_worker_returns_the_final_report(self, canvas: CanvasSimulator):
         result = operator(wait_for_completion=True, deferrable=False).execute(make_context())

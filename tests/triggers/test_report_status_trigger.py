@@ -71,6 +71,7 @@ class TestSerialization:
             wait_started_at=1_899_999_000.0,
             retry_policy=retry_policy_kwargs(FAST_RETRIES),
             expected_run_time=600,
+            first_poll_at=1_899_999_060.0,
         )
         classpath, kwargs = original.serialize()
         assert classpath == "airflow_provider_canvas_reports.triggers.reports.ReportStatusTrigger"
@@ -80,6 +81,7 @@ class TestSerialization:
         assert kwargs["account_id"] == "7"
         assert kwargs["deadline"] == 1_900_000_000.5
         assert kwargs["expected_run_time"] == 600.0
+        assert kwargs["first_poll_at"] == 1_899_999_060.0
         rebuilt = ReportStatusTrigger(**json.loads(text))
         assert rebuilt.serialize() == (classpath, kwargs)
         assert rebuilt.policy == original.policy
@@ -208,6 +210,29 @@ class TestOutcomes:
         logged = [line for line in capsys.readouterr().out.splitlines() if "next poll in" in line]
         assert len(logged) == 1
         assert "status=created" in logged[0]
+
+    async def test_the_first_poll_waits_for_first_poll_at(
+        self, canvas: CanvasSimulator, capsys: pytest.CaptureFixture[str]
+    ):
+        # The worker saw the report just before deferring: the trigger's first look is planned.
+        canvas.script_report("provisioning_csv", "stuck_created")
+        report_id = start()
+        began = time.time()
+        running = asyncio.ensure_future(
+            first_event(trigger(report_id, first_poll_at=began + 1.0, deadline=began + 1.6))
+        )
+        await asyncio.sleep(0.6)
+        assert canvas.counters.status_polls[report_id] == 0
+        payload = await running
+        assert payload["status"] == "timeout"
+        assert canvas.counters.status_polls[report_id] >= 1
+        assert f"#{report_id}: first poll in" in capsys.readouterr().out
+
+    async def test_a_first_poll_time_past_polls_at_once(self, canvas: CanvasSimulator):
+        # A restarted or moved trigger keeps its kwargs: its first poll time may be long gone.
+        report_id = start()
+        payload = await first_event(trigger(report_id, first_poll_at=time.time() - 3600))
+        assert payload["status"] == "success"
 
     async def test_adaptive_polling_stretches_while_queued_by_the_expected_run_time(
         self, canvas: CanvasSimulator
