@@ -254,6 +254,10 @@ class AsyncTransport:
             hop.resp = resp
             if step.hop.send_auth:
                 shared.pacer.note(self.settings.policy, resp.headers)
+            if resp.status != 200:
+                # Not the file (a redirect, an error): its connection and slot are freed now, not
+                # after the backoff of a retry.
+                hop.release()
             return Opened(resp.status, resp.headers)
 
         try:

@@ -139,3 +139,34 @@ async def test_failed_and_refused_canvas_hops_give_their_slot_back(canvas: Runni
             pass
     assert not slots.locked()
     assert sim.counters.faults == {"reset": 1, "html": 1}
+
+
+async def test_a_canvas_hop_answered_with_an_error_frees_its_slot_during_the_backoff(
+    canvas: RunningSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim = canvas.simulator
+    # The first retry of a download waits at least base_delay / 2 (2 s).
+    policy = RetryPolicy(
+        base_delay=4.0, max_delay=4.0, connect_timeout=2.0, read_timeout=5.0, max_elapsed=30.0
+    )
+    transport = aio.AsyncTransport(CanvasSettings(canvas.url, canvas.token, policy))
+    report = await _finished_report(transport)
+    slots = transport._shared().slots
+    sim.add_fault(Fault(endpoint="download", kind="503", times=1))
+    caplog.set_level(logging.WARNING, logger=aio.log.name)
+
+    async def read() -> bytes:
+        async with transport.download(report) as download:
+            return b"".join([chunk async for chunk in download.chunks])
+
+    reading = asyncio.create_task(read())
+    while not any("retrying in" in r.getMessage() for r in caplog.records):
+        assert not reading.done(), reading.result()
+        await asyncio.sleep(0.01)
+
+    # The download waits out its backoff; the one slot is free for the polls meanwhile.
+    assert not slots.locked()
+    assert (await transport.call(api.status("self", "grade_export_csv", report.id))).id == report.id
+    assert await reading
+    assert sim.counters.requests["download"] == 2
+    assert not slots.locked()
