@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -79,25 +80,41 @@ def direct() -> Iterator[RunningSimulator]:
     yield from simulator(throttle=None, direct_download=True)
 
 
-async def _finished_report(transport: aio.AsyncTransport) -> Report:
+@dataclass
+class Downloading:
+    """A transport with one finished report to download, and its token's slots."""
+
+    transport: aio.AsyncTransport
+    report: Report
+    slots: asyncio.Semaphore
+
+    async def poll(self) -> Report:
+        return await self.transport.call(api.status("self", "grade_export_csv", self.report.id))
+
+    async def read(self) -> bytes:
+        async with self.transport.download(self.report) as download:
+            return b"".join([chunk async for chunk in download.chunks])
+
+
+async def downloading(running: RunningSimulator, policy: RetryPolicy = POLICY) -> Downloading:
+    transport = aio.AsyncTransport(CanvasSettings(running.url, running.token, policy))
     report = await transport.call(api.start("self", "grade_export_csv", {}))
-    while report.status != "complete":
+    ready = Downloading(transport, report, transport._shared().slots)
+    while ready.report.status != "complete":
         await asyncio.sleep(0.05)
-        report = await transport.call(api.status("self", "grade_export_csv", report.id))
-    return report
+        ready.report = await ready.poll()
+    return ready
 
 
 async def test_a_download_from_the_files_host_frees_the_canvas_slot_while_it_streams(
     canvas: RunningSimulator,
 ) -> None:
-    transport = aio.AsyncTransport(CanvasSettings(canvas.url, canvas.token, POLICY))
-    report = await _finished_report(transport)
-    slots = transport._shared().slots
+    ready = await downloading(canvas)
 
-    async with transport.download(report) as download:
+    async with ready.transport.download(ready.report) as download:
         # The Canvas hop was a redirect, released at the next hop: polls go on during the download.
-        assert not slots.locked()
-        assert (await transport.call(api.status("self", "grade_export_csv", report.id))).id == report.id
+        assert not ready.slots.locked()
+        assert (await ready.poll()).id == ready.report.id
         body = b"".join([chunk async for chunk in download.chunks])
 
     assert body
@@ -108,36 +125,30 @@ async def test_a_download_from_the_files_host_frees_the_canvas_slot_while_it_str
 async def test_a_file_canvas_serves_itself_holds_the_slot_until_it_is_closed(
     direct: RunningSimulator,
 ) -> None:
-    transport = aio.AsyncTransport(CanvasSettings(direct.url, direct.token, POLICY))
-    report = await _finished_report(transport)
-    slots = transport._shared().slots
+    ready = await downloading(direct)
 
-    async with transport.download(report) as download:
-        assert slots.locked()  # the body streams over the one connection to Canvas
+    async with ready.transport.download(ready.report) as download:
+        assert ready.slots.locked()  # the body streams over the one connection to Canvas
         body = b"".join([chunk async for chunk in download.chunks])
 
     assert body
-    assert not slots.locked()
-    assert (await transport.call(api.status("self", "grade_export_csv", report.id))).id == report.id
+    assert not ready.slots.locked()
+    assert (await ready.poll()).id == ready.report.id
 
 
 async def test_failed_and_refused_canvas_hops_give_their_slot_back(canvas: RunningSimulator) -> None:
     sim = canvas.simulator
-    transport = aio.AsyncTransport(CanvasSettings(canvas.url, canvas.token, POLICY))
-    report = await _finished_report(transport)
-    slots = transport._shared().slots
+    ready = await downloading(canvas)
 
     # A reset is retried from the Canvas hop; a login page ends the download.
     sim.add_fault(Fault(endpoint="download", kind="reset", times=1))
-    async with transport.download(report) as download:
-        assert b"".join([chunk async for chunk in download.chunks])
-    assert not slots.locked()
+    assert await ready.read()
+    assert not ready.slots.locked()
 
     sim.add_fault(Fault(endpoint="download", kind="html", times=1))
     with pytest.raises(DownloadError):
-        async with transport.download(report):
-            pass
-    assert not slots.locked()
+        await ready.read()
+    assert not ready.slots.locked()
     assert sim.counters.faults == {"reset": 1, "html": 1}
 
 
@@ -146,27 +157,18 @@ async def test_a_canvas_hop_answered_with_an_error_frees_its_slot_during_the_bac
 ) -> None:
     sim = canvas.simulator
     # The first retry of a download waits at least base_delay / 2 (2 s).
-    policy = RetryPolicy(
-        base_delay=4.0, max_delay=4.0, connect_timeout=2.0, read_timeout=5.0, max_elapsed=30.0
-    )
-    transport = aio.AsyncTransport(CanvasSettings(canvas.url, canvas.token, policy))
-    report = await _finished_report(transport)
-    slots = transport._shared().slots
+    ready = await downloading(canvas, replace(POLICY, base_delay=4.0, max_delay=4.0))
     sim.add_fault(Fault(endpoint="download", kind="503", times=1))
     caplog.set_level(logging.WARNING, logger=aio.log.name)
 
-    async def read() -> bytes:
-        async with transport.download(report) as download:
-            return b"".join([chunk async for chunk in download.chunks])
-
-    reading = asyncio.create_task(read())
+    reading = asyncio.create_task(ready.read())
     while not any("retrying in" in r.getMessage() for r in caplog.records):
         assert not reading.done(), reading.result()
         await asyncio.sleep(0.01)
 
     # The download waits out its backoff; the one slot is free for the polls meanwhile.
-    assert not slots.locked()
-    assert (await transport.call(api.status("self", "grade_export_csv", report.id))).id == report.id
+    assert not ready.slots.locked()
+    assert (await ready.poll()).id == ready.report.id
     assert await reading
     assert sim.counters.requests["download"] == 2
-    assert not slots.locked()
+    assert not ready.slots.locked()
