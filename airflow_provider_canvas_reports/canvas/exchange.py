@@ -80,6 +80,9 @@ class ApiResponse:
     data: Any
 
 
+PACING = "pacing requests: Canvas reports the rate-limit bucket is low"
+
+
 @dataclass
 class Pacer:
     """Spaces out requests on one token when Canvas says its bucket runs low."""
@@ -87,8 +90,10 @@ class Pacer:
     not_before: float = 0.0
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
 
-    def wait(self) -> float:
-        return max(0.0, self.not_before - self.clock())
+    def pause(self) -> Sleep | None:
+        """The wait a request on this token must take now, if any (the drivers log its reason)."""
+        wait = self.not_before - self.clock()
+        return Sleep(wait, PACING) if wait > 0 else None
 
     def note(self, policy: RetryPolicy, headers: Mapping[str, str]) -> None:
         delay = pace(policy, headers)
@@ -113,8 +118,8 @@ def api_call(
     number = 0
     while True:
         number += 1
-        if pacer is not None and (wait := pacer.wait()) > 0:
-            yield Sleep(wait, "pacing requests: Canvas reports the rate-limit bucket is low")
+        if pacer is not None and (pause := pacer.pause()) is not None:
+            yield pause
         outcome = yield Send(request)
         if isinstance(outcome, Failed):
             attempt = Attempt(number, clock() - started, request.idempotent, failure=outcome.failure)

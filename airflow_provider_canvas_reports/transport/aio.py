@@ -44,11 +44,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
-# Connections kept per (loop, host, token), so requests in flight on one token. Canvas charges each
-# request 50 units up front against a 700-unit bucket: more than 14 at once overflow it by
-# themselves (429s). 8 leaves room for the token's other users (workers starting reports): with
-# 12, the triggers' first polls alone refilled the bucket while refused starts came back
-# (BENCHMARKS.md, goal 5).
+# Requests in flight to the Canvas host per (loop, host, token): the token's slots, and the
+# connections kept per host. Canvas charges each request 50 units up front against a 700-unit
+# bucket: more than 14 at once overflow it by themselves (429s). 8 leaves room for the token's
+# other users (workers starting reports): with 12, the triggers' first polls alone refilled the
+# bucket while refused starts came back (BENCHMARKS.md, goal 5).
 CONNECTIONS_PER_HOST = 8
 
 
@@ -56,6 +56,9 @@ CONNECTIONS_PER_HOST = 8
 class _Shared:
     session: aiohttp.ClientSession
     pacer: Pacer
+    # A request to the Canvas host waits for a slot here, not in aiohttp's pool, and takes its
+    # pace once it holds one (`_pace`): answers that came in while it queued count.
+    slots: asyncio.Semaphore
     # Of every API request, built once rather than per request; it holds the token, so no repr.
     headers: dict[str, str] = field(repr=False)
 
@@ -89,6 +92,19 @@ async def drive(gen: Generator[Any, Any, R], step: Callable[[Any], Any]) -> R:
             action = gen.send(outcome)
     except StopIteration as stop:
         return stop.value
+
+
+async def _pace(pacer: Pacer, pause: Sleep) -> None:
+    """Wait, holding a slot, until the token's pacer lets the request go.
+
+    The other slots' answers may push the pace further while this one sleeps.
+    """
+    while True:
+        log_sleep(log, pause)
+        await asyncio.sleep(pause.seconds)
+        if (again := pacer.pause()) is None:
+            return
+        pause = again
 
 
 async def _read_bounded(stream: aiohttp.StreamReader, limit: int) -> bytes:
@@ -157,6 +173,7 @@ class AsyncTransport:
                     headers={"User-Agent": USER_AGENT},
                 ),
                 Pacer(),
+                asyncio.Semaphore(CONNECTIONS_PER_HOST),
                 {**self.settings.auth_headers, "Accept": "application/json"},
             )
             per_loop[self._key] = shared
@@ -164,21 +181,23 @@ class AsyncTransport:
 
     async def _send(self, request: ApiRequest) -> Received | Failed:
         shared = self._shared()
-        session = shared.session
-        try:
-            async with session.request(
-                request.method,
-                self.settings.url(request.path),
-                params=list(request.query) if request.query else None,
-                data=list(request.form) if request.form else None,
-                headers=shared.headers,
-                allow_redirects=False,
-            ) as resp:
-                limit = MAX_JSON_BODY if 200 <= resp.status < 300 else MAX_ERROR_BODY
-                body = await _read_bounded(resp.content, limit)
-                return Received(resp.status, resp.headers, body)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            return Failed(classify(exc))
+        async with shared.slots:
+            if (pause := shared.pacer.pause()) is not None:
+                await _pace(shared.pacer, pause)
+            try:
+                async with shared.session.request(
+                    request.method,
+                    self.settings.url(request.path),
+                    params=list(request.query) if request.query else None,
+                    data=list(request.form) if request.form else None,
+                    headers=shared.headers,
+                    allow_redirects=False,
+                ) as resp:
+                    limit = MAX_JSON_BODY if 200 <= resp.status < 300 else MAX_ERROR_BODY
+                    body = await _read_bounded(resp.content, limit)
+                    return Received(resp.status, resp.headers, body)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                return Failed(classify(exc))
 
     async def execute(self, request: ApiRequest) -> ApiResponse:
         gen = api_call(request, self.settings.policy, pacer=self._shared().pacer, secrets=self._secrets)
@@ -212,33 +231,64 @@ class AsyncTransport:
     @asynccontextmanager
     async def download(self, report: Report, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[AsyncDownload]:
         """Open the report's file through Canvas's redirect chain and stream it."""
-        session = self._shared().session
-        holder: dict[str, aiohttp.ClientResponse] = {}
+        shared = self._shared()
+        hop = _CurrentHop()
 
         async def open_hop(step: OpenHop) -> Opened | Failed:
-            if "resp" in holder:
-                holder.pop("resp").release()
+            hop.release()
             headers = {"Accept-Encoding": "identity"}
             if step.hop.send_auth:
+                # Only a hop to the Canvas host carries the token: it takes one of the token's slots
+                # and its pace, as an API request does, and holds the slot until it is released (a
+                # file Canvas serves itself holds it while it streams).
+                await shared.slots.acquire()
+                hop.slots = shared.slots
+                if (pause := shared.pacer.pause()) is not None:
+                    await _pace(shared.pacer, pause)
                 headers.update(self.settings.auth_headers)
             try:
-                resp = await session.get(step.hop.url, headers=headers, allow_redirects=False)
+                resp = await shared.session.get(step.hop.url, headers=headers, allow_redirects=False)
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                hop.release()
                 return Failed(classify(exc))
-            holder["resp"] = resp
+            hop.resp = resp
+            if step.hop.send_auth:
+                shared.pacer.note(self.settings.policy, resp.headers)
+            if resp.status != 200:
+                # Not the file (a redirect, an error): its connection and slot are freed now, not
+                # after the backoff of a retry.
+                hop.release()
             return Opened(resp.status, resp.headers)
 
         try:
             ready: Ready = await drive(
                 open_chain(self.settings.base_url, report, self.settings.policy), open_hop
             )
-            resp = holder["resp"]
+            resp = hop.resp
+            assert resp is not None
             yield AsyncDownload(
                 ready.expected_size, resp.headers.get("content-type"), _body(resp, report, ready, chunk_size)
             )
         finally:
-            if "resp" in holder:
-                holder.pop("resp").release()
+            hop.release()
+
+
+class _CurrentHop:
+    """The open response of a download's current hop, and the Canvas slot it holds, if any."""
+
+    __slots__ = ("resp", "slots")
+
+    def __init__(self) -> None:
+        self.resp: aiohttp.ClientResponse | None = None
+        self.slots: asyncio.Semaphore | None = None
+
+    def release(self) -> None:
+        if self.resp is not None:
+            self.resp.release()
+            self.resp = None
+        if self.slots is not None:
+            self.slots.release()
+            self.slots = None
 
 
 @dataclass
