@@ -4,8 +4,11 @@ Both pollers are the provider's own ``canvas.polling.Waiter`` (what the trigger,
 the worker-side wait all run), driven on a simulated clock against a model of a report: it sits
 in ``created`` for Q seconds, runs for R seconds while its ``progress`` rises along a profile,
 then is ``complete``. The model answers as Canvas does: integer progress capped at 99 while
-running, ``started_at``/``ended_at`` with whole seconds. The first poll comes when the wait
-starts (t = 0, the report just created); each poll is one status request.
+running, ``started_at``/``ended_at`` with whole seconds. The first look comes when the wait
+starts (t = 0, the report just created); each later look is one status request. The fixed
+poller's first look is a status request too (the common loop: start, then poll at once); the
+provider's is the start's own answer, which the start operator passes to its trigger as the
+wait's first poll (``first_poll_at``), so it costs no request.
 
 - provider: ``PollPolicy(poll_interval, adaptive=True)`` (the default), with the expected run
   time the start operator takes from the previous run of the same report with the same
@@ -27,7 +30,8 @@ The expected run time (the prior), in four cases, each on the same reports:
 
 When the list's ``last_run`` is another run (another parameter set of the same report type ran
 since, or it failed), the start operator asks the index: one request more per report than shown
-here; the sensor always asks it (it does not read the list).
+here; the sensor always asks it (it does not read the list), and its check before deferring is
+a status request: two more per report.
 
 Grid: R in 1, 2, 5, 10, 20, 30 minutes x Q in 0.5, 2, 10, 30 minutes x 4 progress profiles
 (linear; front-loaded sqrt; back-loaded square; 4 equal steps) x 5 seeded jitters of Q and R.
@@ -70,6 +74,10 @@ CASES: dict[str, Callable[[float, float], float | None]] = {
     # What-if, not a goal: the run time known exactly, as if the policy's floor were the truth.
     "known exactly": lambda runs, u: runs / PRIOR_FLOOR,
 }
+
+
+# The provider's look at t = 0 is the start's answer, not a status request (see above).
+FIRST_LOOK_FROM_THE_START = 1
 
 
 def lookup_requests(prior: float | None) -> int:
@@ -188,7 +196,7 @@ def run_grid(
                                 "profile": profile_name,
                                 "seen_before": seen_before,
                                 "fixed": fixed_polls,
-                                "adaptive": polls + lookup_requests(prior),
+                                "adaptive": polls - FIRST_LOOK_FROM_THE_START + lookup_requests(prior),
                                 "late": late,
                                 "fixed_late": fixed_late,
                                 "allowed": allowed,
