@@ -45,6 +45,7 @@ from airflow_provider_canvas_reports.operators._common import (
     poll_once,
     seconds,
 )
+from airflow_provider_canvas_reports.operators._turns import pause_seconds, take_turn
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -95,6 +96,13 @@ class ReportCompleteSensor(BaseSensorOperator):
     :param canvas_conn_id: the Canvas connection.
     :param account_id: the account (templated); default: the connection's, else ``self``.
     :param canvas_retry_policy: the client's bounds for retries on throttling, 5xx and resets.
+    :param start_spacing: sensors released together take turns for their first check, as start
+        tasks do: each waits its place times this (seconds or timedelta, default 0.2 s) before it.
+        Its place is its rank, by task_id, among the DAG's sensors of this kind with the same
+        upstream tasks, plus its map index when mapped (all instances of a sensor mapped over a
+        mapped start are released together), counted modulo 50: at most 9.8 s at the default. In
+        reschedule mode only the first poke of a try waits. A sensor alone never waits; 0 turns
+        it off.
     """
 
     template_fields: Sequence[str] = ("report", "report_id", "account_id")
@@ -115,6 +123,7 @@ class ReportCompleteSensor(BaseSensorOperator):
         canvas_conn_id: str = DEFAULT_CONN_ID,
         account_id: str | int | None = None,
         canvas_retry_policy: RetryPolicy | None = None,
+        start_spacing: timedelta | float = 0.2,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
@@ -130,6 +139,7 @@ class ReportCompleteSensor(BaseSensorOperator):
         self.account_id = account_id
         self.canvas_retry_policy = canvas_retry_policy
         self.expected_run_time = expected_run_time
+        self.start_spacing = pause_seconds(start_spacing, "start_spacing")
         self.wait = WaitSettings(
             policy=PollPolicy(
                 seconds(self.poke_interval, name="poke_interval", default=60.0),
@@ -193,6 +203,10 @@ class ReportCompleteSensor(BaseSensorOperator):
             context["ti"].xcom_push(
                 key=XCOM_REPORTS_URL, value=self.hook.reports_page_url(self._account_id())
             )
+        self._report_id()  # a bad id fails before any wait
+        # A rescheduled poke keeps the place its try's first poke took.
+        if not self.reschedule or context["ti"].get_first_reschedule_date(context) is None:
+            take_turn(self, context, kind=ReportCompleteSensor, spacing=self.start_spacing, jitter=0.0)
         if self.deferrable:
             return self._execute_deferrable()
         try:

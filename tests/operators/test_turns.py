@@ -11,6 +11,7 @@ from airflow.sdk import DAG
 from airflow_provider_canvas_reports.operators._turns import pause_seconds, release_rank
 from airflow_provider_canvas_reports.operators.download import DownloadReportOperator
 from airflow_provider_canvas_reports.operators.reports import StartAccountReportOperator
+from airflow_provider_canvas_reports.sensors.reports import ReportCompleteSensor
 
 REPORT = "provisioning_csv"
 
@@ -42,12 +43,16 @@ def test_rank_among_the_tasks_of_a_kind_with_the_same_upstream_tasks():
         # Downloads are their own kind: ranked among downloads only.
         first_download, second_download = download("x_download"), download("y_download")
         plain >> [first_download, second_download]
+        # Sensors too: a sensor is no start task, even beside one.
+        sensor = ReportCompleteSensor(task_id="w_sensor", report=REPORT, report_id=1)
+        plain >> sensor
     # a_mapped (mapped), b_sub (a subclass) and c_plain have no upstream task; EmptyOperator is no start task.
     assert release_rank(sub, StartAccountReportOperator) == (1, 3)
     assert release_rank(plain, StartAccountReportOperator) == (2, 3)
     assert release_rank(later, StartAccountReportOperator) == (0, 1)  # alone behind c_plain
     assert release_rank(first_download, DownloadReportOperator) == (0, 2)
     assert release_rank(second_download, DownloadReportOperator) == (1, 2)
+    assert release_rank(sensor, ReportCompleteSensor) == (0, 1)
 
 
 def test_a_task_in_no_dag_is_alone():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -22,6 +23,7 @@ from airflow_provider_canvas_reports.sensors.reports import ReportCompleteSensor
 from airflow_provider_canvas_reports.simulator import CanvasSimulator, Fault
 from airflow_provider_canvas_reports.triggers.reports import ReportStatusTrigger
 from tests.fixtures.simulator import wait_until
+from tests.fixtures.task_instance import FakeTaskInstance
 
 REPORT = "provisioning_csv"
 
@@ -332,3 +334,47 @@ class TestExpectedRunTime:
         delay = (raised.value.reschedule_date - datetime.now(timezone.utc)).total_seconds()
         assert delay > 50  # queued, expected to run 100 s: not done within 75 s of starting
         assert canvas.counters.requests["index"] == 0
+
+
+class RescheduledTaskInstance(FakeTaskInstance):
+    """A try whose first poke was earlier: it was rescheduled since."""
+
+    def get_first_reschedule_date(self, context: Any) -> datetime:
+        return datetime.now(timezone.utc) - timedelta(minutes=1)
+
+
+class TestTakingTurns:
+    def test_a_mapped_sensor_waits_its_place_before_its_first_check(
+        self, canvas: CanvasSimulator, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+    ):
+        report_id = start(canvas)
+        wait_until(canvas, report_id, "complete")
+        with caplog.at_level(logging.INFO):
+            result = sensor(report_id, deferrable=True, start_spacing=0.05).execute(
+                {"ti": FakeTaskInstance(map_index=2)}
+            )
+        assert result["status"] == "complete"
+        logged = caplog.text + capsys.readouterr().out
+        assert (
+            "Waiting 0.10s before the first request to Canvas: place 2 among the ReportCompleteSensor"
+            in logged
+        )
+
+    @pytest.mark.parametrize(("ti", "waits"), [(FakeTaskInstance, True), (RescheduledTaskInstance, False)])
+    def test_in_reschedule_mode_only_a_trys_first_poke_waits(
+        self,
+        canvas: CanvasSimulator,
+        caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str],
+        ti: type[FakeTaskInstance],
+        waits: bool,
+    ):
+        report_id = start(canvas)
+        wait_until(canvas, report_id, "complete")
+        with caplog.at_level(logging.INFO):
+            sensor(report_id, mode="reschedule", start_spacing=0.05).execute({"ti": ti(map_index=1)})
+        assert ("before the first request to Canvas" in caplog.text + capsys.readouterr().out) is waits
+
+    def test_a_bad_report_id_fails_before_any_wait(self, canvas: CanvasSimulator):
+        with pytest.raises(AirflowFailException, match="report"):
+            sensor("not-an-id", start_spacing=60).execute({"ti": FakeTaskInstance(map_index=49)})
