@@ -44,6 +44,7 @@ SYSTEM_DAG_IDS = (
     "canvas_system_kill_start_wait",
     "canvas_system_long_wait",
     "canvas_system_queued_wait",
+    "canvas_system_take_turns",
 )
 MiB = 1 << 20
 

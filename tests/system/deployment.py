@@ -184,14 +184,13 @@ class AirflowAPI:
         }
 
     def log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
+        """The task log as the UI shows it: the API's JSON (its structured lines), as text.
+
+        Airflow 3.3 serves it only as application/json or x-ndjson: asked for text/plain it
+        answers with an error body, which a scan for secrets would pass without reading any log.
+        """
         path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
-        resp = self.session.get(
-            f"{self.base_url}/api/v2{path}",
-            params={"full_content": "true"},
-            headers={"Accept": "text/plain"},
-            timeout=30,
-        )
-        return resp.text
+        return json.dumps(self.get(path, params={"full_content": "true"}))
 
     def health(self) -> dict[str, Any]:
         return self.get("/monitor/health")
@@ -584,12 +583,16 @@ class Deployment:
             lines.extend(_tail(path, 40))
         return "\n".join(lines)
 
-    def task_log_files(self, dag_id: str | None = None, run_id: str | None = None) -> list[Path]:
+    def task_log_files(
+        self, dag_id: str | None = None, run_id: str | None = None, task_id: str | None = None
+    ) -> list[Path]:
         base = self.home / "logs"
         if dag_id is not None:
             base = base / f"dag_id={dag_id}"
             if run_id is not None:
                 base = base / f"run_id={run_id}"
+                if task_id is not None:
+                    base = base / f"task_id={task_id}"
         return [p for p in base.rglob("*") if p.is_file()] if base.exists() else []
 
     def all_files(self) -> Iterator[Path]:

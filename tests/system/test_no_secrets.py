@@ -142,6 +142,9 @@ def test_no_secrets_in_logs_xcom_rendered_fields_or_events(system: System) -> No
     documents = _api_documents(system)
     rendered = [json.loads(d) for k, d in documents.items() if k.endswith("(task instance)")]
     assert any(ti["rendered_fields"] for ti in rendered)
+    # The served logs are read, not an error body: the nightly run's logs name its report.
+    served = [d for k, d in documents.items() if "(log via API" in k and NIGHTLY_DAG_ID in k]
+    assert any(f"#{report_id}" in log for log in served), "the served task logs were not read"
     hits += _find(needles, {k: v.encode() for k, v in documents.items()})
 
     assert not hits, "credentials leaked:\n" + "\n".join(hits)

@@ -129,3 +129,19 @@ for _conn_id, _dag_id in (
         )
         _start >> _wait
     globals()[_dag_id] = _dag
+
+# Start tasks released together take turns (their rank in this DAG, read by the task runner).
+with DAG(
+    dag_id="canvas_system_take_turns",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    tags=["canvas", "system-test"],
+) as take_turns:
+    for _table in ("courses", "terms", "users"):
+        StartAccountReportOperator(
+            task_id=f"start_{_table}",
+            canvas_conn_id="canvas_default",
+            report=REPORT,
+            parameters={_table: True, "skip_message": True},
+        )
