@@ -178,6 +178,15 @@ def child_main(args: Any) -> None:
     # Never outlive the benchmark by long, even if it was killed and nobody reads our output.
     signal.alarm(int(args.warmup + args.window + 300))
     ids = json.loads(Path(args.ids).read_text())
+    if args.gc_freeze:
+        import gc
+
+        import aiohttp  # noqa: F401 - what the variants import, frozen with the rest
+
+        from airflow_provider_canvas_reports.triggers import reports  # noqa: F401
+
+        gc.collect()
+        gc.freeze()
     result = asyncio.run(run_variant(args.child, ids, args.interval, args.warmup, args.window))
     print("VARIANT_RESULT " + json.dumps(result), flush=True)
 
@@ -225,6 +234,12 @@ def main() -> None:
     parser = arg_parser(__doc__)
     parser.add_argument("--triggers", type=int, help="triggers per variant (default 5000; smoke 50)")
     parser.add_argument("--interval", type=float, help="poll interval, seconds (default 15; smoke 1)")
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="what-if: gc.freeze() in each variant's process before its triggers start (moves the "
+        "objects of the imports out of the cyclic GC's reach, as a triggerer could after start-up)",
+    )
     parser.add_argument("--child", choices=("provider", "naive"), help=argparse_hidden())
     parser.add_argument("--ids", help=argparse_hidden())
     parser.add_argument("--warmup", type=float, help=argparse_hidden())
@@ -256,6 +271,7 @@ def main() -> None:
                 before = sim.counters()
                 cmd = [PY, "-m", "benchmarks.triggers", "--child", variant, "--ids", f.name]
                 cmd += ["--interval", str(interval), "--warmup", str(warmup), "--window", str(window)]
+                cmd += ["--gc-freeze"] if args.gc_freeze else []
                 result, marks = run_variant_process(cmd, sim)
                 after = sim.counters()
                 polls = marks["window_end"]["status_polls"] - marks["window_start"]["status_polls"]
