@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import sqlite3
 import zipfile
 from collections.abc import Callable
@@ -12,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.fixtures.turns import turns
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "example_dags"
@@ -134,15 +135,11 @@ def test_mapped_reports_run_one_report_per_sub_account(
     assert result.state == "success"
     assert canvas_simulator.starts["last_user_access_csv"] == 3
     # The instances of each mapped task are released together and take turns (map index 0 goes first).
-    turns = re.findall(
-        r"before the first request to Canvas: place (\d) among the (\w+) tasks released together",
-        capsys.readouterr().out,
-    )
-    assert sorted(turns) == [
-        ("1", "DownloadReportOperator"),
-        ("1", "StartAccountReportOperator"),
-        ("2", "DownloadReportOperator"),
-        ("2", "StartAccountReportOperator"),
+    assert sorted((t.place, t.kind) for t in turns(capsys.readouterr().out)) == [
+        (1, "DownloadReportOperator"),
+        (1, "StartAccountReportOperator"),
+        (2, "DownloadReportOperator"),
+        (2, "StartAccountReportOperator"),
     ]
     folders = sorted((settings["lake"] / "canvas" / "last_user_access").glob("*/account=*"))
     assert [f.name for f in folders] == ["account=2", "account=3", "account=4"]

@@ -9,7 +9,6 @@ and the simulator's poll counts).
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +20,7 @@ from airflow.sdk import DAG
 from airflow_provider_canvas_reports.operators.reports import StartAccountReportOperator
 from airflow_provider_canvas_reports.sensors.reports import ReportCompleteSensor
 from airflow_provider_canvas_reports.simulator import Fault
+from tests.fixtures.turns import turns
 
 REPORT = "provisioning_csv"
 REPORT_ID = "{{ ti.xcom_pull(task_ids='start', key='report_id') }}"
@@ -304,17 +304,14 @@ def test_start_tasks_released_together_take_turns(canvas_simulator, run_dag, cap
     result = run_dag(dag)
     assert set(result.states().values()) == {"success"}
     assert canvas_simulator.starts[REPORT] == 7
-    waits = re.findall(
-        r"Waiting ([\d.]+)s before the first request to Canvas: place (\d+) among the "
-        r"StartAccountReportOperator tasks released together \(rank (\d+) of the DAG's (\d+), map index (-?\d+)",
-        capsys.readouterr().out,
-    )
+    waits = turns(capsys.readouterr().out)
+    assert {turn.kind for turn in waits} == {"StartAccountReportOperator"}
     # (place, rank, of, map index): start_a is first (no wait) and `after` is alone (no wait).
-    assert sorted((int(p), int(r), int(n), int(m)) for _, p, r, n, m in waits) == [
+    assert sorted((t.place, t.rank, t.of, t.map_index) for t in waits) == [
         (1, 1, 4, -1),
         (2, 2, 4, -1),
         (3, 3, 4, 0),
         (4, 3, 4, 1),
         (5, 3, 4, 2),
     ]
-    assert all(float(pause) == pytest.approx(int(place) * spacing, abs=0.005) for pause, place, *_ in waits)
+    assert all(t.pause == pytest.approx(t.place * spacing, abs=0.005) for t in waits)

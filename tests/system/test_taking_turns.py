@@ -8,9 +8,10 @@ in the test's process; this checks the same in the worker processes of a deploym
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
+
+from tests.fixtures.turns import turns
 
 from .conftest import System
 from .helpers import REPORT
@@ -19,10 +20,6 @@ pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
 
 DAG_ID = "canvas_system_take_turns"
 TASKS = ("start_courses", "start_terms", "start_users")
-TURN = re.compile(
-    r"Waiting ([\d.]+)s before the first request to Canvas: place (\d+) among the "
-    r"StartAccountReportOperator tasks released together \(rank (\d+) of the DAG's (\d+)"
-)
 
 
 def test_start_tasks_released_together_take_turns(system: System) -> None:
@@ -39,8 +36,9 @@ def test_start_tasks_released_together_take_turns(system: System) -> None:
         [log_file] = system.deployment.task_log_files(DAG_ID, "take-turns", task_id)
         # The task runner writes one JSON object per line; the message is its "event".
         events = [json.loads(line).get("event", "") for line in log_file.read_text().splitlines() if line]
-        found = [m for e in events if (m := TURN.search(e))]
-        places[task_id] = [(float(m[1]), int(m[2]), int(m[3]), int(m[4])) for m in found] or None
+        found = turns("\n".join(events))
+        assert {t.kind for t in found} <= {"StartAccountReportOperator"}
+        places[task_id] = [(t.pause, t.place, t.rank, t.of) for t in found] or None
     # By task_id: the first goes at once (no line), the others wait 1 and 2 x start_spacing (0.2 s).
     assert places == {
         "start_courses": None,
