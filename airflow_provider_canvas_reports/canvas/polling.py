@@ -441,6 +441,12 @@ class Waiter:
         """The deadline check: a timeout outcome once it has passed."""
         if self.deadline is None or now < self.deadline:
             return None
+        return self.timed_out()
+
+    def timed_out(self) -> Outcome:
+        """The timeout outcome: the deadline has passed (by the wall clock or a timer's)."""
+        if self.deadline is None:
+            raise ValueError(f"{self.name} has no deadline to pass")
         last = f"; last status '{self.last.status}'" if self.last is not None else ""
         progress = (
             f", progress {self.last.progress}%"

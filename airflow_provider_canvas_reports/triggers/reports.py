@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
@@ -24,6 +23,7 @@ from airflow_provider_canvas_reports.canvas.polling import (
     sleep_for,
 )
 from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
+from airflow_provider_canvas_reports.triggers import wake
 
 # The event helpers live in triggers/events.py, which the operators can import without loading
 # airflow.triggers when a DAG is parsed; they stay importable from here too.
@@ -36,12 +36,6 @@ from airflow_provider_canvas_reports.triggers.events import retry_policy_kwargs 
 TRIGGER_PATH = "airflow_provider_canvas_reports.triggers.reports.ReportStatusTrigger"
 ON_KILL_TIMEOUT = 25.0
 T = TypeVar("T")
-# Sleeps of COALESCE_FROM seconds or more end on a shared grid of the event loop's clock, so that
-# thousands of triggers, each on its own schedule, wake the loop together in batches rather than
-# one by one (each wake-up costs a pass of the loop and a system call): about a third less CPU per
-# poll with 2,000 triggers (BENCHMARKS.md). The delay is under WAKE_GRID, at most 2% of a sleep.
-WAKE_GRID = 0.1
-COALESCE_FROM = 5.0
 
 
 class ReportStatusTrigger(BaseTrigger):
@@ -149,24 +143,33 @@ class ReportStatusTrigger(BaseTrigger):
                 max_consecutive_errors=self.max_consecutive_errors,
                 expected_run_time=self.expected_run_time,
             )
-            quiet = PollLog()
-            await self._until_first_poll()
-            while True:
-                outcome = waiter.before_poll(time.time())
-                if outcome is None:
-                    step = await self._poll(hook, account, waiter)
-                    if isinstance(step, PollAgain):
-                        if step.warning:
-                            self.log.warning("%s", step.warning)
-                        level = quiet.level(waiter.state, time.monotonic())
-                        self.log.log(level, "%s; next poll in %.1fs", step.line, step.seconds)
-                        await asyncio.sleep(_on_grid(step.seconds, self.deadline))
-                        continue
-                    outcome = step
-                payload = event_payload(outcome, waiter, account_id=account, now=time.time())
-                self.log.info("Wait ended (%s): %s", outcome.kind, payload["summary"])
-                yield TriggerEvent(payload)
-                return
+            try:
+                # One timer at the deadline bounds the whole wait, a status request still retrying
+                # included. A timer per poll would leave a cancelled timer in the loop's heap after
+                # every poll, for the cyclic GC to walk with thousands of triggers (BENCHMARKS.md).
+                outcome = await _within(self._wait(hook, account, waiter), waiter.time_left(time.time()))
+            except asyncio.TimeoutError:
+                outcome = waiter.timed_out()
+            payload = event_payload(outcome, waiter, account_id=account, now=time.time())
+            self.log.info("Wait ended (%s): %s", outcome.kind, payload["summary"])
+            yield TriggerEvent(payload)
+
+    async def _wait(self, hook: CanvasHook, account: str, waiter: Waiter) -> Outcome:
+        """Poll until the report ends or polling keeps failing; the caller bounds it by the deadline."""
+        quiet = PollLog()
+        await self._until_first_poll()
+        while True:
+            outcome = waiter.before_poll(time.time())
+            if outcome is not None:
+                return outcome
+            step = await self._poll(hook, account, waiter)
+            if not isinstance(step, PollAgain):
+                return step
+            if step.warning:
+                self.log.warning("%s", step.warning)
+            level = quiet.level(waiter.state, time.monotonic())
+            self.log.log(level, "%s; next poll in %.1fs", step.line, step.seconds)
+            await wake.sleep(step.seconds, self.deadline)
 
     async def _until_first_poll(self) -> None:
         # The worker saw the report a moment ago: polling again at once would learn nothing new,
@@ -179,17 +182,11 @@ class ReportStatusTrigger(BaseTrigger):
         pause = sleep_for(self.first_poll_at - now, now=now, deadline=self.deadline)
         if pause > 0:
             self.log.info("Canvas report %s #%s: first poll in %.1fs.", self.report, self.report_id, pause)
-            await asyncio.sleep(pause)
+            await wake.sleep(pause, self.deadline)
 
     async def _poll(self, hook: CanvasHook, account: str, waiter: Waiter) -> Outcome | PollAgain:
-        left = waiter.time_left(time.time())
         try:
-            # A request still retrying at the deadline must not hold the timeout back.
-            report = await _within(hook.aget_report(self.report, self.report_id, account), left)
-        except asyncio.TimeoutError:
-            return waiter.before_poll(time.time()) or waiter.failed(
-                TimeoutError("the status request did not finish in time"), time.time()
-            )
+            report = await hook.aget_report(self.report, self.report_id, account)
         except ReportNotFoundError:
             return waiter.gone(time.time())
         except Exception as exc:
@@ -311,7 +308,7 @@ async def _within(awaitable: Awaitable[T], seconds: float | None) -> T:
     """`awaitable`'s result, or asyncio.TimeoutError after `seconds` (None: no bound).
 
     `asyncio.wait_for` wraps the awaitable in a new task on Python < 3.12; `asyncio.timeout`
-    (3.11+) only arms a timer, which matters when thousands of triggers poll.
+    (3.11+) only arms a timer.
     """
     if seconds is None:
         return await awaitable
@@ -319,17 +316,3 @@ async def _within(awaitable: Awaitable[T], seconds: float | None) -> T:
         async with asyncio.timeout(seconds):
             return await awaitable
     return await asyncio.wait_for(awaitable, seconds)
-
-
-def _on_grid(seconds: float, deadline: float | None) -> float:
-    """`seconds`, stretched to end on the next WAKE_GRID tick of the loop's clock (see WAKE_GRID).
-
-    Short sleeps stay exact, and so does a sleep the stretch would carry past the deadline.
-    """
-    if seconds < COALESCE_FROM:
-        return seconds
-    now = asyncio.get_running_loop().time()
-    stretched = max(seconds, math.ceil((now + seconds) / WAKE_GRID) * WAKE_GRID - now)
-    if deadline is not None and time.time() + stretched >= deadline:
-        return seconds
-    return stretched

@@ -14,7 +14,6 @@ from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
 from airflow_provider_canvas_reports.simulator import CanvasSimulator, Fault
 from airflow_provider_canvas_reports.simulator.state import Snapshot
 from airflow_provider_canvas_reports.transport import aio
-from airflow_provider_canvas_reports.triggers import reports as trigger_module
 from airflow_provider_canvas_reports.triggers.reports import (
     TRIGGER_PATH,
     ReportStatusTrigger,
@@ -193,6 +192,19 @@ class TestOutcomes:
             canvas.counters.requests["abort"] == canvas.counters.requests["delete"] == 0
         )  # the task cancels
 
+    async def test_a_status_request_still_running_at_the_deadline_does_not_hold_it_back(
+        self, canvas: CanvasSimulator
+    ):
+        canvas.script_report("provisioning_csv", "stuck_created")
+        report_id = start()
+        # The first poll's answer comes 5 s late; the deadline is 0.8 s away.
+        canvas.add_fault(Fault(endpoint="status", kind="slow", delay=5.0, report_id=report_id))
+        began = time.monotonic()
+        payload = await first_event(trigger(report_id, poll_interval=5, deadline=time.time() + 0.8))
+        assert time.monotonic() - began < 2.5
+        assert payload["status"] == "timeout"
+        assert "(the timeout)" in payload["message"]
+
     async def test_poll_interval_is_honoured(self, canvas: CanvasSimulator):
         canvas.script_report("provisioning_csv", "stuck_created")
         report_id = start()
@@ -331,34 +343,3 @@ async def test_many_triggers_share_one_session(canvas: CanvasSimulator):
         assert not session.closed
     # The last holder gone, the loop's session is closed rather than leaked.
     assert session.closed
-
-
-class TestWakeGrid:
-    """Long sleeps end on a shared grid of the loop's clock, so many triggers wake together."""
-
-    def test_a_long_sleep_ends_on_the_grid_a_little_later(self):
-        class StoppedClock(asyncio.SelectorEventLoop):
-            def time(self) -> float:
-                return 1000.03
-
-        async def stretched(seconds: float) -> float:
-            return trigger_module._on_grid(seconds, None)
-
-        loop = StoppedClock()
-        try:
-            for seconds, expected in (
-                (5.0, 5.07),
-                (15.0, 15.07),
-                (60.02, 60.07),
-                (299.97, 299.97),
-                (299.95, 299.97),
-            ):
-                assert loop.run_until_complete(stretched(seconds)) == pytest.approx(expected)
-        finally:
-            loop.close()
-
-    async def test_short_sleeps_and_the_deadline_are_kept_exactly(self):
-        assert trigger_module._on_grid(0.1, None) == 0.1
-        assert trigger_module._on_grid(4.9, None) == 4.9
-        # Stretching would carry the poll past the deadline: the sleep stays as the Waiter said.
-        assert trigger_module._on_grid(15.0, time.time() + 15.0) == 15.0
