@@ -195,6 +195,17 @@ def start_delay(place: int, spacing: float, jitter: float, rng: random.Random | 
     return (place % STAGGER_CYCLE) * spacing + (jitter * (rng or random).random() if jitter > 0 else 0.0)
 
 
+def host_turn(last: float | None, now: float, spacing: float) -> float:
+    """When a task may send its first request, given the last turn taken on its worker host for
+    the same token (epoch seconds; None for none): `spacing` after that turn, never before `now`.
+    A turn a whole cycle ahead (more tasks at once than STAGGER_CYCLE, or a clock stepped back)
+    counts from now again, so no task waits more than STAGGER_CYCLE turns."""
+    if last is None or spacing <= 0:
+        return now
+    turn = max(now, last + spacing)
+    return now if turn - now >= STAGGER_CYCLE * spacing else turn
+
+
 def pace(policy: RetryPolicy, headers: Mapping[str, str] | None) -> float:
     """Seconds to wait before the next request on this token, from the bucket level Canvas reports."""
     remaining = rate_limit_remaining(headers)

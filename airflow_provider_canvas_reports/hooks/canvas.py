@@ -104,6 +104,11 @@ class CanvasHook(BaseHook):
         return self._settings[0].base_url
 
     @property
+    def turn_key(self) -> str:
+        """Names this connection's (host, token) pair for tasks taking turns on one worker host."""
+        return self._settings[0].turn_key
+
+    @property
     def default_account_id(self) -> str:
         return self._settings[1]
 

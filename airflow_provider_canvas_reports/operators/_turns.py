@@ -6,13 +6,21 @@ tasks) would send most of their first requests into a full bucket. They cannot t
 other, but each can read the same DAG: a task's place is its rank by task_id among them, plus
 its map index, and it waits that place times a spacing (`canvas.retry.start_delay`).
 
+Tasks of different DAGs cannot read each other's DAG, but those on one worker host share its
+temp directory: a small file per (Canvas host, token) holds the last turn taken there, and each
+task takes the next one, `spacing` later (`take_host_turn`, `canvas.retry.host_turn`). A task
+alone takes its turn at once.
+
 Every DAG parse imports this module (the operators check their pauses with `pause_seconds`).
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -42,9 +50,12 @@ def release_rank(task: BaseOperator, kind: type) -> tuple[int, int]:
     return together.index(task.task_id), len(together)
 
 
-def take_turn(task: BaseOperator, context: Context, *, kind: type, spacing: float, jitter: float) -> None:
+def take_turn(
+    task: BaseOperator, context: Context, *, kind: type, spacing: float, jitter: float, key: str
+) -> None:
     """Wait this task's place among the `kind` tasks released with it times `spacing`, plus a
-    random 0 to `jitter` seconds, before its first request to Canvas."""
+    random 0 to `jitter` seconds, then for its worker host's turn on the token `key` names
+    (`CanvasHook.turn_key`), before its first request to Canvas."""
     from airflow_provider_canvas_reports.canvas.retry import release_place, start_delay
 
     map_index = getattr(context.get("ti"), "map_index", None)
@@ -65,6 +76,63 @@ def take_turn(task: BaseOperator, context: Context, *, kind: type, spacing: floa
             jitter,
         )
         time.sleep(pause)
+    pause = take_host_turn(key, spacing)
+    if pause > 0:
+        task.log.info(
+            "Waiting %.2fs for this worker's turn on the Canvas token: other tasks here sent their "
+            "first requests just now (start_spacing %gs).",
+            pause,
+            spacing,
+        )
+        time.sleep(pause)
+
+
+def take_host_turn(key: str, spacing: float) -> float:
+    """Take the next turn on this worker host for the token `key` names; seconds until it comes.
+
+    The ledger is a file in a directory of the temp dir that only this user may use, read and
+    rewritten under an exclusive lock held for that moment only. Without it (no `fcntl`, a temp
+    dir that is not ours, any OS error) there is no turn to wait for: 0.
+    """
+    from airflow_provider_canvas_reports.canvas.retry import host_turn
+
+    if spacing <= 0:
+        return 0.0
+    try:
+        import fcntl
+
+        fd = os.open(_ledger_dir() / f"turns-{key}", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except (ImportError, OSError):
+        return 0.0
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        now = time.time()
+        turn = host_turn(_last_turn(os.pread(fd, 64, 0)), now, spacing)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, repr(turn).encode(), 0)
+    except OSError:
+        return 0.0
+    finally:
+        os.close(fd)  # and with it the lock
+    return turn - now
+
+
+def _ledger_dir() -> Path:
+    """This user's own directory in the temp dir; OSError if someone else's stands there."""
+    path = Path(tempfile.gettempdir()) / f"airflow-canvas-reports-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    info = os.lstat(path)
+    if info.st_uid != os.getuid() or not path.is_dir() or path.is_symlink() or info.st_mode & 0o077:
+        raise OSError(f"{path} is not a private directory of this user")
+    return path
+
+
+def _last_turn(raw: bytes) -> float | None:
+    try:
+        last = float(raw.decode("ascii"))
+    except ValueError:  # empty (a new ledger) or not ours to read
+        return None
+    return last if last == last else None  # NaN: none
 
 
 def _is_kind(task: Any, kind: type) -> bool:

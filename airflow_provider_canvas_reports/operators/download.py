@@ -224,7 +224,14 @@ class DownloadReportOperator(BaseOperator):
 
         report_id = _report_id(self.report_id)
         account = hook.account(self.account_id)
-        take_turn(self, context, kind=DownloadReportOperator, spacing=self.start_spacing, jitter=0.0)
+        take_turn(
+            self,
+            context,
+            kind=DownloadReportOperator,
+            spacing=self.start_spacing,
+            jitter=0.0,
+            key=hook.turn_key,
+        )
         report = hook.get_report(self.report, report_id, account)
         try:
             require_file(report)

@@ -205,6 +205,7 @@ class StartAccountReportOperator(BaseOperator):
             kind=StartAccountReportOperator,
             spacing=self.start_spacing,
             jitter=self.start_jitter,
+            key=hook.turn_key,
         )
         # The newest run of this report when the list was read: it may give the wait its prior.
         last_run: Report | None = None

@@ -206,7 +206,14 @@ class ReportCompleteSensor(BaseSensorOperator):
         self._report_id()  # a bad id fails before any wait
         # A rescheduled poke keeps the place its try's first poke took.
         if not self.reschedule or context["ti"].get_first_reschedule_date(context) is None:
-            take_turn(self, context, kind=ReportCompleteSensor, spacing=self.start_spacing, jitter=0.0)
+            take_turn(
+                self,
+                context,
+                kind=ReportCompleteSensor,
+                spacing=self.start_spacing,
+                jitter=0.0,
+                key=self.hook.turn_key,
+            )
         if self.deferrable:
             return self._execute_deferrable()
         try:

@@ -43,6 +43,11 @@ class CanvasSettings:
         """Identifies a (host, token) pair without keeping the token readable in a key."""
         return self.base_url, hashlib.sha256(self.token.encode()).hexdigest()
 
+    @property
+    def turn_key(self) -> str:
+        """Names the (host, token) pair's turn ledger on a worker host; no way back to the token."""
+        return hashlib.sha256("\n".join(self.session_key).encode()).hexdigest()[:32]
+
     def url(self, path_or_url: str) -> str:
         """The URL to send a request carrying the token to: always on the configured Canvas origin.
 

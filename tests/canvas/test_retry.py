@@ -21,6 +21,7 @@ from airflow_provider_canvas_reports.canvas.retry import (
     header,
     pace,
     rate_limit_remaining,
+    host_turn,
     release_place,
     retry_after,
     start_delay,
@@ -509,3 +510,23 @@ def test_start_delay_adds_the_jitter_draw():
     assert start_delay(0, 0.1, 5.0, FixedRandom(0.5)) == pytest.approx(2.5)
     assert start_delay(3, 0.1, 5.0, FixedRandom(1.0)) == pytest.approx(5.3)
     assert start_delay(3, 0.0, 0.0) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("last", "expected"),
+    [
+        (None, 1000.0),  # no turn taken on this host yet: at once
+        (990.0, 1000.0),  # the last one long past
+        (999.9, 1000.1),  # 0.1 s ago: 0.2 s after it
+        (1003.0, 1003.2),  # turns already taken ahead: the next one after them
+        (1009.7, 1009.9),  # 49 turns ahead: the 50th
+        (1009.85, 1000.0),  # a whole cycle (50 turns) ahead: from now again
+        (5000.0, 1000.0),  # a clock stepped back
+    ],
+)
+def test_host_turn_comes_a_spacing_after_the_last_one(last, expected):
+    assert host_turn(last, 1000.0, 0.2) == pytest.approx(expected)
+
+
+def test_host_turn_without_spacing_is_now():
+    assert host_turn(1003.0, 1000.0, 0.0) == 1000.0

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+import threading
+import time
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG
 
-from airflow_provider_canvas_reports.operators._turns import pause_seconds, release_rank
+from airflow_provider_canvas_reports.operators._turns import pause_seconds, release_rank, take_host_turn
 from airflow_provider_canvas_reports.operators.download import DownloadReportOperator
 from airflow_provider_canvas_reports.operators.reports import StartAccountReportOperator
 from airflow_provider_canvas_reports.sensors.reports import ReportCompleteSensor
@@ -83,3 +88,65 @@ def test_pause_seconds_refuses_negative_or_nan(bad):
         pause_seconds(bad, "start_spacing")
     with pytest.raises(ValueError, match="start_spacing must be a duration of 0 or more"):
         download("d", start_spacing=bad)
+
+
+class TestHostTurns:
+    """Tasks on one worker host take turns on a token through a ledger in the temp dir."""
+
+    @pytest.fixture(autouse=True)
+    def _own_temp_dir(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    def test_each_task_takes_the_next_turn_a_spacing_later(self):
+        assert take_host_turn("k", 0.2) == 0.0  # alone: at once
+        assert take_host_turn("k", 0.2) == pytest.approx(0.2, abs=0.02)
+        assert take_host_turn("k", 0.2) == pytest.approx(0.4, abs=0.02)
+        assert take_host_turn("another-token", 0.2) == 0.0  # its own ledger
+        assert take_host_turn("k", 0.0) == 0.0  # start_spacing=0: no turns
+
+    def test_tasks_at_the_same_instant_get_distinct_turns(self):
+        waits: list[float] = []
+        gate = threading.Barrier(20)
+
+        def task() -> None:
+            gate.wait()
+            waits.append(time.time() + take_host_turn("k", 0.2))
+
+        threads = [threading.Thread(target=task) for _ in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        turns = sorted(waits)
+        assert all(b - a >= 0.2 - 0.01 for a, b in zip(turns, turns[1:], strict=False))
+        assert turns[-1] - turns[0] < 19 * 0.2 + 0.5
+
+    def test_the_ledger_is_private_and_names_no_token(self, tmp_path: Path):
+        take_host_turn("k", 0.2)
+        (ledger_dir,) = tmp_path.iterdir()
+        assert ledger_dir.name == f"airflow-canvas-reports-{os.getuid()}"
+        assert ledger_dir.stat().st_mode & 0o777 == 0o700
+        assert [p.name for p in ledger_dir.iterdir()] == ["turns-k"]
+        assert (ledger_dir / "turns-k").stat().st_mode & 0o777 == 0o600
+
+    def test_a_spoiled_ledger_counts_as_no_turn_taken(self, tmp_path: Path):
+        take_host_turn("k", 0.2)
+        ledger = tmp_path / f"airflow-canvas-reports-{os.getuid()}" / "turns-k"
+        for spoiled in (b"", b"nan", b"not a time", b"\xff\xfe"):
+            ledger.write_bytes(spoiled)
+            assert take_host_turn("k", 0.2) == 0.0
+
+    def test_a_directory_open_to_others_is_not_used(self, tmp_path: Path):
+        shared = tmp_path / f"airflow-canvas-reports-{os.getuid()}"
+        shared.mkdir(mode=0o777)
+        shared.chmod(0o777)
+        assert take_host_turn("k", 0.2) == 0.0
+        assert take_host_turn("k", 0.2) == 0.0  # no ledger written there, so no turn ever waits
+        assert list(shared.iterdir()) == []
+
+    def test_a_symlink_in_its_place_is_not_followed(self, tmp_path: Path):
+        target = tmp_path / "elsewhere"
+        target.mkdir(mode=0o700)
+        (tmp_path / f"airflow-canvas-reports-{os.getuid()}").symlink_to(target)
+        assert take_host_turn("k", 0.2) == 0.0
+        assert list(target.iterdir()) == []
