@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+import multiprocessing
 import os
 import tempfile
 import threading
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from airflow.providers.standard.operators.empty import EmptyOperator
@@ -110,7 +113,8 @@ class TestHostTurns:
 
         def task() -> None:
             gate.wait()
-            waits.append(time.time() + take_host_turn("k", 0.2))
+            wait = take_host_turn("k", 0.2)  # first: the lock may keep it a moment
+            waits.append(time.time() + wait)
 
         threads = [threading.Thread(target=task) for _ in range(20)]
         for thread in threads:
@@ -118,8 +122,20 @@ class TestHostTurns:
         for thread in threads:
             thread.join()
         turns = sorted(waits)
-        assert all(b - a >= 0.2 - 0.01 for a, b in zip(turns, turns[1:], strict=False))
+        assert all(b - a >= 0.2 - 0.01 for a, b in itertools.pairwise(turns))
         assert turns[-1] - turns[0] < 19 * 0.2 + 0.5
+
+    def test_worker_processes_at_the_same_instant_get_distinct_turns(self, tmp_path: Path):
+        # Each task runs in a process of its own: the lock and the ledger hold across processes.
+        context = multiprocessing.get_context("spawn")
+        gate, results = context.Barrier(6), context.Queue()
+        workers = [context.Process(target=_turn_at, args=(str(tmp_path), gate, results)) for _ in range(6)]
+        for worker in workers:
+            worker.start()
+        turns = sorted(results.get(timeout=60) for _ in workers)
+        for worker in workers:
+            worker.join(timeout=60)
+        assert all(b - a >= 0.2 - 0.01 for a, b in itertools.pairwise(turns))
 
     def test_the_ledger_is_private_and_names_no_token(self, tmp_path: Path):
         take_host_turn("k", 0.2)
@@ -150,3 +166,11 @@ class TestHostTurns:
         (tmp_path / f"airflow-canvas-reports-{os.getuid()}").symlink_to(target)
         assert take_host_turn("k", 0.2) == 0.0
         assert list(target.iterdir()) == []
+
+
+def _turn_at(temp_dir: str, gate: Any, results: Any) -> None:
+    """In a worker process: take a turn once all are ready; report the time it comes."""
+    tempfile.tempdir = temp_dir
+    gate.wait()
+    wait = take_host_turn("k", 0.2)  # first: the lock may keep it a moment
+    results.put(time.time() + wait)
