@@ -190,7 +190,8 @@ def release_place(rank: int, map_index: int | None) -> int:
 def start_delay(place: int, spacing: float, jitter: float, rng: random.Random | None = None) -> float:
     """Seconds a start task waits before its first request: its place times `spacing`, plus jitter.
 
-    `jitter` adds a random 0 to `jitter` seconds (tasks that cannot know of each other: other DAGs).
+    `jitter` adds a random 0 to `jitter` seconds (tasks that cannot know of each other: other
+    DAGs on other hosts).
     """
     return (place % STAGGER_CYCLE) * spacing + (jitter * (rng or random).random() if jitter > 0 else 0.0)
 

@@ -1,4 +1,4 @@
-"""Tasks of one DAG released together take turns for their first request to Canvas.
+"""Tasks released together take turns for their first request to Canvas: by DAG, then by host.
 
 Canvas lets only about 14 requests per token be in flight, so start or download tasks released
 in the same instant (a mapped task's instances, or the tasks of one DAG with the same upstream

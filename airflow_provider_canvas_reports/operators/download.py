@@ -138,7 +138,8 @@ class DownloadReportOperator(BaseOperator):
         default 0.2 s). Its place is its rank, by task_id, among the DAG's download tasks with the
         same upstream tasks, plus its map index when mapped (all instances of a mapped download
         are released together when the start tasks it maps over are done), counted modulo 50:
-        at most 9.8 s at the default. A task alone never waits; 0 turns it off.
+        at most 9.8 s at the default. Then it takes its worker host's next turn on the token,
+        as start tasks do. A task alone never waits; 0 turns both off.
     """
 
     template_fields: Sequence[str] = ("report", "report_id", "destination", "dest_conn_id", "account_id")

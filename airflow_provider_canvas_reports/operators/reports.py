@@ -120,11 +120,14 @@ class StartAccountReportOperator(BaseOperator):
         its rank, by task_id, among the DAG's start tasks with the same upstream tasks, plus its map
         index when mapped (``.expand()``), counted modulo 50: at most 9.8 s at the default. Canvas's
         throttle admits about 14 requests at once per token, so tasks released together would
-        otherwise send most of their first requests into a full bucket. A task alone (no other
-        start task beside it, unmapped) never waits; 0 turns it off.
+        otherwise send most of their first requests into a full bucket. Then, tasks of any DAG
+        on one worker host take turns on the token: each takes the next turn, this long after the
+        last one taken on the host (a ledger file in a private directory of the temp dir). A task
+        alone (no other start task beside it, unmapped, none just now on its host) never waits;
+        0 turns both off.
     :param start_jitter: wait a further random 0 to ``start_jitter`` seconds before the first
         request (default 0: none), for start tasks in *different* DAGs on one token released in
-        the same instant, which cannot know of each other (see BENCHMARKS.md).
+        the same instant on different hosts, which cannot know of each other (see BENCHMARKS.md).
     """
 
     template_fields: Sequence[str] = ("report", "parameters", "account_id")

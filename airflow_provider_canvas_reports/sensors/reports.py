@@ -101,8 +101,8 @@ class ReportCompleteSensor(BaseSensorOperator):
         Its place is its rank, by task_id, among the DAG's sensors of this kind with the same
         upstream tasks, plus its map index when mapped (all instances of a sensor mapped over a
         mapped start are released together), counted modulo 50: at most 9.8 s at the default. In
-        reschedule mode only the first poke of a try waits. A sensor alone never waits; 0 turns
-        it off.
+        reschedule mode only the first poke of a try waits. Then it takes its worker host's next
+        turn on the token, as start tasks do. A sensor alone never waits; 0 turns both off.
     """
 
     template_fields: Sequence[str] = ("report", "report_id", "account_id")
