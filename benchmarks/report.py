@@ -101,7 +101,7 @@ def rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
         for key, met, shape in (
             ("provider", "met", "one mapped task's instances"),
             ("provider_one_dag", "met_one_dag", "separate tasks of one DAG"),
-            ("provider_unmapped", "met_unmapped", "separate DAGs released in the same instant"),
+            ("provider_unmapped", "met_unmapped", "separate DAGs on one host, released in the same instant"),
         ):
             if (p := d.get(key)) is None:
                 continue
@@ -185,7 +185,7 @@ def details(results: dict[str, dict[str, Any]]) -> list[str]:
         for key, label in (
             ("provider", "mapped"),
             ("provider_one_dag", "tasks of one DAG"),
-            ("provider_unmapped", "separate DAGs"),
+            ("provider_unmapped", "separate DAGs on one host"),
         ):
             if first := (d.get(key) or {}).get("phases", {}).get("first_second"):
                 lines.append(
@@ -194,7 +194,7 @@ def details(results: dict[str, dict[str, Any]]) -> list[str]:
                 )
         if s := d.get("provider_jittered"):
             lines.append(
-                f"- One token, separate DAGs with `start_jitter={d['start_jitter_s']:g}` (the 50 starts spread "
+                f"- One token, separate DAGs on one host with `start_jitter={d['start_jitter_s']:g}` (the 50 starts spread "
                 f"over that many seconds at random): {s['failed']} failed; {s['throttled']}/{s['requests']} "
                 f"requests throttled ({s['throttled_share']:.1%}); {s['available']} `available`, "
                 f"{s['starts']} starts, {s['status_polls']} status polls."

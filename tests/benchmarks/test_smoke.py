@@ -114,4 +114,4 @@ def test_the_results_table_renders_from_every_benchmarks_figures(runs: dict[str,
         assert f"| {goal}" in table
     assert "one mapped task's instances" in table
     assert "separate tasks of one DAG" in table
-    assert "separate DAGs released in the same instant" in table
+    assert "separate DAGs on one host, released in the same instant" in table
