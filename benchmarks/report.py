@@ -31,7 +31,7 @@ def _throughput(goal: str, d: dict[str, Any], what: str, tool: str, target: str)
         goal,
         f"{d['size_bytes'] / 2**20:,.0f} MiB {what}: {d['provider_mib_s']} MiB/s",
         f"`{tool}`: {d.get('reference_mib_s', 'skipped')} MiB/s",
-        _x(d.get("ratio")),
+        _x(d.get("ratio"), 3),  # three places: 0.896x is not 0.9x
         target,
         _ok(d["met"]),
     ]
