@@ -34,25 +34,28 @@ def sleep(seconds: float, deadline: float | None) -> Awaitable[None]:
     tick = math.ceil((now + seconds) / WAKE_GRID)
     if deadline is not None and time.time() + (tick * WAKE_GRID - now) >= deadline:
         return asyncio.sleep(seconds)
-    ticks = _TICKS.get(loop)
+    ticks = _TICKS.get(id(loop))
     if ticks is None:
-        ticks = _TICKS[loop] = _Ticks(loop)
-    return ticks.wake_at(tick)
+        ticks = _TICKS[id(loop)] = _Ticks()
+    return ticks.wake_at(loop, tick)
 
 
 class _Ticks:
-    """One event loop's sleepers, by the grid tick they wake at; one timer per tick."""
+    """One event loop's sleepers, by the grid tick they wake at; one timer per tick.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+    Only the loop's pending timers hold it (`_TICKS` is weak), so it goes with them: its sleepers'
+    futures hold their loop, and a registry holding it would keep every loop ever used alive.
+    """
+
+    def __init__(self) -> None:
         self.sleepers: dict[int, list[asyncio.Future[None]]] = {}
 
-    def wake_at(self, tick: int) -> asyncio.Future[None]:
+    def wake_at(self, loop: asyncio.AbstractEventLoop, tick: int) -> asyncio.Future[None]:
         sleepers = self.sleepers.get(tick)
         if sleepers is None:
             sleepers = self.sleepers[tick] = []
-            self.loop.call_at(tick * WAKE_GRID, self._wake, tick)
-        future: asyncio.Future[None] = self.loop.create_future()
+            loop.call_at(tick * WAKE_GRID, self._wake, tick)
+        future: asyncio.Future[None] = loop.create_future()
         sleepers.append(future)
         return future
 
@@ -62,4 +65,5 @@ class _Ticks:
                 future.set_result(None)
 
 
-_TICKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Ticks] = weakref.WeakKeyDictionary()
+# By id(loop): a loop's id is not reused while its timers, and so its _Ticks, are alive.
+_TICKS: weakref.WeakValueDictionary[int, _Ticks] = weakref.WeakValueDictionary()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import weakref
 from typing import Any
 
 import pytest
@@ -90,3 +92,17 @@ async def test_sleepers_wake_on_time_together_and_a_cancelled_one_stays_cancelle
         assert lengths[index] <= at < lengths[index] + wake.WAKE_GRID + 0.2
     # Lengths spread over 0.2 s, yet every sleeper woke just after a tick of the grid.
     assert all((began + at) % wake.WAKE_GRID < 0.05 for at in woke.values())
+
+
+def test_a_closed_loop_is_not_kept_alive_by_its_sleepers():
+    loop = StoppedClock()
+    task = loop.create_task(_await(wake.sleep, 15.0, None))
+    loop.run_until_complete(_settle())
+    assert id(loop) in wake._TICKS  # while a sleeper waits for its tick
+    task.cancel()
+    loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
+    loop.close()
+    gone = weakref.ref(loop)
+    del loop, task
+    gc.collect()
+    assert gone() is None
