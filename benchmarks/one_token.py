@@ -320,7 +320,7 @@ def main() -> None:
         "provider": "provider, mapped",
         "provider_one_dag": "provider, separate tasks of one DAG",
         "provider_unmapped": "provider, separate DAGs on one host",
-        "provider_jittered": f"provider, separate DAGs, start_jitter={jitter:g}s",
+        "provider_jittered": f"provider, separate DAGs on one host, start_jitter={jitter:g}s",
     }
     for name in runs:
         # A fresh simulator for each run: a full bucket, and no earlier run of the report (so no

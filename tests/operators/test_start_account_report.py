@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import logging
 import re
+import tempfile
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -173,6 +175,38 @@ class TestStart:
             operator(start_spacing=60).execute(make_context(map_index=map_index))
         assert "before the first request" not in caplog.text + capsys.readouterr().out
         assert canvas.counters.starts[REPORT] == 1
+
+    def test_start_tasks_of_different_dags_on_one_host_take_turns(
+        self,
+        canvas: CanvasSimulator,
+        caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str],
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ):
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # this test's own host ledger
+        tasks = [operator(task_id=f"start_{n}", start_spacing=1.0) for n in range(2)]  # in no DAG
+        gate = threading.Barrier(2)
+        sent: list[float] = []
+
+        def run(task: StartAccountReportOperator) -> None:
+            gate.wait()
+            task.execute(make_context())
+            sent.append(time.monotonic())
+
+        with caplog.at_level(logging.INFO):
+            threads = [threading.Thread(target=run, args=(task,)) for task in tasks]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        logged = caplog.text + capsys.readouterr().out
+        # One went at once; the other took the host's next turn, about a spacing later.
+        waits = re.findall(r"Waiting ([\d.]+)s for this worker's turn on the Canvas token", logged)
+        assert len(waits) == 1
+        assert 0.5 < float(waits[0]) <= 1.0
+        assert abs(sent[1] - sent[0]) > 0.5
+        assert canvas.counters.starts[REPORT] == 2
 
     @pytest.mark.parametrize("name", ["start_jitter", "start_spacing"])
     @pytest.mark.parametrize("bad", [-1, float("nan"), timedelta(seconds=-1)])
