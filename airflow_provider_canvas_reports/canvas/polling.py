@@ -57,6 +57,9 @@ PRIOR_FLOOR = 0.75
 RUNNING_STATES = frozenset({"running", "compiling"})
 # Canvas timestamps have whole seconds and another clock: a rate from started_at needs a long span.
 STARTED_AT_MIN_SPAN = 10.0
+# Canvas stamps started_at in whole seconds (truncated), so a run time read from it may be up to
+# this much longer than the run really is.
+STARTED_AT_RESOLUTION = 1.0
 # A poll that changes nothing (same status and progress) is logged at INFO at most this often,
 # at DEBUG otherwise: a report queued for hours still shows in the task log that it is being
 # watched, without one line per poll (formatting a line costs ~65 us, a tenth of a poll).
@@ -109,7 +112,10 @@ class PollPolicy:
         running = status in RUNNING_STATES and estimate is not None
         ran = estimate.running_for if running and estimate is not None else 0.0
         finish = earliest_finish(ran, expected_run_time, estimate if running else None)
-        target = (finish - ran) + self.margin(finish)
+        # A report that may finish right now has run at least `ran` less the timestamps' rounding:
+        # the promise holds for that shortest run.
+        shortest = finish - STARTED_AT_RESOLUTION if running and finish <= ran else finish
+        target = (finish - ran) + self.margin(shortest)
         return min(self.ceiling, max(self.poll_interval, target))
 
 
