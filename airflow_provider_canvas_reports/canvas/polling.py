@@ -400,6 +400,8 @@ class Waiter:
 
     :param expected_run_time: seconds the report is expected to run (e.g. the previous run's
         run time, see `previous_run`), or None; it lets adaptive polling stretch its intervals.
+    :param last_status: the status an earlier look saw (the worker's, before it deferred), or
+        None; with it, a 404 on the first poll says the report was deleted while waited for.
     """
 
     def __init__(
@@ -412,6 +414,7 @@ class Waiter:
         deadline: float | None,
         max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS,
         expected_run_time: float | None = None,
+        last_status: str | None = None,
     ) -> None:
         if max_consecutive_errors < 1:
             raise ValueError("max_consecutive_errors must be at least 1")
@@ -427,6 +430,7 @@ class Waiter:
         self.consecutive_errors = 0
         self.failed_polls = 0
         self.last: Report | None = None
+        self.last_status = last_status
         self._warned: set[str] = set()
 
     @property
@@ -503,7 +507,8 @@ class Waiter:
     def gone(self, now: float) -> Outcome:
         """Canvas answers 404: the report was deleted (Canvas drops deleted reports from GET)."""
         self.polls += 1
-        if self.last is None:
+        last_status = self.last.status if self.last is not None else self.last_status
+        if last_status is None:
             message = (
                 f"Canvas has no {self.name[len('Canvas ') :]} (HTTP 404): it was deleted, or the report id "
                 "or report type is wrong."
@@ -511,7 +516,7 @@ class Waiter:
         else:
             message = (
                 f"{self.name} no longer exists in Canvas (HTTP 404 while waiting; last status "
-                f"'{self.last.status}'): it was deleted, so it will never complete."
+                f"'{last_status}'): it was deleted, so it will never complete."
             )
         return Outcome(FAILURE, message, self.last)
 

@@ -158,6 +158,7 @@ class WaitSettings:
         started_at: float,
         expected_run_time: float | None = None,
         first_poll_at: float | None = None,
+        last_status: str | None = None,
     ) -> ReportStatusTrigger:
         from airflow_provider_canvas_reports.triggers.events import retry_policy_kwargs
         from airflow_provider_canvas_reports.triggers.reports import ReportStatusTrigger
@@ -177,6 +178,7 @@ class WaitSettings:
             retry_policy=retry_policy_kwargs(self.retry_policy),
             expected_run_time=expected_run_time,
             first_poll_at=first_poll_at,
+            last_status=last_status,
         )
 
     def waiter(

@@ -385,6 +385,7 @@ class StartAccountReportOperator(BaseOperator):
                     started_at=started,
                     expected_run_time=expected,
                     first_poll_at=next_poll_at(waiter.seen(report, seen_at), seen_at),
+                    last_status=report.status,
                 ),
                 method_name="execute_complete",
                 kwargs={"report_id": report.id},

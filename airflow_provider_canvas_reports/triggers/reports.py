@@ -71,6 +71,8 @@ class ReportStatusTrigger(BaseTrigger):
         None (default): no expectation, so polls come every ``poll_interval`` while queued.
     :param first_poll_at: when to poll first (epoch seconds): the worker saw the report just
         before deferring and planned its next look from there. None (default): at once.
+    :param last_status: the status the worker saw just before deferring, or None. A 404 on the
+        first poll then reads as the report deleted while waited for, not as a wrong report id.
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class ReportStatusTrigger(BaseTrigger):
         retry_policy: Mapping[str, float | int] | None = None,
         expected_run_time: float | None = None,
         first_poll_at: float | None = None,
+        last_status: str | None = None,
     ) -> None:
         super().__init__()
         self.canvas_conn_id = canvas_conn_id
@@ -103,6 +106,7 @@ class ReportStatusTrigger(BaseTrigger):
         self.retry_policy = dict(retry_policy) if retry_policy is not None else None
         self.expected_run_time = check_expected_run_time(expected_run_time)
         self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
+        self.last_status = None if last_status is None else str(last_status)
         # Validate here, in the worker, rather than in the triggerer.
         self.policy = PollPolicy(self.poll_interval, self.adaptive_polling, self.max_poll_interval)
 
@@ -122,6 +126,7 @@ class ReportStatusTrigger(BaseTrigger):
             "retry_policy": self.retry_policy,
             "expected_run_time": self.expected_run_time,
             "first_poll_at": self.first_poll_at,
+            "last_status": self.last_status,
         }
 
     def _hook(self) -> CanvasHook:
@@ -142,6 +147,7 @@ class ReportStatusTrigger(BaseTrigger):
                 deadline=self.deadline,
                 max_consecutive_errors=self.max_consecutive_errors,
                 expected_run_time=self.expected_run_time,
+                last_status=self.last_status,
             )
             try:
                 # One timer at the deadline bounds the whole wait, a status request still retrying

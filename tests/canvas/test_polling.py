@@ -362,6 +362,25 @@ class TestWaiter:
         waiter.seen(report("running", 10), T0)
         assert "deleted" in waiter.gone(T0).message
 
+    def test_gone_before_any_poll_after_an_earlier_look_is_a_deletion(self):
+        # The worker saw the report before deferring; the trigger's first poll then gets a 404.
+        waiter = Waiter(
+            PollPolicy(1.0, adaptive=False),
+            report_type="provisioning_csv",
+            report_id=7,
+            started_at=T0,
+            deadline=T0 + 100,
+            last_status="created",
+        )
+        outcome = waiter.gone(T0)
+        assert outcome.kind == FAILURE
+        assert outcome.message == (
+            "Canvas report provisioning_csv #7 no longer exists in Canvas (HTTP 404 while waiting; "
+            "last status 'created'): it was deleted, so it will never complete."
+        )
+        waiter.seen(report("running", 10), T0)
+        assert "last status 'running'" in waiter.gone(T0).message  # a poll's status is newer
+
     def test_summary(self):
         waiter = self.make()
         waiter.failed(CanvasRetryExhaustedError("x"), T0 + 1)

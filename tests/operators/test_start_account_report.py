@@ -252,6 +252,7 @@ class TestWait:
         # ... so the trigger's first poll comes one planned interval (a queued report with no
         # earlier run: poll_interval) after it, not at once.
         assert before + 5 <= kwargs["first_poll_at"] <= time.time() + 5
+        assert kwargs["last_status"] == "created"  # a 404 at its first poll then reads as a deletion
 
     def test_in_the_worker_returns_the_final_report(self, canvas: CanvasSimulator):
         result = operator(wait_for_completion=True, deferrable=False).execute(make_context())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from typing import Any
 
@@ -71,6 +72,7 @@ class TestSerialization:
             retry_policy=retry_policy_kwargs(FAST_RETRIES),
             expected_run_time=600,
             first_poll_at=1_899_999_060.0,
+            last_status="running",
         )
         classpath, kwargs = original.serialize()
         assert classpath == "airflow_provider_canvas_reports.triggers.reports.ReportStatusTrigger"
@@ -81,6 +83,7 @@ class TestSerialization:
         assert kwargs["deadline"] == 1_900_000_000.5
         assert kwargs["expected_run_time"] == 600.0
         assert kwargs["first_poll_at"] == 1_899_999_060.0
+        assert kwargs["last_status"] == "running"
         rebuilt = ReportStatusTrigger(**json.loads(text))
         assert rebuilt.serialize() == (classpath, kwargs)
         assert rebuilt.policy == original.policy
@@ -161,6 +164,26 @@ class TestOutcomes:
         assert payload["status"] == "failure"
         assert "deleted" in payload["message"]
         assert f"#{report_id}" in payload["message"]
+
+    @pytest.mark.parametrize(
+        ("last_status", "said"),
+        [
+            ("created", r"no longer exists in Canvas \(HTTP 404 while waiting; last status 'created'\)"),
+            (
+                None,
+                r"Canvas has no report provisioning_csv #\d+ \(HTTP 404\): it was deleted, or the report id",
+            ),
+        ],
+    )
+    async def test_deleted_before_the_first_poll(
+        self, canvas: CanvasSimulator, last_status: str | None, said: str
+    ):
+        # The worker saw the report and deferred; it was deleted before the trigger's first poll.
+        report_id = start()
+        CanvasHook().delete_report("provisioning_csv", report_id)
+        payload = await first_event(trigger(report_id, last_status=last_status))
+        assert payload["status"] == "failure"
+        assert re.search(said, payload["message"]), payload["message"]
 
     async def test_unknown_status_keeps_waiting_with_a_warning(
         self, canvas: CanvasSimulator, capsys: pytest.CaptureFixture[str]
