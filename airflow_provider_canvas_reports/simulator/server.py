@@ -213,6 +213,7 @@ class CanvasSimulator:
                 loop.run_forever()
             finally:
                 loop.run_until_complete(self.stop())
+                _cancel_leftover_tasks(loop)
                 loop.run_until_complete(loop.shutdown_default_executor())
                 loop.close()
 
@@ -227,3 +228,14 @@ class CanvasSimulator:
         finally:
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout)
+
+
+def _cancel_leftover_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the tasks a stop left behind (a handler still in a ``slow`` fault's sleep after its
+    client hung up), as ``asyncio.run`` does: a closed loop's pending tasks are otherwise logged
+    as "Task was destroyed but it is pending!" whenever the garbage collector reaches them."""
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))

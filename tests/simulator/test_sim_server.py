@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import gc
+import logging
+
 import aiohttp
 import pytest
+import requests
 
-from airflow_provider_canvas_reports.simulator import CanvasSimulator, SimulatorConfig
+from airflow_provider_canvas_reports.simulator import CanvasSimulator, Fault, SimulatorConfig
 
 
 async def test_async_start_and_stop():
@@ -59,6 +63,22 @@ def test_run_in_thread_with_fixed_data_dir_keeps_files(tmp_path):
     with sim.run_in_thread() as running:
         assert running.url.startswith("http://127.0.0.1:")
     assert tmp_path.exists()
+
+
+def test_run_in_thread_ends_handlers_still_running(caplog: pytest.LogCaptureFixture):
+    # A client gave up on a slow answer; its handler is still asleep when the simulator stops.
+    sim = CanvasSimulator(SimulatorConfig(users=40))
+    with sim.run_in_thread() as running:
+        sim.add_fault(Fault(endpoint="status", kind="slow", delay=30))
+        with pytest.raises(requests.ReadTimeout):
+            requests.get(
+                f"{running.url}/api/v1/accounts/self/reports/provisioning_csv/1",
+                headers={"Authorization": f"Bearer {running.token}"},
+                timeout=0.3,
+            )
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        gc.collect()  # a task left pending on the closed loop is reported when collected
+    assert "Task was destroyed but it is pending" not in caplog.text
 
 
 def test_port_in_use_raises():
