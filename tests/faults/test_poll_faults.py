@@ -175,10 +175,19 @@ STATUS_CASES: dict[str, StatusCase] = {
         r"account self: AccessDenied Request has expired SIMULATOR\.",
         modes=("poke",),
     ),
+    # Poking, the 404 is the first answer: the id may be wrong. Deferred, the worker's check saw
+    # the report running just before, so the triggerer's 404 means it was deleted meanwhile.
     "404-once": StatusCase(
         "404",
         message=r"Canvas has no report provisioning_csv #101 \(HTTP 404\): it was deleted, or the report id "
         r"or report type is wrong\.",
+        modes=("poke",),
+    ),
+    "404-once-after-the-worker-saw-it": StatusCase(
+        "404",
+        message=r"Canvas report provisioning_csv #101 no longer exists in Canvas \(HTTP 404 while waiting; "
+        r"last status '(created|running)'\): it was deleted, so it will never complete\.",
+        modes=("deferrable",),
     ),
     "401-once": StatusCase(
         "401",
