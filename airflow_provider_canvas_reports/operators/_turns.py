@@ -76,7 +76,8 @@ def take_turn(
             jitter,
         )
         time.sleep(pause)
-    pause = take_host_turn(key, spacing)
+    turn = take_host_turn(key, spacing)
+    pause = 0.0 if turn is None else turn - time.time()
     if pause > 0:
         task.log.info(
             "Waiting %.2fs for this worker's turn on the Canvas token: other tasks here sent their "
@@ -87,34 +88,34 @@ def take_turn(
         time.sleep(pause)
 
 
-def take_host_turn(key: str, spacing: float) -> float:
-    """Take the next turn on this worker host for the token `key` names; seconds until it comes.
+def take_host_turn(key: str, spacing: float) -> float | None:
+    """Take the next turn on this worker host for the token `key` names: when it comes (epoch
+    seconds, as written in the ledger, so the caller's wait counts from the moment it asks).
 
     The ledger is a file in a directory of the temp dir that only this user may use, read and
     rewritten under an exclusive lock held for that moment only. Without it (no `fcntl`, a temp
-    dir that is not ours, any OS error) there is no turn to wait for: 0.
+    dir that is not ours, any OS error) no turn is taken: None.
     """
     from airflow_provider_canvas_reports.canvas.retry import host_turn
 
     if spacing <= 0:
-        return 0.0
+        return None
     try:
         import fcntl
 
         fd = os.open(_ledger_dir() / f"turns-{key}", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     except (ImportError, OSError):
-        return 0.0
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        now = time.time()
-        turn = host_turn(_last_turn(os.pread(fd, 64, 0)), now, spacing)
+        turn = host_turn(_last_turn(os.pread(fd, 64, 0)), time.time(), spacing)
         os.ftruncate(fd, 0)
         os.pwrite(fd, repr(turn).encode(), 0)
     except OSError:
-        return 0.0
+        return None
     finally:
         os.close(fd)  # and with it the lock
-    return turn - now
+    return turn
 
 
 def _ledger_dir() -> Path:

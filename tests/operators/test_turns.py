@@ -101,28 +101,34 @@ class TestHostTurns:
         monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
     def test_each_task_takes_the_next_turn_a_spacing_later(self):
-        assert take_host_turn("k", 0.2) == 0.0  # alone: at once
-        assert take_host_turn("k", 0.2) == pytest.approx(0.2, abs=0.02)
-        assert take_host_turn("k", 0.2) == pytest.approx(0.4, abs=0.02)
-        assert take_host_turn("another-token", 0.2) == 0.0  # its own ledger
-        assert take_host_turn("k", 0.0) == 0.0  # start_spacing=0: no turns
+        before = time.time()
+        first = take_host_turn("k", 0.2)
+        assert first is not None
+        assert before <= first <= time.time()  # alone: at once
+        assert take_host_turn("k", 0.2) == pytest.approx(first + 0.2, abs=1e-6)
+        assert take_host_turn("k", 0.2) == pytest.approx(first + 0.4, abs=1e-6)
+        before = time.time()
+        other = take_host_turn("another-token", 0.2)  # its own ledger
+        assert other is not None
+        assert before <= other <= time.time()
+        assert take_host_turn("k", 0.0) is None  # start_spacing=0: no turns
 
     def test_tasks_at_the_same_instant_get_distinct_turns(self):
-        waits: list[float] = []
+        taken: list[float | None] = []
         gate = threading.Barrier(20)
 
         def task() -> None:
             gate.wait()
-            wait = take_host_turn("k", 0.2)  # first: the lock may keep it a moment
-            waits.append(time.time() + wait)
+            taken.append(take_host_turn("k", 0.2))
 
         threads = [threading.Thread(target=task) for _ in range(20)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        turns = sorted(waits)
-        assert all(b - a >= 0.2 - 0.01 for a, b in itertools.pairwise(turns))
+        assert None not in taken
+        turns = sorted(t for t in taken if t is not None)
+        assert all(b - a >= 0.2 - 1e-6 for a, b in itertools.pairwise(turns))
         assert turns[-1] - turns[0] < 19 * 0.2 + 0.5
 
     def test_worker_processes_at_the_same_instant_get_distinct_turns(self, tmp_path: Path):
@@ -132,10 +138,12 @@ class TestHostTurns:
         workers = [context.Process(target=_turn_at, args=(str(tmp_path), gate, results)) for _ in range(6)]
         for worker in workers:
             worker.start()
-        turns = sorted(results.get(timeout=60) for _ in workers)
+        taken = [results.get(timeout=60) for _ in workers]
         for worker in workers:
             worker.join(timeout=60)
-        assert all(b - a >= 0.2 - 0.01 for a, b in itertools.pairwise(turns))
+        assert None not in taken
+        turns = sorted(taken)
+        assert all(b - a >= 0.2 - 1e-6 for a, b in itertools.pairwise(turns))
 
     def test_the_ledger_is_private_and_names_no_token(self, tmp_path: Path):
         take_host_turn("k", 0.2)
@@ -150,21 +158,24 @@ class TestHostTurns:
         ledger = tmp_path / f"airflow-canvas-reports-{os.getuid()}" / "turns-k"
         for spoiled in (b"", b"nan", b"not a time", b"\xff\xfe"):
             ledger.write_bytes(spoiled)
-            assert take_host_turn("k", 0.2) == 0.0
+            before = time.time()
+            turn = take_host_turn("k", 0.2)
+            assert turn is not None
+            assert before <= turn <= time.time()  # at once, and the ledger is whole again
 
     def test_a_directory_open_to_others_is_not_used(self, tmp_path: Path):
         shared = tmp_path / f"airflow-canvas-reports-{os.getuid()}"
         shared.mkdir(mode=0o777)
         shared.chmod(0o777)
-        assert take_host_turn("k", 0.2) == 0.0
-        assert take_host_turn("k", 0.2) == 0.0  # no ledger written there, so no turn ever waits
+        assert take_host_turn("k", 0.2) is None
+        assert take_host_turn("k", 0.2) is None  # no ledger written there, so no turn is ever taken
         assert list(shared.iterdir()) == []
 
     def test_a_symlink_in_its_place_is_not_followed(self, tmp_path: Path):
         target = tmp_path / "elsewhere"
         target.mkdir(mode=0o700)
         (tmp_path / f"airflow-canvas-reports-{os.getuid()}").symlink_to(target)
-        assert take_host_turn("k", 0.2) == 0.0
+        assert take_host_turn("k", 0.2) is None
         assert list(target.iterdir()) == []
 
 
@@ -172,5 +183,4 @@ def _turn_at(temp_dir: str, gate: Any, results: Any) -> None:
     """In a worker process: take a turn once all are ready; report the time it comes."""
     tempfile.tempdir = temp_dir
     gate.wait()
-    wait = take_host_turn("k", 0.2)  # first: the lock may keep it a moment
-    results.put(time.time() + wait)
+    results.put(take_host_turn("k", 0.2))
