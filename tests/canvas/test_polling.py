@@ -284,7 +284,9 @@ class TestListedPreviousRun:
 
 
 class TestWaiter:
-    def make(self, deadline: float | None = T0 + 100, errors: int = 3) -> Waiter:
+    def make(
+        self, deadline: float | None = T0 + 100, errors: int = 3, last_status: str | None = None
+    ) -> Waiter:
         return Waiter(
             PollPolicy(1.0, adaptive=False),
             report_type="provisioning_csv",
@@ -292,6 +294,7 @@ class TestWaiter:
             started_at=T0,
             deadline=deadline,
             max_consecutive_errors=errors,
+            last_status=last_status,
         )
 
     def test_complete_is_success(self):
@@ -364,14 +367,7 @@ class TestWaiter:
 
     def test_gone_before_any_poll_after_an_earlier_look_is_a_deletion(self):
         # The worker saw the report before deferring; the trigger's first poll then gets a 404.
-        waiter = Waiter(
-            PollPolicy(1.0, adaptive=False),
-            report_type="provisioning_csv",
-            report_id=7,
-            started_at=T0,
-            deadline=T0 + 100,
-            last_status="created",
-        )
+        waiter = self.make(last_status="created")
         outcome = waiter.gone(T0)
         assert outcome.kind == FAILURE
         assert outcome.message == (
