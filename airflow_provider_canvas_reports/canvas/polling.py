@@ -438,6 +438,11 @@ class Waiter:
         return f"Canvas report {self.report_type} #{self.report_id}"
 
     @property
+    def seen_status(self) -> str | None:
+        """The status the latest look at the report saw: a poll's, else the earlier look's."""
+        return self.last.status if self.last is not None else self.last_status
+
+    @property
     def state(self) -> PollState | None:
         """Status and progress as the last poll saw them; None when it failed (or none ran yet)."""
         if self.last is None or self.consecutive_errors:
@@ -507,7 +512,7 @@ class Waiter:
     def gone(self, now: float) -> Outcome:
         """Canvas answers 404: the report was deleted (Canvas drops deleted reports from GET)."""
         self.polls += 1
-        last_status = self.last.status if self.last is not None else self.last_status
+        last_status = self.seen_status
         if last_status is None:
             message = (
                 f"Canvas has no {self.name[len('Canvas ') :]} (HTTP 404): it was deleted, or the report id "

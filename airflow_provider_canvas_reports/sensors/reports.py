@@ -264,7 +264,7 @@ class ReportCompleteSensor(BaseSensorOperator):
                 started_at=started,
                 expected_run_time=expected,
                 first_poll_at=next_poll_at(step, polled_at),
-                last_status=waiter.last.status if waiter.last is not None else None,
+                last_status=waiter.seen_status,
             ),
             method_name="execute_complete",
             # The trigger carries the deadline: a framework timeout would skip execute_complete
