@@ -462,7 +462,8 @@ class Waiter:
         """The timeout outcome: the deadline has passed (by the wall clock or a timer's)."""
         if self.deadline is None:
             raise ValueError(f"{self.name} has no deadline to pass")
-        last = f"; last status '{self.last.status}'" if self.last is not None else ""
+        # Before its own first poll a trigger still knows what the worker saw when it deferred.
+        last = f"; last status '{self.seen_status}'" if self.seen_status is not None else ""
         progress = (
             f", progress {self.last.progress}%"
             if self.last is not None and self.last.progress is not None

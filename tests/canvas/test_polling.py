@@ -365,6 +365,18 @@ class TestWaiter:
         waiter.seen(report("running", 10), T0)
         assert "deleted" in waiter.gone(T0).message
 
+    def test_timeout_before_any_poll_names_the_status_of_an_earlier_look(self):
+        # A trigger whose deadline passes before its first poll still knows what the worker saw.
+        assert self.make(deadline=T0 + 10).timed_out().message == (
+            "Canvas report provisioning_csv #7 did not finish within 10s (the timeout)."
+        )
+        waiter = self.make(deadline=T0 + 10, last_status="created")
+        assert waiter.timed_out().message == (
+            "Canvas report provisioning_csv #7 did not finish within 10s (the timeout); last status 'created'."
+        )
+        waiter.seen(report("running", 40), T0 + 5)
+        assert waiter.timed_out().message.endswith("; last status 'running', progress 40%.")
+
     def test_gone_before_any_poll_after_an_earlier_look_is_a_deletion(self):
         # The worker saw the report before deferring; the trigger's first poll then gets a 404.
         waiter = self.make(last_status="created")

@@ -263,6 +263,22 @@ class TestOutcomes:
         assert canvas.counters.status_polls[report_id] >= 1
         assert f"#{report_id}: first poll in" in capsys.readouterr().out
 
+    async def test_a_deadline_before_the_first_poll_names_the_status_the_worker_saw(
+        self, canvas: CanvasSimulator
+    ):
+        canvas.script_report("provisioning_csv", "stuck_created")
+        report_id = start()
+        began = time.time()
+        payload = await first_event(
+            trigger(report_id, first_poll_at=began + 5, deadline=began + 0.5, last_status="created")
+        )
+        assert canvas.counters.status_polls[report_id] == 0
+        assert payload["status"] == "timeout"
+        assert payload["message"] == (
+            f"Canvas report provisioning_csv #{report_id} did not finish within 0s (the timeout); "
+            "last status 'created'."
+        )
+
     async def test_a_first_poll_time_past_polls_at_once(self, canvas: CanvasSimulator):
         # A restarted or moved trigger keeps its kwargs: its first poll time may be long gone.
         report_id = start()
