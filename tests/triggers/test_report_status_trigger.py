@@ -36,6 +36,12 @@ def start(report: str = "provisioning_csv", params: dict[str, Any] | None = None
     return CanvasHook().start_report(report, params if params is not None else {"users": True}).id
 
 
+def start_queued(canvas: CanvasSimulator) -> int:
+    """A report that stays queued (`created`) until the test ends."""
+    canvas.script_report("provisioning_csv", "stuck_created")
+    return start()
+
+
 def trigger(report_id: int, **kwargs: Any) -> ReportStatusTrigger:
     kwargs.setdefault("poll_interval", 0.1)
     kwargs.setdefault("deadline", time.time() + 30)
@@ -203,8 +209,7 @@ class TestOutcomes:
         assert len([w for w in warnings if "does not know: 'on_hold'" in w]) == 1  # once, not per poll
 
     async def test_deadline_gives_a_timeout_event(self, canvas: CanvasSimulator):
-        canvas.script_report("provisioning_csv", "stuck_created")
-        report_id = start()
+        report_id = start_queued(canvas)
         began = time.monotonic()
         payload = await first_event(trigger(report_id, poll_interval=5, deadline=time.time() + 0.8))
         assert time.monotonic() - began < 3  # the deadline cuts the 5 s interval short
@@ -218,8 +223,7 @@ class TestOutcomes:
     async def test_a_status_request_still_running_at_the_deadline_does_not_hold_it_back(
         self, canvas: CanvasSimulator
     ):
-        canvas.script_report("provisioning_csv", "stuck_created")
-        report_id = start()
+        report_id = start_queued(canvas)
         # The first poll's answer comes 5 s late; the deadline is 0.8 s away.
         canvas.add_fault(Fault(endpoint="status", kind="slow", delay=5.0, report_id=report_id))
         began = time.monotonic()
@@ -229,16 +233,14 @@ class TestOutcomes:
         assert "(the timeout)" in payload["message"]
 
     async def test_poll_interval_is_honoured(self, canvas: CanvasSimulator):
-        canvas.script_report("provisioning_csv", "stuck_created")
-        report_id = start()
+        report_id = start_queued(canvas)
         await first_event(trigger(report_id, poll_interval=0.25, deadline=time.time() + 1.3))
         assert 4 <= canvas.counters.status_polls[report_id] <= 7
 
     async def test_polls_that_change_nothing_are_not_logged_at_info(
         self, canvas: CanvasSimulator, capsys: pytest.CaptureFixture[str]
     ):
-        canvas.script_report("provisioning_csv", "stuck_created")
-        report_id = start()
+        report_id = start_queued(canvas)
         await first_event(trigger(report_id, poll_interval=0.1, deadline=time.time() + 1.2))
         assert canvas.counters.status_polls[report_id] >= 4
         # The first poll says where the report stands; the same answer again is DEBUG only.
@@ -250,8 +252,7 @@ class TestOutcomes:
         self, canvas: CanvasSimulator, capsys: pytest.CaptureFixture[str]
     ):
         # The worker saw the report just before deferring: the trigger's first look is planned.
-        canvas.script_report("provisioning_csv", "stuck_created")
-        report_id = start()
+        report_id = start_queued(canvas)
         began = time.time()
         running = asyncio.ensure_future(
             first_event(trigger(report_id, first_poll_at=began + 1.0, deadline=began + 1.6))
@@ -266,8 +267,7 @@ class TestOutcomes:
     async def test_a_deadline_before_the_first_poll_names_the_status_the_worker_saw(
         self, canvas: CanvasSimulator
     ):
-        canvas.script_report("provisioning_csv", "stuck_created")
-        report_id = start()
+        report_id = start_queued(canvas)
         began = time.time()
         payload = await first_event(
             trigger(report_id, first_poll_at=began + 5, deadline=began + 0.5, last_status="created")
@@ -288,8 +288,7 @@ class TestOutcomes:
     async def test_adaptive_polling_stretches_while_queued_by_the_expected_run_time(
         self, canvas: CanvasSimulator
     ):
-        canvas.script_report("provisioning_csv", "stuck_created")
-        report_id = start()
+        report_id = start_queued(canvas)
         began = time.time()
         payload = await first_event(
             trigger(
