@@ -4,8 +4,8 @@
 test:        ## ruff, mypy and the whole test suite in the pinned .venv (extra args: ARGS="-x -k hook")
 	scripts/test.sh $(ARGS)
 
-test-all:    ## as test, plus the unit tests under Airflow 3.1 (what CI runs)
-	scripts/test.sh --with-airflow-3.1 $(ARGS)
+test-all:    ## as test, plus the unit tests under Airflow 3.1 and 3.2 (what CI runs)
+	scripts/test.sh --with-older-airflow $(ARGS)
 
 lint:        ## ruff check, ruff format --check and mypy only
 	scripts/test.sh --lint-only

@@ -15,5 +15,7 @@ common=(
     --custom-compile-command "requirements/compile.sh"
 )
 uv pip compile "${common[@]}" -o requirements/dev.lock "$@"
-uv pip compile "${common[@]}" --override requirements/airflow-3.1.overrides.txt \
-    -o requirements/airflow-3.1.lock "$@"
+for minor in 3.1 3.2; do
+    uv pip compile "${common[@]}" --override "requirements/airflow-$minor.overrides.txt" \
+        -o "requirements/airflow-$minor.lock" "$@"
+done

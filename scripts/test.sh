@@ -2,13 +2,15 @@
 # The project's test command. Needs only python3 (3.10+) with pip; installs everything else
 # into the project folder:
 #   .venv        pinned from requirements/dev.lock (Airflow 3.3), reused while the lock is unchanged
-#   .venv-af31   pinned from requirements/airflow-3.1.lock, only with --with-airflow-3.1
+#   .venv-af31,  pinned from requirements/airflow-3.1.lock and airflow-3.2.lock, only with
+#   .venv-af32   --with-older-airflow
 #   .venv-uv     a bootstrap venv holding uv, only when uv is not installed already
 # Then: ruff check, ruff format --check, mypy, pytest. Every phase runs even if an earlier one
 # failed (one run shows every problem); the exit code is non-zero if any failed.
 #
-# Usage: scripts/test.sh [--with-airflow-3.1] [--lint-only] [--resync] [pytest args...]
-#   --with-airflow-3.1   also run the unit tests under Airflow 3.1 (or CANVAS_TEST_AIRFLOW_31=1)
+# Usage: scripts/test.sh [--with-older-airflow] [--lint-only] [--resync] [pytest args...]
+#   --with-older-airflow also run the unit tests under Airflow 3.1 and 3.2, the older supported
+#                        minors (or CANVAS_TEST_OLDER_AIRFLOW=1)
 #   --lint-only          set up .venv, run ruff and mypy, skip pytest
 #   --resync             re-sync the venvs to their locks even if the stamp matches (after
 #                        installing something into .venv by hand, say)
@@ -19,13 +21,13 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
-with_af31=${CANVAS_TEST_AIRFLOW_31:-0}
+with_older=${CANVAS_TEST_OLDER_AIRFLOW:-0}
 lint_only=0
 resync=0
 pytest_args=()
 for arg in "$@"; do
     case "$arg" in
-        --with-airflow-3.1) with_af31=1 ;;
+        --with-older-airflow) with_older=1 ;;
         --lint-only) lint_only=1 ;;
         --resync) resync=1 ;;
         -h | --help)
@@ -35,11 +37,11 @@ for arg in "$@"; do
         *) pytest_args+=("$arg") ;;
     esac
 done
-[[ "$with_af31" == 1 || "$with_af31" == true ]] && with_af31=1 || with_af31=0
+[[ "$with_older" == 1 || "$with_older" == true ]] && with_older=1 || with_older=0
 
 PYTHON=${PYTHON:-python3}
-# Units tests run against the oldest supported minor with this set (all of it that exists).
-AF31_TEST_PATHS=(tests/canvas tests/hooks tests/triggers tests/sensors tests/operators tests/storage
+# The unit tests, which also run under the older supported minors (those of them that exist).
+OLDER_AIRFLOW_TEST_PATHS=(tests/canvas tests/hooks tests/triggers tests/sensors tests/operators tests/storage
     tests/test_provider_info.py)
 
 # --- output helpers -----------------------------------------------------------------------
@@ -130,14 +132,17 @@ if [[ $lint_only == 0 ]]; then
     run_phase "pytest (Airflow $(af_version "$ROOT/.venv"))" \
         run_pytest "$ROOT/.venv" ${pytest_args[@]+"${pytest_args[@]}"}
 
-    if [[ $with_af31 == 1 ]]; then
-        setup_phase "venv .venv-af31 (requirements/airflow-3.1.lock)" \
-            canvas_ensure_venv "$ROOT/.venv-af31" requirements/airflow-3.1.lock "$resync"
-        use_airflow_home airflow-3.1
-        af31_paths=()
-        for p in "${AF31_TEST_PATHS[@]}"; do [[ -e $p ]] && af31_paths+=("$p"); done
-        run_phase "pytest unit tests (Airflow $(af_version "$ROOT/.venv-af31"))" \
-            run_pytest "$ROOT/.venv-af31" "${af31_paths[@]}" ${pytest_args[@]+"${pytest_args[@]}"}
+    if [[ $with_older == 1 ]]; then
+        older_paths=()
+        for p in "${OLDER_AIRFLOW_TEST_PATHS[@]}"; do [[ -e $p ]] && older_paths+=("$p"); done
+        for minor in 3.1 3.2; do
+            venv=$ROOT/.venv-af${minor/./}
+            setup_phase "venv ${venv#"$ROOT/"} (requirements/airflow-$minor.lock)" \
+                canvas_ensure_venv "$venv" "requirements/airflow-$minor.lock" "$resync"
+            use_airflow_home "airflow-$minor"
+            run_phase "pytest unit tests (Airflow $(af_version "$venv"))" \
+                run_pytest "$venv" "${older_paths[@]}" ${pytest_args[@]+"${pytest_args[@]}"}
+        done
     fi
 fi
 
