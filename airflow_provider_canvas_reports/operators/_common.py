@@ -261,12 +261,17 @@ def describe_cancel(
             None,
         )
     if result is not None:
-        how = (
-            "aborted it (it was running)"
-            if result.status == "aborted"
-            else "deleted it (it was still queued)"
-        )
-        if result.status not in ("aborted", "deleted"):
+        if result.status == "aborted":
+            how = "aborted it (it was running)"
+        elif result.status == "deleted":
+            # Canvas's answer keeps started_at: a report that had started was deleted because
+            # Canvas would not abort it (it had just left running, e.g. to compile its parts).
+            how = (
+                "deleted it (it was still queued)"
+                if result.started_at is None
+                else "deleted it (it had started, and Canvas would not abort it)"
+            )
+        else:
             how = f"asked Canvas to stop it (Canvas now says '{result.status}')"
         log.warning("Cancelled Canvas report %s #%s: %s.", report, report_id, how)
         return f"Cancelled it in Canvas: {how}.", None
