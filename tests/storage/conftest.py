@@ -1,4 +1,4 @@
-"""Fixtures for the storage tests. The S3 server lives in tests/fixtures so other folders can reuse it."""
+"""Fixtures for the storage tests. The servers (S3, Azure) and `store` live in tests/fixtures, for reuse."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import uuid
 import pytest
 from airflow.sdk import ObjectStoragePath
 
-from tests.fixtures.s3 import S3Server, s3_server
+from tests.fixtures.s3 import S3Server
+from tests.fixtures.stores import azure_server, s3_server, store
 
-__all__ = ["s3_server"]
+__all__ = ["azure_server", "s3_server", "store"]
 
 
 @pytest.fixture
