@@ -19,7 +19,12 @@ from tests.fixtures import stores
 from tests.fixtures.stores import S3Store, Store
 
 # The fixtures, registered here under their own names (conftest.py is not ours to change).
-s3_server, azure_server, store = stores.s3_server, stores.azure_server, stores.store
+s3_server, azure_server, azure_attached, store = (
+    stores.s3_server,
+    stores.azure_server,
+    stores.azure_attached,
+    stores.store,
+)
 
 RunDag = Callable[..., Any]
 MiB = 1 << 20
@@ -41,7 +46,7 @@ def test_large_csv_streams_to_the_store_in_blocks(
             report="provisioning_csv",
             report_id=report_id,
             destination=store.url("csv/{{ ds }}/"),
-            dest_conn_id=store.folder.conn_id,
+            dest_conn_id=store.conn_id,
         )
     )
 
@@ -75,7 +80,7 @@ def test_zip_report_extracts_to_one_object_per_member(
             report="provisioning_csv",
             report_id=report_id,
             destination=store.url("zip/"),
-            dest_conn_id=store.folder.conn_id,
+            dest_conn_id=store.conn_id,
         )
     )
 
@@ -102,7 +107,7 @@ def test_failed_download_leaves_the_store_untouched(
             report="provisioning_csv",
             report_id=report_id,
             destination=store.url(),
-            dest_conn_id=store.folder.conn_id,
+            dest_conn_id=store.conn_id,
             download_attempts=2,
         )
     )

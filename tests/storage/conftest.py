@@ -8,9 +8,9 @@ import pytest
 from airflow.sdk import ObjectStoragePath
 
 from tests.fixtures.s3 import S3Server
-from tests.fixtures.stores import azure_server, s3_server, store
+from tests.fixtures.stores import azure_attached, azure_server, s3_server, store
 
-__all__ = ["azure_server", "s3_server", "store"]
+__all__ = ["azure_attached", "azure_server", "s3_server", "store"]
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ def test_a_readable_uploads_byte_for_byte(store: Store):
 
 def test_destination_url_to_landed_object(store: Store):
     """The operator's path: a URL string and a connection id in, an XCom-ready dict out."""
-    folder = resolve_destination(store.url(), store.folder.conn_id)
+    folder = resolve_destination(store.url(), store.conn_id)
     landed = write_stream(iter([b"id\n", b"1\n"]), folder / "users.csv", expected_size=5)
     assert landed.as_dict() == {
         "uri": store.url("users.csv"),
