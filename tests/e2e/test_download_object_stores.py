@@ -30,6 +30,19 @@ RunDag = Callable[..., Any]
 MiB = 1 << 20
 
 
+def land(run_dag: RunDag, store: Store, name: str, report_id: int, folder: str, **kwargs: Any) -> Any:
+    """Run a DAG whose one task downloads provisioning report ``report_id`` into ``folder``."""
+    dag = download_dag(
+        f"dl_{store.folder.protocol}_{name}",
+        report="provisioning_csv",
+        report_id=report_id,
+        destination=store.url(folder),
+        dest_conn_id=store.conn_id,
+        **kwargs,
+    )
+    return run_dag(dag)["land"]
+
+
 def test_large_csv_streams_to_the_store_in_blocks(
     start_simulator: Any, run_dag: RunDag, store: Store
 ) -> None:
@@ -40,18 +53,10 @@ def test_large_csv_streams_to_the_store_in_blocks(
     assert name.endswith(".csv")
     assert source.stat().st_size > 10 * MiB
 
-    result = run_dag(
-        download_dag(
-            f"dl_{store.folder.protocol}_csv",
-            report="provisioning_csv",
-            report_id=report_id,
-            destination=store.url("csv/{{ ds }}/"),
-            dest_conn_id=store.conn_id,
-        )
-    )
+    task = land(run_dag, store, "csv", report_id, "csv/{{ ds }}/")
 
-    assert result["land"].state == "success"
-    [landed] = result["land"].return_value
+    assert task.state == "success"
+    [landed] = task.return_value
     [stored] = store.names()
     assert stored.startswith("csv/")
     assert stored.endswith("/" + name)
@@ -74,21 +79,13 @@ def test_zip_report_extracts_to_one_object_per_member(
     with zipfile.ZipFile(generated_file(canvas, report_id)) as zf:
         members = {info.filename: zf.read(info) for info in zf.infolist()}
 
-    result = run_dag(
-        download_dag(
-            f"dl_{store.folder.protocol}_zip",
-            report="provisioning_csv",
-            report_id=report_id,
-            destination=store.url("zip/"),
-            dest_conn_id=store.conn_id,
-        )
-    )
+    task = land(run_dag, store, "zip", report_id, "zip/")
 
-    assert result["land"].state == "success"
+    assert task.state == "success"
     assert store.names() == sorted(f"zip/{n}" for n in members)
     for name, data in members.items():
         assert store.read_back(f"zip/{name}") == (len(data), hashlib.sha256(data).hexdigest())
-    assert [o["uri"] for o in result["land"].return_value] == [store.url(f"zip/{n}") for n in members]
+    assert [o["uri"] for o in task.return_value] == [store.url(f"zip/{n}") for n in members]
 
 
 @pytest.mark.parametrize("kind", ["truncate", "wrong_length"])
@@ -101,18 +98,9 @@ def test_failed_download_leaves_the_store_untouched(
     store.put(name, b"the previous copy")
     canvas.sim.add_fault(Fault(endpoint="store", kind=kind, times=None, fraction=0.9))
 
-    result = run_dag(
-        download_dag(
-            f"dl_{store.folder.protocol}_fail_{kind}",
-            report="provisioning_csv",
-            report_id=report_id,
-            destination=store.url(),
-            dest_conn_id=store.conn_id,
-            download_attempts=2,
-        )
-    )
+    task = land(run_dag, store, f"fail_{kind}", report_id, "", download_attempts=2)
 
-    assert result["land"].state == "failed"
+    assert task.state == "failed"
     assert store.names() == [name]
     assert store.read_back(name) == (17, hashlib.sha256(b"the previous copy").hexdigest())
     if isinstance(store, S3Store):

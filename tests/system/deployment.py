@@ -21,7 +21,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,6 +32,8 @@ from typing import Any, TypeVar
 
 import psutil
 import requests
+
+from tests.fixtures.processes import free_port
 
 T = TypeVar("T")
 
@@ -54,12 +55,6 @@ class APIStatusError(DeploymentError):
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
         self.status = status
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(
