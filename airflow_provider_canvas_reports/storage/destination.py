@@ -36,6 +36,8 @@ INSTALL_HINTS: dict[str, str] = {
 #: write may go straight to the final key as long as an unfinished upload is never completed.
 OBJECT_STORE_PROTOCOLS = frozenset({"s3", "s3a", "s3n", "gs", "gcs", "abfs", "abfss", "az"})
 
+_AZURE_PROTOCOLS = frozenset({"abfs", "abfss", "az", "adl"})
+
 StorageKind = Literal["local", "object_store", "generic"]
 
 
@@ -146,6 +148,35 @@ def _split(destination: str | ObjectStoragePath) -> tuple[str, str, str | None, 
     return scheme, url, conn_in_url, {}
 
 
+def _cannot_inspect(path: ObjectStoragePath, exc: OSError) -> DestinationError:
+    return DestinationError(
+        f"Cannot inspect destination {describe(path)}: {exc}. Check that the bucket or folder "
+        "exists and that the connection can reach it."
+    )
+
+
+def _check_bucket(path: ObjectStoragePath) -> None:
+    """Refuse a bucket (Azure: container) that does not exist before anything is downloaded.
+
+    Stores create no buckets on write: the write would fail only after the download, and again
+    on every retry of the task.
+    """
+    bucket = path.path.split("/", 1)[0]
+    try:
+        path.fs.info(bucket)
+    except PermissionError:
+        # Write-only credentials may not read the bucket (s3:ListBucket); the write will tell.
+        log.debug("No permission to inspect bucket %r of %s; assuming it exists", bucket, describe(path))
+    except FileNotFoundError as exc:
+        word = "container" if path.protocol in _AZURE_PROTOCOLS else "bucket"
+        raise DestinationError(
+            f"Destination {describe(path)}: {word} {bucket!r} does not exist. Create it, or fix the "
+            "destination."
+        ) from exc
+    except OSError as exc:
+        raise _cannot_inspect(path, exc) from exc
+
+
 def resolve_destination(
     destination: str | ObjectStoragePath, conn_id: str | None = None
 ) -> ObjectStoragePath:
@@ -153,7 +184,8 @@ def resolve_destination(
 
     Checks, in this order and with an actionable message each: the scheme has an Airflow
     filesystem (no network is touched for a bad scheme), the connection exists, the filesystem
-    library can be loaded, and the destination is not an existing file. A local folder that does
+    library can be loaded, an object store's bucket exists, and the destination is not an
+    existing file. A local folder that does
     not exist yet is fine: it is created on first write.
     """
     scheme, url, carried_conn, options = _split(destination)
@@ -184,6 +216,8 @@ def resolve_destination(
             f"Destination scheme '{scheme}' has no filesystem: {_install_hint(scheme)} ({exc})"
         ) from exc
 
+    if storage_kind(path.fs) == "object_store":
+        _check_bucket(path)
     try:
         is_file = path.is_file()
     except PermissionError:
@@ -191,10 +225,7 @@ def resolve_destination(
         log.debug("No permission to inspect %s; assuming it is a folder", describe(path))
         is_file = False
     except OSError as exc:
-        raise DestinationError(
-            f"Cannot inspect destination {describe(path)}: {exc}. Check that the bucket or folder "
-            "exists and that the connection can reach it."
-        ) from exc
+        raise _cannot_inspect(path, exc) from exc
     if is_file:
         raise DestinationError(
             f"Destination {describe(path)} is a file, not a folder: give the folder that should "

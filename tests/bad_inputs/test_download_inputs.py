@@ -29,6 +29,7 @@ from canvas_harness import (
 
 from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
 from airflow_provider_canvas_reports.operators.download import DownloadReportOperator
+from tests.fixtures.stores import Store
 
 POLICY = RetryPolicy(max_attempts=2, base_delay=0.05, max_delay=0.1, max_elapsed=10, read_timeout=5)
 REFUSED = "The ZIP was refused and nothing was written; it is not a well-formed report export: inspect it."
@@ -153,6 +154,27 @@ def test_bad_destination_downloads_and_writes_nothing(
     assert canvas.count("files") == 0
     untouched(lake, spool)
     assert a_file.read_bytes() == b"keep\n"
+
+
+def test_missing_bucket_downloads_and_writes_nothing(
+    canvas: FakeCanvas, tmp_path: Path, store: Store
+) -> None:
+    """A bucket (Azure: container) that does not exist fails before the download, not after it."""
+    serve(canvas, b"id\n1\n")
+    lake, spool = tmp_path / "lake", tmp_path / "spool"
+    scheme = store.folder.protocol
+    run = land(
+        lake, spool, destination=f"{scheme}://no-such-bucket-4711/reports/", dest_conn_id=store.conn_id
+    )
+    word = "container" if scheme == "abfs" else "bucket"
+    assert run.message == (
+        f"Destination {scheme}://no-such-bucket-4711/reports (connection {store.conn_id!r}): {word} "
+        "'no-such-bucket-4711' does not exist. Create it, or fix the destination."
+    )
+    assert canvas.count("download") == 0
+    assert canvas.count("files") == 0
+    untouched(lake, spool)
+    assert store.names() == []
 
 
 # -- hostile ZIPs ---------------------------------------------------------------------------------
