@@ -94,7 +94,18 @@ def _clean_multipart_uploads(
     now = datetime.now(timezone.utc)
     kwargs: dict[str, str] = {"Bucket": bucket, "Prefix": prefix}
     while True:
-        page = fs.call_s3("list_multipart_uploads", **kwargs)
+        try:
+            page = fs.call_s3("list_multipart_uploads", **kwargs)
+        except PermissionError:
+            # Least-privilege loaders may only write objects; their writes need no listing.
+            log.info(
+                "Not looking for leftovers of killed writes in s3://%s/%s: the connection may not "
+                "list multipart uploads (s3:ListBucketMultipartUploads). A bucket lifecycle rule "
+                "(AbortIncompleteMultipartUpload) removes any.",
+                bucket,
+                prefix,
+            )
+            return removed
         for upload in page.get("Uploads") or []:
             upload_key: str = upload["Key"]
             rest = upload_key[len(prefix) :]

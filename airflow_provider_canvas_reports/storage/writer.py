@@ -31,6 +31,7 @@ from fsspec import AbstractFileSystem
 
 from airflow_provider_canvas_reports.storage.destination import describe, object_uri, storage_kind
 from airflow_provider_canvas_reports.storage.errors import (
+    DestinationError,
     DestinationExistsError,
     StorageError,
     UnsafeNameError,
@@ -237,26 +238,39 @@ def _write_local(
 # -- object stores ----------------------------------------------------------------------------
 
 
-def _remote_identical(fs: AbstractFileSystem, path: str, size: int, sha256: str) -> bool:
+def _cannot_read(
+    target: ObjectStoragePath, policy: OverwritePolicy, exc: PermissionError
+) -> DestinationError:
+    return DestinationError(
+        f"{describe(target)}: overwrite={policy.value!r} must read the destination, and the "
+        f"connection may not ({exc}). Nothing was written. Grant it read access (S3: s3:GetObject "
+        "and s3:ListBucket) or use overwrite='replace'."
+    )
+
+
+def _remote_identical(target: ObjectStoragePath, size: int, sha256: str) -> bool:
+    fs, path = target.fs, target.path
     fs.invalidate_cache(path)
     try:
         info = fs.info(path)
+        if info.get("type") != "file" or int(info.get("size") or 0) != size:
+            return False
+        with fs.open(path, "rb", block_size=CHUNK_SIZE) as f:
+            return hash_readable(f.read) == (size, sha256)
     except FileNotFoundError:
         return False
-    if info.get("type") != "file" or int(info.get("size") or 0) != size:
-        return False
-    with fs.open(path, "rb", block_size=CHUNK_SIZE) as f:
-        return hash_readable(f.read) == (size, sha256)
-
-
-def _exists(fs: AbstractFileSystem, path: str) -> bool:
-    fs.invalidate_cache(path)  # another writer may have created it since we last looked
-    return bool(fs.exists(path))
+    except PermissionError as exc:
+        raise _cannot_read(target, OverwritePolicy.SKIP_IDENTICAL, exc) from exc
 
 
 def object_exists(target: ObjectStoragePath) -> bool:
-    """Whether ``target`` exists now (bypassing fsspec's listing cache)."""
-    return _exists(target.fs, target.path)
+    """Whether ``target`` exists now (bypassing fsspec's listing cache), for overwrite='fail'."""
+    fs, path = target.fs, target.path
+    fs.invalidate_cache(path)  # another writer may have created it since we last looked
+    try:
+        return bool(fs.exists(path))
+    except PermissionError as exc:
+        raise _cannot_read(target, OverwritePolicy.FAIL, exc) from exc
 
 
 def _abort_upload(f: Any, uri: str) -> None:
@@ -290,7 +304,7 @@ def _write_object_store(
 ) -> LandedObject:
     path = target.path
     uri = object_uri(target)
-    if policy is OverwritePolicy.FAIL and _exists(fs, path):
+    if policy is OverwritePolicy.FAIL and object_exists(target):
         raise destination_exists_error(target)
 
     f = fs.open(path, "wb", block_size=block_size)
@@ -300,11 +314,11 @@ def _write_object_store(
         size, sha256 = meter.finish()
         if verify is not None:
             verify(size, sha256)
-        if policy is OverwritePolicy.FAIL and _exists(fs, path):
+        if policy is OverwritePolicy.FAIL and object_exists(target):
             # Checked again just before the commit to keep the race window small. (S3's
             # If-None-Match would close it, but S3-compatible stores do not all honour it.)
             raise destination_exists_error(target)
-        if policy is OverwritePolicy.SKIP_IDENTICAL and _remote_identical(fs, path, size, sha256):
+        if policy is OverwritePolicy.SKIP_IDENTICAL and _remote_identical(target, size, sha256):
             log.info("%s already holds identical content (sha256 %s); kept it", uri, sha256)
             return LandedObject(uri=uri, name=target.name, size=size, sha256=sha256, skipped=True)
         f.close()  # completes the upload: the object appears now, whole
@@ -314,7 +328,12 @@ def _write_object_store(
             _abort_upload(f, uri)
 
     fs.invalidate_cache(path)
-    stored = int(fs.info(path).get("size") or 0)
+    try:
+        stored = int(fs.info(path).get("size") or 0)
+    except PermissionError:
+        # Write-only credentials: the completed upload is the store's own word on the size.
+        log.debug("Cannot read back %s (no read permission); not checking its stored size", uri)
+        stored = size
     if stored != size:
         with suppress(FileNotFoundError):
             fs.rm_file(path)
@@ -340,7 +359,7 @@ def _write_generic(
 ) -> LandedObject:
     path = target.path
     uri = object_uri(target)
-    if policy is OverwritePolicy.FAIL and _exists(fs, path):
+    if policy is OverwritePolicy.FAIL and object_exists(target):
         raise destination_exists_error(target)
     tmp = f"{target.parent.path.rstrip('/')}/{new_partial_name(target.name)}"
     committed = False
@@ -350,9 +369,9 @@ def _write_generic(
         size, sha256 = meter.finish()
         if verify is not None:
             verify(size, sha256)
-        if policy is OverwritePolicy.SKIP_IDENTICAL and _remote_identical(fs, path, size, sha256):
+        if policy is OverwritePolicy.SKIP_IDENTICAL and _remote_identical(target, size, sha256):
             return LandedObject(uri=uri, name=target.name, size=size, sha256=sha256, skipped=True)
-        if policy is OverwritePolicy.FAIL and _exists(fs, path):
+        if policy is OverwritePolicy.FAIL and object_exists(target):
             raise destination_exists_error(target)
         fs.mv(tmp, path)
         committed = True

@@ -16,14 +16,16 @@ import pytest
 from airflow_provider_canvas_reports.simulator import Fault
 from tests.e2e.test_download import download_dag, finished_report, generated_file
 from tests.fixtures import stores
+from tests.fixtures.s3 import S3Server, s3_write_only
 from tests.fixtures.stores import S3Store, Store
 
 # The fixtures, registered here under their own names (conftest.py is not ours to change).
-s3_server, azure_server, azure_attached, store = (
+s3_server, azure_server, azure_attached, store, s3_write_only = (
     stores.s3_server,
     stores.azure_server,
     stores.azure_attached,
     stores.store,
+    s3_write_only,
 )
 
 RunDag = Callable[..., Any]
@@ -105,3 +107,41 @@ def test_failed_download_leaves_the_store_untouched(
     assert store.read_back(name) == (17, hashlib.sha256(b"the previous copy").hexdigest())
     if isinstance(store, S3Store):
         assert store.unfinished_uploads() == []  # aborted, not left to be billed
+
+
+@pytest.mark.parametrize(
+    ("parameters", "pad_to_bytes"),
+    [({"users": True}, 12 * MiB), ({"users": True, "courses": True}, None)],
+    ids=["csv-multipart", "zip"],
+)
+def test_write_only_credentials_are_enough(
+    start_simulator: Any, run_dag: RunDag, s3_write_only: S3Server, parameters: dict, pad_to_bytes: int | None
+) -> None:
+    """A loader that may only write objects (s3:PutObject, s3:AbortMultipartUpload) lands reports."""
+    canvas = start_simulator(users=2000, pad_to_bytes=pad_to_bytes)
+    report_id = finished_report(canvas, "provisioning_csv", parameters)
+    source = generated_file(canvas, report_id)
+    prefix = f"write-only-{len(parameters)}/"
+    dag = download_dag(
+        f"dl_write_only_{len(parameters)}",
+        report="provisioning_csv",
+        report_id=report_id,
+        destination=s3_write_only.url(prefix),
+        dest_conn_id=s3_write_only.conn_id,
+    )
+
+    task = run_dag(dag)["land"]
+
+    assert task.state == "success"
+    landed = task.return_value
+    assert sorted(s3_write_only.keys(prefix=prefix)) == sorted(prefix + o["name"] for o in landed)
+    if pad_to_bytes:
+        [obj] = landed
+        assert (obj["size"], obj["sha256"]) == (
+            source.stat().st_size,
+            hashlib.sha256(source.read_bytes()).hexdigest(),
+        )
+    else:
+        with zipfile.ZipFile(source) as zf:
+            assert sorted(o["name"] for o in landed) == sorted(zf.namelist())
+    assert s3_write_only.pending_uploads(prefix=prefix) == []

@@ -7,7 +7,9 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_canvas_reports.storage import (
+    DestinationError,
     clean_stale_partials,
+    resolve_destination,
     write_stream,
 )
 
@@ -58,3 +60,48 @@ def test_clean_stale_partials_aborts_leftover_uploads(s3_server, s3_dir):
     assert left == {other_name, deeper}
     assert clean_stale_partials(s3_dir) == [f"s3://{bucket}/{prefix}/courses.csv#{other_name}"]
     client.abort_multipart_upload(Bucket=bucket, Key=f"{prefix}/sub/users.csv", UploadId=deeper)
+
+
+# -- least privilege: credentials that may only write objects ------------------------------------
+
+
+def test_write_only_credentials_land_objects_and_abort_failed_uploads(s3_write_only):
+    """A loader that may only PutObject (and abort its uploads): nothing else is needed."""
+    server = s3_write_only
+    folder = resolve_destination(server.url("loads/"), server.conn_id)
+    assert clean_stale_partials(folder, ["users.csv"]) == []  # cannot list: nothing removed, no error
+    landed = write_stream(
+        data_chunks(12 * MiB), folder / "users.csv", expected_size=12 * MiB, block_size=BLOCK
+    )
+    small = write_stream(iter([b"id\n1\n"]), folder / "small.csv", expected_size=5)
+    with pytest.raises(ConnectionResetError):
+        write_stream(
+            failing_after(data_chunks(12 * MiB), 11 * MiB),
+            folder / "failed.csv",
+            expected_size=None,
+            block_size=BLOCK,
+        )
+    assert sorted(server.keys(prefix="loads/")) == ["loads/small.csv", "loads/users.csv"]
+    assert server.pending_uploads(prefix="loads/") == []  # the failed one was aborted
+    assert (landed.size, small.size) == (12 * MiB, 5)
+
+
+@pytest.mark.parametrize("policy", ["fail", "skip_identical"])
+def test_write_only_credentials_refuse_a_policy_that_must_read(s3_write_only, policy):
+    server = s3_write_only
+    folder = resolve_destination(server.url(f"{policy}/"), server.conn_id)
+    with pytest.raises(DestinationError) as excinfo:
+        write_stream(
+            data_chunks(6 * MiB),
+            folder / "users.csv",
+            expected_size=6 * MiB,
+            overwrite=policy,
+            block_size=BLOCK,
+        )
+    assert str(excinfo.value) == (
+        f"s3://{server.bucket}/{policy}/users.csv (connection {server.conn_id!r}): overwrite={policy!r} must read "
+        "the destination, and the connection may not (Forbidden). Nothing was written. Grant it read access "
+        "(S3: s3:GetObject and s3:ListBucket) or use overwrite='replace'."
+    )
+    assert server.keys(prefix=f"{policy}/") == []
+    assert server.pending_uploads(prefix=f"{policy}/") == []
