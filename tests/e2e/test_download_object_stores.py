@@ -16,17 +16,16 @@ import pytest
 from airflow_provider_canvas_reports.simulator import Fault
 from tests.e2e.test_download import download_dag, finished_report, generated_file
 from tests.fixtures import stores
-from tests.fixtures.s3 import S3Server, s3_write_only
 from tests.fixtures.stores import S3Store, Store
 
 # The fixtures, registered here under their own names (conftest.py is not ours to change).
-s3_server, azure_server, azure_attached, store, s3_write_only = (
+s3_server, s3_write_only, azure_server, azure_attached = (
     stores.s3_server,
+    stores.s3_write_only,
     stores.azure_server,
     stores.azure_attached,
-    stores.store,
-    s3_write_only,
 )
+store, write_only_store = stores.store, stores.write_only_store
 
 RunDag = Callable[..., Any]
 MiB = 1 << 20
@@ -115,33 +114,29 @@ def test_failed_download_leaves_the_store_untouched(
     ids=["csv-multipart", "zip"],
 )
 def test_write_only_credentials_are_enough(
-    start_simulator: Any, run_dag: RunDag, s3_write_only: S3Server, parameters: dict, pad_to_bytes: int | None
+    start_simulator: Any,
+    run_dag: RunDag,
+    write_only_store: S3Store,
+    parameters: dict,
+    pad_to_bytes: int | None,
 ) -> None:
     """A loader that may only write objects (s3:PutObject, s3:AbortMultipartUpload) lands reports."""
+    store = write_only_store
     canvas = start_simulator(users=2000, pad_to_bytes=pad_to_bytes)
     report_id = finished_report(canvas, "provisioning_csv", parameters)
     source = generated_file(canvas, report_id)
-    prefix = f"write-only-{len(parameters)}/"
-    dag = download_dag(
-        f"dl_write_only_{len(parameters)}",
-        report="provisioning_csv",
-        report_id=report_id,
-        destination=s3_write_only.url(prefix),
-        dest_conn_id=s3_write_only.conn_id,
-    )
 
-    task = run_dag(dag)["land"]
+    task = land(run_dag, store, f"write_only_{len(parameters)}", report_id, "")
 
     assert task.state == "success"
-    landed = task.return_value
-    assert sorted(s3_write_only.keys(prefix=prefix)) == sorted(prefix + o["name"] for o in landed)
+    assert store.names() == sorted(o["name"] for o in task.return_value)
     if pad_to_bytes:
-        [obj] = landed
-        assert (obj["size"], obj["sha256"]) == (
-            source.stat().st_size,
-            hashlib.sha256(source.read_bytes()).hexdigest(),
-        )
+        [obj] = task.return_value
+        expected = (source.stat().st_size, hashlib.sha256(source.read_bytes()).hexdigest())
+        assert (obj["size"], obj["sha256"]) == expected
+        assert store.read_back(obj["name"]) == expected
+        assert store.parts(obj["name"]) >= 2
     else:
         with zipfile.ZipFile(source) as zf:
-            assert sorted(o["name"] for o in landed) == sorted(zf.namelist())
-    assert s3_write_only.pending_uploads(prefix=prefix) == []
+            assert store.names() == sorted(zf.namelist())
+    assert store.unfinished_uploads() == []
