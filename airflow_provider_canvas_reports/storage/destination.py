@@ -185,8 +185,7 @@ def resolve_destination(
     Checks, in this order and with an actionable message each: the scheme has an Airflow
     filesystem (no network is touched for a bad scheme), the connection exists, the filesystem
     library can be loaded, an object store's bucket exists, and the destination is not an
-    existing file. A local folder that does
-    not exist yet is fine: it is created on first write.
+    existing file. A local folder that does not exist yet is fine: it is created on first write.
     """
     scheme, url, carried_conn, options = _split(destination)
     if conn_id and carried_conn and conn_id != carried_conn:
