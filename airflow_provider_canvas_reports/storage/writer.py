@@ -279,9 +279,10 @@ def _abort_upload(f: Any, uri: str) -> None:
         f.discard()  # s3fs: AbortMultipartUpload; gcsfs: cancel the resumable upload
     except Exception as exc:
         log.warning(
-            "Could not abort the unfinished upload to %s (%s). Nothing was committed; an invisible "
-            "unfinished multipart upload may remain until clean_stale_partials() or a bucket "
-            "lifecycle rule removes it.",
+            "Could not abort the unfinished upload to %s (%s). Nothing was committed and nothing "
+            "is visible, but the store keeps the uploaded parts for now: on S3 until "
+            "clean_stale_partials() or a bucket lifecycle rule (AbortIncompleteMultipartUpload) "
+            "removes them; GCS and Azure discard them after a week.",
             uri,
             exc,
         )

@@ -19,8 +19,9 @@ from tests.fixtures import stores
 from tests.fixtures.stores import S3Store, Store
 
 # The fixtures, registered here under their own names (conftest.py is not ours to change).
-s3_server, s3_write_only, azure_server, azure_attached = (
+s3_server, s3_iam_users, s3_write_only, azure_server, azure_attached = (
     stores.s3_server,
+    stores.s3_iam_users,
     stores.s3_write_only,
     stores.azure_server,
     stores.azure_attached,

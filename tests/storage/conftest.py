@@ -7,10 +7,18 @@ import uuid
 import pytest
 from airflow.sdk import ObjectStoragePath
 
-from tests.fixtures.s3 import S3Server, s3_write_only
+from tests.fixtures.s3 import S3Server, s3_iam_users, s3_put_only, s3_write_only
 from tests.fixtures.stores import azure_attached, azure_server, s3_server, store
 
-__all__ = ["azure_attached", "azure_server", "s3_server", "s3_write_only", "store"]
+__all__ = [
+    "azure_attached",
+    "azure_server",
+    "s3_iam_users",
+    "s3_put_only",
+    "s3_server",
+    "s3_write_only",
+    "store",
+]
 
 
 @pytest.fixture

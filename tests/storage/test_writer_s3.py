@@ -105,3 +105,27 @@ def test_write_only_credentials_refuse_a_policy_that_must_read(s3_write_only, po
     )
     assert server.keys(prefix=f"{policy}/") == []
     assert server.pending_uploads(prefix=f"{policy}/") == []
+
+
+def test_an_upload_that_cannot_be_aborted_is_still_never_completed(s3_put_only, caplog):
+    """May not even abort (s3:PutObject only): the failed write warns, and nothing appears."""
+    server = s3_put_only
+    folder = resolve_destination(server.url("put-only/"), server.conn_id)
+    with pytest.raises(ConnectionResetError):
+        write_stream(
+            failing_after(data_chunks(12 * MiB), 11 * MiB),
+            folder / "users.csv",
+            expected_size=None,
+            block_size=BLOCK,
+        )
+    assert server.keys(prefix="put-only/") == []
+    [pending] = server.pending_uploads(prefix="put-only/")  # left for the lifecycle rule
+    assert pending["Key"] == "put-only/users.csv"
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.getMessage().startswith(
+        f"Could not abort the unfinished upload to s3://{server.bucket}/put-only/users.csv ("
+    )
+    assert "AbortIncompleteMultipartUpload" in warning.getMessage()
+    server.client().abort_multipart_upload(
+        Bucket=server.bucket, Key=pending["Key"], UploadId=pending["UploadId"]
+    )
