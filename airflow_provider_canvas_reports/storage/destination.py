@@ -36,8 +36,6 @@ INSTALL_HINTS: dict[str, str] = {
 #: write may go straight to the final key as long as an unfinished upload is never completed.
 OBJECT_STORE_PROTOCOLS = frozenset({"s3", "s3a", "s3n", "gs", "gcs", "abfs", "abfss", "az"})
 
-_AZURE_PROTOCOLS = frozenset({"abfs", "abfss", "az", "adl"})
-
 StorageKind = Literal["local", "object_store", "generic"]
 
 
@@ -168,7 +166,7 @@ def _check_bucket(path: ObjectStoragePath) -> None:
         # Write-only credentials may not read the bucket (s3:ListBucket); the write will tell.
         log.debug("No permission to inspect bucket %r of %s; assuming it exists", bucket, describe(path))
     except FileNotFoundError as exc:
-        word = "container" if path.protocol in _AZURE_PROTOCOLS else "bucket"
+        word = "container" if INSTALL_HINTS.get(path.protocol) == _AZURE else "bucket"
         raise DestinationError(
             f"Destination {describe(path)}: {word} {bucket!r} does not exist. Create it, or fix the "
             "destination."
