@@ -114,9 +114,13 @@ with DAG(
     @task(inlets=[ALIAS])
     def load_tables(**context: Any) -> dict[str, int]:
         """Load every CSV of the export that triggered this run; return rows per table."""
-        triggering = [e for events in context["triggering_asset_events"].values() for e in events]
-        # A manual run (or dag.test) has no triggering events: load the newest export instead.
-        events = triggering or list(context["inlet_events"][ALIAS].ascending(False).limit(1000))
+        events = [e for batch in context["triggering_asset_events"].values() for e in batch]
+        if not events:  # a manual run (or dag.test) has none: load the newest export instead
+            recent = context["inlet_events"][ALIAS]
+            # Airflow 3.2+ can ask for the newest events only; 3.1 returns them all, as a list.
+            if hasattr(recent, "ascending"):
+                recent = recent.ascending(False).limit(1000)
+            events = list(recent)
         objects = [o for o in newest_export(events) if str(o.get("name", o["uri"])).endswith(".csv")]
         if not objects:
             raise ValueError(

@@ -151,7 +151,10 @@ def configure_airflow(demo_dir: Path, canvas_url: str) -> dict[str, Path]:
 
 
 def run_dag(dag_id: str) -> tuple[Any, float]:
-    from airflow.dag_processing.dagbag import DagBag
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 3.1
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
 
     bag = DagBag(dag_folder=str(ROOT / "example_dags"))
     if bag.import_errors:

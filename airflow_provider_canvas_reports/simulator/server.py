@@ -112,6 +112,15 @@ class CanvasSimulator:
         ``deleted_by_other``."""
         self._store.script(report_type, fate, times)
 
+    def pause_jobs(self) -> None:
+        """Stop the job workers: reports started from now on stay `created` until resumed, as on
+        a self-hosted Canvas whose workers are down (running reports go on)."""
+        self._store.pause_jobs()
+
+    def resume_jobs(self) -> None:
+        """Start the job workers again: queued reports start now (after their queue time)."""
+        self._store.resume_jobs()
+
     def add_fault(self, fault: Fault) -> Fault:
         return self.faults.add(fault)
 

@@ -187,6 +187,9 @@ class ReportStore:
         self._next_id = first_id
         self._scripted: list[tuple[str | None, str]] = []
         self._lock = threading.Lock()
+        # Job workers stopped (a self-hosted Canvas in maintenance): queued reports stay queued.
+        self._paused = False
+        self._resumed_at = -math.inf
 
     # Scripted fates, usable from any thread.
     def script(self, report_type: str | None, fate: str, times: int = 1) -> None:
@@ -213,10 +216,34 @@ class ReportStore:
         return report_id
 
     def add(self, state: ReportState) -> ReportState:
+        if state.fate != "stuck_created":
+            state.start_at = self._earliest_start(state)
         self.reports[state.id] = state
         # As of its creation, so the clock ticking since cannot make it look started.
         self._replan(state.created_at)
         return state
+
+    def pause_jobs(self) -> None:
+        """The job workers stop taking reports: queued ones stay `created`, running ones go on."""
+        now = self.clock.now()
+        self._paused = True
+        for state in self.reports.values():
+            if state.frozen is None and state.start_at > now:
+                state.start_at = math.inf
+
+    def resume_jobs(self) -> None:
+        """The job workers take the queued reports again, from now on."""
+        now = self.clock.now()
+        self._paused, self._resumed_at = False, now
+        for state in self.reports.values():
+            if state.frozen is None and state.fate != "stuck_created" and state.start_at == math.inf:
+                state.start_at = self._earliest_start(state)
+        self._replan(now)
+
+    def _earliest_start(self, state: ReportState) -> float:
+        if self._paused:
+            return math.inf
+        return max(state.created_at + state.queue_seconds, self._resumed_at)
 
     def __iter__(self) -> Iterator[ReportState]:
         return iter(list(self.reports.values()))
@@ -273,5 +300,5 @@ class ReportStore:
                     free_at = max(free_at, state.planned_end)
                 continue  # ended before it ever started: held no worker
             if state.fate != "stuck_created" and state.start_at >= now:
-                state.start_at = max(state.created_at + state.queue_seconds, free_at)
+                state.start_at = max(self._earliest_start(state), free_at)
             free_at = max(free_at, state.planned_end)

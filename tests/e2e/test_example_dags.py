@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.dag_runs import dagbag
 from tests.fixtures.turns import turns
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,9 +26,8 @@ RunDag = Callable[..., Any]
 
 
 def example_bag() -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(EXAMPLES))
+    bag_class, _ = dagbag()
+    return bag_class(dag_folder=str(EXAMPLES))
 
 
 @pytest.fixture
@@ -63,12 +63,12 @@ def test_nightly_export_lands_tables_and_queues_the_warehouse_load(
     canvas_simulator: Any, run_dag: RunDag, settings: dict[str, Path]
 ) -> None:
     from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import sync_bag_to_db
     from airflow.models.asset import AssetDagRunQueue
     from airflow.models.dag import DagModel
     from airflow.utils.session import create_session
     from sqlalchemy import select, update
 
+    _, sync_bag_to_db = dagbag()
     bag = example_bag()
     # Both DAGs known to the metadata DB, as the dag processor would make them: the export's asset
     # events must then queue a run of the alias-scheduled load DAG.

@@ -20,6 +20,7 @@ from airflow.sdk import DAG
 from airflow_provider_canvas_reports.operators.reports import StartAccountReportOperator
 from airflow_provider_canvas_reports.sensors.reports import ReportCompleteSensor
 from airflow_provider_canvas_reports.simulator import Fault
+from tests.fixtures.simulator import queued_until_the_sensor_starts
 from tests.fixtures.turns import turns
 
 REPORT = "provisioning_csv"
@@ -58,7 +59,8 @@ class TestDeferrableSensor:
         ids=["csv-one-table", "zip-two-tables"],
     )
     def test_success(self, canvas_simulator, run_dag, capsys, parameters, content_type, suffix):
-        result = run_dag(start_and_sense(f"sw_success_{suffix[1:]}", parameters=parameters))
+        held = queued_until_the_sensor_starts(canvas_simulator.sim)
+        result = run_dag(start_and_sense(f"sw_success_{suffix[1:]}", parameters=parameters, **held))
         assert result.states() == {"start": "success", "wait": "success"}
         started, final = result["start"].return_value, result["wait"].return_value
         assert started["status"] == "created"
@@ -123,9 +125,10 @@ class TestDeferrableSensor:
         throttle="429", bucket_capacity=120, request_cost=50, actual_cost=35, leak_per_second=10
     )
     def test_throttle_storm(self, canvas_simulator, run_dag):
+        held = queued_until_the_sensor_starts(canvas_simulator.sim)
         result = run_dag(
             start_and_sense(
-                "sw_throttle", parameters={"users": True, "courses": True}, adaptive_polling=False
+                "sw_throttle", parameters={"users": True, "courses": True}, adaptive_polling=False, **held
             )
         )
         assert result.states() == {"start": "success", "wait": "success"}
@@ -136,7 +139,8 @@ class TestDeferrableSensor:
 class TestPokeAndReschedule:
     @pytest.mark.parametrize("mode", ["poke", "reschedule"])
     def test_success_returns_the_final_report(self, canvas_simulator, run_dag, mode):
-        result = run_dag(start_and_sense(f"sw_{mode}", deferrable=False, mode=mode))
+        held = queued_until_the_sensor_starts(canvas_simulator.sim)
+        result = run_dag(start_and_sense(f"sw_{mode}", deferrable=False, mode=mode, **held))
         assert result.states() == {"start": "success", "wait": "success"}
         final = result["wait"].return_value
         assert final["status"] == "complete"

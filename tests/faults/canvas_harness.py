@@ -130,12 +130,17 @@ class FakeDagRun:
 
 
 class OutletEvents(dict):
-    """context["outlet_events"]: alias -> accessor with .add(asset, extra=...)."""
+    """context["outlet_events"]: alias -> accessor with .add(asset, extra=...).
 
-    def __missing__(self, key: Any) -> Any:
-        accessor = _Accessor()
-        self[key] = accessor
-        return accessor
+    Keyed by the alias's name, as Airflow's accessors are: an ``AssetAlias`` is not hashable
+    on every supported Airflow (3.1's is not).
+    """
+
+    def __getitem__(self, key: Any) -> Any:
+        name = key.name
+        if name not in self:
+            super().__setitem__(name, _Accessor())
+        return super().__getitem__(name)
 
 
 @dataclass

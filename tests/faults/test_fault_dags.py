@@ -24,6 +24,7 @@ from airflow_provider_canvas_reports.operators.reports import StartAccountReport
 from airflow_provider_canvas_reports.sensors.reports import ReportCompleteSensor
 from airflow_provider_canvas_reports.simulator import Fault
 from tests.fixtures.dag_runs import DagResult
+from tests.fixtures.simulator import queued_until_the_sensor_starts
 
 POLICY = matrix_policy()
 REPORT_ID = "{{ ti.xcom_pull(task_ids='start', key='report_id') }}"
@@ -195,7 +196,8 @@ def test_deleted_by_someone_else_fails_the_poking_sensor(
     sim: Sim, dag_runner: RunDag, lake: Path, output: Callable[[], str]
 ) -> None:
     sim.sim.script_report(REPORT, "deleted_by_other")
-    result = timed(dag_runner, pipeline("faults_deleted", lake, wait={"deferrable": False, "mode": "poke"}))
+    wait = {"deferrable": False, "mode": "poke", **queued_until_the_sensor_starts(sim.sim)}
+    result = timed(dag_runner, pipeline("faults_deleted", lake, wait=wait))
     assert result.states() == {"start": "success", "wait": "failed", "land": "upstream_failed"}
     assert sim.counters.requests["abort"] == sim.counters.requests["delete"] == 0
     assert listing(lake) == {}

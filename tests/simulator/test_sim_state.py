@@ -217,3 +217,51 @@ def test_mgp_without_term_and_no_submissions_period_errors(sim_env):
     assert client.status("mgp_grade_export_csv", mgp["id"]).json()["status"] == "error"
     assert client.status("students_with_no_submissions_csv", too_long["id"]).json()["status"] == "error"
     assert client.status("students_with_no_submissions_csv", fine["id"]).json()["status"] == "complete"
+
+
+def test_paused_job_workers_keep_new_reports_queued_until_resumed(make_sim: SimFactory):
+    sim, _running, client = make_sim(queue_seconds=0, run_seconds=10)
+    running = client.start()
+    sim.advance(1)
+    sim.pause_jobs()
+    held = client.start()
+    finish(sim, 3600)
+    # Running jobs go on; the queued one never starts while the workers are down.
+    assert client.status("provisioning_csv", running["id"]).json()["status"] == "complete"
+    body = client.status("provisioning_csv", held["id"]).json()
+    assert (body["status"], body["started_at"]) == ("created", None)
+    sim.resume_jobs()
+    sim.advance(5)
+    body = client.status("provisioning_csv", held["id"]).json()
+    assert body["status"] == "running"
+    assert 40 <= body["progress"] <= 60  # it started at the resume, not at its creation
+    finish(sim)
+    assert client.status("provisioning_csv", held["id"]).json()["status"] == "complete"
+
+
+def test_resumed_jobs_queue_behind_each_other_when_serialised():
+    clock = Clock(lambda: 0.0)
+    store = ReportStore(clock, serialize_jobs=True)
+    store.pause_jobs()
+    first = store.add(_state(clock, id=1, queue_seconds=0.0, parallel=False))
+    second = store.add(_state(clock, id=2, queue_seconds=0.0, parallel=False))
+    clock.advance(100)
+    assert (first.status, second.status) == ("created", "created")
+    store.resume_jobs()
+    clock.advance(5)
+    assert (first.status, second.status) == ("running", "created")
+    clock.advance(10)  # the first one's job is done (its file is not: no file in this store)
+    assert second.status == "running"
+
+
+def test_pausing_holds_reports_already_queued_and_leaves_stuck_ones_stuck():
+    clock = Clock(lambda: 0.0)
+    store = ReportStore(clock)
+    queued = store.add(_state(clock, id=1, queue_seconds=30.0, parallel=False))
+    stuck = store.add(_state(clock, id=2, fate="stuck_created", parallel=False))
+    store.pause_jobs()
+    clock.advance(60)
+    assert queued.status == "created"
+    store.resume_jobs()
+    clock.advance(1)
+    assert (queued.status, stuck.status) == ("running", "created")
