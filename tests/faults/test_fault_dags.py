@@ -124,7 +124,8 @@ def test_legacy_403_throttle_storm_across_the_whole_pipeline(
     here); the download hop recognises it by `x-rate-limit-remaining: 0.0` (it never reads bodies).
     """
     storm = RetryPolicy(max_attempts=8, base_delay=0.5, max_delay=2.0, max_elapsed=40, read_timeout=5.0)
-    dag = pipeline("faults_403_storm", lake, wait={"adaptive_polling": False}, policy=storm)
+    wait = {"adaptive_polling": False, **queued_until_the_sensor_starts(sim.sim)}  # polls in a burst
+    dag = pipeline("faults_403_storm", lake, wait=wait, policy=storm)
     result = timed(dag_runner, dag)
     assert result.states() == {"start": "success", "wait": "success", "land": "success"}
     assert sim.counters.throttled > 0
