@@ -11,8 +11,9 @@
 # failed (one run shows every problem); the exit code is non-zero if any failed.
 #
 # Usage: scripts/test.sh [--with-older-airflow] [--lint-only] [--resync] [pytest args...]
-#   --with-older-airflow also run the unit tests under Airflow 3.1 and 3.2, the older supported
-#                        minors (or CANVAS_TEST_OLDER_AIRFLOW=1)
+#   --with-older-airflow also run the unit tests and the version-sensitive DAG tests under
+#                        Airflow 3.1 and 3.2, the older supported minors
+#                        (or CANVAS_TEST_OLDER_AIRFLOW=1)
 #   --lint-only          set up .venv, run ruff and mypy, skip pytest
 #   --resync             re-sync the venvs to their locks even if the stamp matches (after
 #                        installing something into .venv by hand, say)
@@ -42,9 +43,13 @@ done
 [[ "$with_older" == 1 || "$with_older" == true ]] && with_older=1 || with_older=0
 
 PYTHON=${PYTHON:-python3}
-# The unit tests, which also run under the older supported minors (those of them that exist).
+# What also runs under the older supported minors (those of these paths that exist): the unit
+# tests, and the DAG runs (dag.test()) whose Airflow side differs by version: deferral and
+# resumption, reschedule, retries that reconnect through the report index (no task_state_store
+# before 3.3), asset events and the example DAGs.
 OLDER_AIRFLOW_TEST_PATHS=(tests/canvas tests/hooks tests/triggers tests/sensors tests/operators tests/storage
-    tests/test_provider_info.py)
+    tests/test_provider_info.py tests/e2e/test_start_and_wait.py tests/e2e/test_example_dags.py
+    tests/faults/test_fault_dags.py)
 
 # --- output helpers -----------------------------------------------------------------------
 now() { if [[ -n "${EPOCHREALTIME:-}" ]]; then echo "${EPOCHREALTIME/,/.}"; else date +%s; fi; }
@@ -145,7 +150,7 @@ if [[ $lint_only == 0 ]]; then
             setup_phase "venv ${venv#"$ROOT/"} (requirements/airflow-$minor.lock)" \
                 canvas_ensure_venv "$venv" "requirements/airflow-$minor.lock" "$resync"
             use_airflow_home "airflow-$minor"
-            run_phase "pytest unit tests (Airflow $(af_version "$venv"))" \
+            run_phase "pytest unit and DAG tests (Airflow $(af_version "$venv"))" \
                 run_pytest "$venv" "${older_paths[@]}" ${pytest_args[@]+"${pytest_args[@]}"}
         done
     fi
