@@ -216,8 +216,6 @@ class ReportStore:
         return report_id
 
     def add(self, state: ReportState) -> ReportState:
-        if state.fate != "stuck_created":
-            state.start_at = self._earliest_start(state)
         self.reports[state.id] = state
         # As of its creation, so the clock ticking since cannot make it look started.
         self._replan(state.created_at)
@@ -225,19 +223,13 @@ class ReportStore:
 
     def pause_jobs(self) -> None:
         """The job workers stop taking reports: queued ones stay `created`, running ones go on."""
-        now = self.clock.now()
         self._paused = True
-        for state in self.reports.values():
-            if state.frozen is None and state.start_at > now:
-                state.start_at = math.inf
+        self._replan(self.clock.now())
 
     def resume_jobs(self) -> None:
         """The job workers take the queued reports again, from now on."""
         now = self.clock.now()
         self._paused, self._resumed_at = False, now
-        for state in self.reports.values():
-            if state.frozen is None and state.fate != "stuck_created" and state.start_at == math.inf:
-                state.start_at = self._earliest_start(state)
         self._replan(now)
 
     def _earliest_start(self, state: ReportState) -> float:
@@ -289,16 +281,17 @@ class ReportStore:
         self._replan(now)
 
     def _replan(self, now: float) -> None:
-        """Canvas runs one report job at a time per root account: queue them."""
-        if not self.serialize_jobs:
-            return
+        """When each report not yet started will start: after its queue time, never while the
+        job workers are paused, and with serialised jobs (Canvas runs one report job at a time
+        per root account) only once the ones before it have ended."""
         free_at = -math.inf
         # All simulated accounts share one root account, hence one queue.
         for state in sorted(self.reports.values(), key=lambda s: s.id):
             if state.frozen is not None:
-                if state.frozen.started_at is not None:
+                if state.frozen.started_at is not None and self.serialize_jobs:
                     free_at = max(free_at, state.planned_end)
                 continue  # ended before it ever started: held no worker
             if state.fate != "stuck_created" and state.start_at >= now:
                 state.start_at = max(self._earliest_start(state), free_at)
-            free_at = max(free_at, state.planned_end)
+            if self.serialize_jobs:
+                free_at = max(free_at, state.planned_end)
