@@ -22,6 +22,14 @@ def key_of(path) -> str:
     return path.path.split("/", 1)[1]
 
 
+def write_breaking_mid_upload(target) -> None:
+    """A 12 MiB multipart write whose source breaks after 11 MiB, once parts are uploaded."""
+    with pytest.raises(ConnectionResetError):
+        write_stream(
+            failing_after(data_chunks(12 * MiB), 11 * MiB), target, expected_size=None, block_size=BLOCK
+        )
+
+
 def assert_nothing_left(s3_server, folder) -> None:
     prefix = key_of(folder)
     assert s3_server.keys(prefix=prefix) == []
@@ -74,13 +82,7 @@ def test_write_only_credentials_land_objects_and_abort_failed_uploads(s3_write_o
         data_chunks(12 * MiB), folder / "users.csv", expected_size=12 * MiB, block_size=BLOCK
     )
     small = write_stream(iter([b"id\n1\n"]), folder / "small.csv", expected_size=5)
-    with pytest.raises(ConnectionResetError):
-        write_stream(
-            failing_after(data_chunks(12 * MiB), 11 * MiB),
-            folder / "failed.csv",
-            expected_size=None,
-            block_size=BLOCK,
-        )
+    write_breaking_mid_upload(folder / "failed.csv")
     assert sorted(server.keys(prefix="loads/")) == ["loads/small.csv", "loads/users.csv"]
     assert server.pending_uploads(prefix="loads/") == []  # the failed one was aborted
     assert (landed.size, small.size) == (12 * MiB, 5)
@@ -111,13 +113,7 @@ def test_an_upload_that_cannot_be_aborted_is_still_never_completed(s3_put_only, 
     """May not even abort (s3:PutObject only): the failed write warns, and nothing appears."""
     server = s3_put_only
     folder = resolve_destination(server.url("put-only/"), server.conn_id)
-    with pytest.raises(ConnectionResetError):
-        write_stream(
-            failing_after(data_chunks(12 * MiB), 11 * MiB),
-            folder / "users.csv",
-            expected_size=None,
-            block_size=BLOCK,
-        )
+    write_breaking_mid_upload(folder / "users.csv")
     assert server.keys(prefix="put-only/") == []
     [pending] = server.pending_uploads(prefix="put-only/")  # left for the lifecycle rule
     assert pending["Key"] == "put-only/users.csv"
