@@ -106,6 +106,9 @@ def test_demo_stops_the_simulator_on_ctrl_c(tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,  # its own process group, as a terminal's foreground job
+        # A terminal's job gets Ctrl-C; one started from a background job (`cmd &` without job
+        # control) inherits SIGINT ignored, and a shell cannot trap what it starts ignoring.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     output = ""
     try:
