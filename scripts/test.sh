@@ -12,12 +12,13 @@
 #
 # Usage: scripts/test.sh [--with-older-airflow] [--lint-only] [--resync] [pytest args...]
 #   --with-older-airflow also run the unit tests and the version-sensitive DAG tests under
-#                        Airflow 3.1 and 3.2, the older supported minors
-#                        (or CANVAS_TEST_OLDER_AIRFLOW=1)
+#                        Airflow 3.1 and 3.2, the older supported minors, one after the
+#                        other in the background while the main run goes on; their output
+#                        comes after it (or CANVAS_TEST_OLDER_AIRFLOW=1)
 #   --lint-only          set up .venv, run ruff and mypy, skip pytest
 #   --resync             re-sync the venvs to their locks even if the stamp matches (after
 #                        installing something into .venv by hand, say)
-#   anything else        passed to pytest (both runs), e.g. -x, -k name, tests/hooks
+#   anything else        passed to pytest (every run), e.g. -x, -k name, tests/hooks
 # Env: PYTHON (default python3) is the interpreter the venvs are made from.
 set -euo pipefail
 
@@ -122,7 +123,14 @@ af_version() {
 # Each run gets its own Airflow homes (config, SQLite DB, logs): never ~/airflow. One per Airflow
 # version: a metadata DB migrated by one version is unknown to another's migrations.
 homes=$(mktemp -d "${TMPDIR:-/tmp}/canvas-test-airflow-home.XXXXXX")
-trap 'rm -rf "$homes"' EXIT
+older_pid= # the background run on the older minors, if any
+stop_older_airflow() { # on an early exit (Ctrl-C included): ends its whole process group
+    [[ -n $older_pid ]] && kill -TERM -- "-$older_pid" 2>/dev/null || true
+}
+trap 'stop_older_airflow; rm -rf "$homes"' EXIT
+# Ctrl-C (or a CI timeout's SIGTERM) stops the whole run, not just the phase in the foreground.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 use_airflow_home() {
     export AIRFLOW_HOME=$homes/$1
     mkdir -p "$AIRFLOW_HOME"
@@ -137,11 +145,25 @@ VENV_BIN=$ROOT/.venv/bin
 run_phase "ruff check" "$VENV_BIN/ruff" check .
 run_phase "ruff format --check" "$VENV_BIN/ruff" format --check .
 run_phase "mypy" "$VENV_BIN/mypy"
+# The older minors' runs go on in the background beside the main one: the suites spend most of
+# their time waiting (retries' backoff, reports running in the simulator, dag.test()'s steps), so
+# one alone keeps well under one of the two cores busy. Their output follows the main run's.
+run_older_airflow() { # in the background subshell; writes its summary lines to $1
+    summary=()
+    failed=0
+    local minor venv
+    for minor in 3.1 3.2; do
+        venv=$ROOT/.venv-af${minor/./}
+        use_airflow_home "airflow-$minor"
+        run_phase "pytest unit and DAG tests (Airflow $(af_version "$venv"), beside the main run)" \
+            run_pytest "$venv" "${older_paths[@]}" ${pytest_args[@]+"${pytest_args[@]}"}
+    done
+    printf '%s\n' "${summary[@]}" >"$1"
+    return "$failed"
+}
+
 if [[ $lint_only == 0 ]]; then
     setup_phase "Azurite .azurite (requirements/azurite)" canvas_ensure_azurite "$ROOT/.venv"
-    run_phase "pytest (Airflow $(af_version "$ROOT/.venv"))" \
-        run_pytest "$ROOT/.venv" ${pytest_args[@]+"${pytest_args[@]}"}
-
     if [[ $with_older == 1 ]]; then
         older_paths=()
         for p in "${OLDER_AIRFLOW_TEST_PATHS[@]}"; do [[ -e $p ]] && older_paths+=("$p"); done
@@ -149,10 +171,29 @@ if [[ $lint_only == 0 ]]; then
             venv=$ROOT/.venv-af${minor/./}
             setup_phase "venv ${venv#"$ROOT/"} (requirements/airflow-$minor.lock)" \
                 canvas_ensure_venv "$venv" "requirements/airflow-$minor.lock" "$resync"
-            use_airflow_home "airflow-$minor"
-            run_phase "pytest unit and DAG tests (Airflow $(af_version "$venv"))" \
-                run_pytest "$venv" "${older_paths[@]}" ${pytest_args[@]+"${pytest_args[@]}"}
         done
+        printf '\n==> pytest on Airflow 3.1 and 3.2: started in the background; output after the main run\n'
+        older_start=$(now)
+        set -m # job control: the background run gets a process group of its own (and Ctrl-C)
+        run_older_airflow "$homes/older-summary" >"$homes/older.log" 2>&1 &
+        older_pid=$!
+        set +m
+    fi
+
+    run_phase "pytest (Airflow $(af_version "$ROOT/.venv"))" \
+        run_pytest "$ROOT/.venv" ${pytest_args[@]+"${pytest_args[@]}"}
+
+    if [[ -n $older_pid ]]; then
+        printf '\n==> waiting for the runs on Airflow 3.1 and 3.2 (started %s ago)\n' "$(elapsed "$older_start")"
+        wait "$older_pid" || failed=1
+        older_pid=
+        cat "$homes/older.log"
+        if [[ -s $homes/older-summary ]]; then
+            mapfile -t -O "${#summary[@]}" summary <"$homes/older-summary"
+        else
+            summary+=("FAIL  pytest on Airflow 3.1 and 3.2 (ended without a summary)")
+            failed=1
+        fi
     fi
 fi
 
