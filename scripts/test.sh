@@ -176,7 +176,9 @@ if [[ $lint_only == 0 ]]; then
         done
         printf '\n==> pytest on Airflow 3.1 and 3.2: started in the background; output after the main run\n'
         older_start=$(now)
-        set -m # job control: the background run gets a process group of its own (and Ctrl-C)
+        # Job control: the run gets a process group of its own, to be ended whole, and keeps
+        # SIGINT's default (a plain & would start it with SIGINT ignored).
+        set -m
         run_older_airflow "$homes/older-summary" >"$homes/older.log" 2>&1 &
         older_pid=$!
         set +m
