@@ -11,7 +11,7 @@
 # failed (one run shows every problem); the exit code is non-zero if any failed.
 #
 # Usage: scripts/test.sh [--with-older-airflow] [--lint-only] [--resync] [pytest args...]
-#   --with-older-airflow also run the unit tests and the version-sensitive DAG tests under
+#   --with-older-airflow also run the unit tests and the version-sensitive tests under
 #                        Airflow 3.1 and 3.2, the older supported minors, one after the
 #                        other in the background while the main run goes on; their output
 #                        comes after it (or CANVAS_TEST_OLDER_AIRFLOW=1)
@@ -53,6 +53,8 @@ PYTHON=${PYTHON:-python3}
 OLDER_AIRFLOW_TEST_PATHS=(tests/canvas tests/hooks tests/triggers tests/sensors tests/operators tests/storage
     tests/test_provider_info.py tests/e2e/test_start_and_wait.py tests/e2e/test_example_dags.py
     tests/faults/test_fault_dags.py tests/secrets tests/bad_inputs tests/links)
+OLDER_AIRFLOW_MINORS=(3.1 3.2) # each in .venv-afMN, pinned from requirements/airflow-M.N.lock
+older_venv() { echo "$ROOT/.venv-af${1/./}"; }
 
 # --- output helpers -----------------------------------------------------------------------
 now() { if [[ -n "${EPOCHREALTIME:-}" ]]; then echo "${EPOCHREALTIME/,/.}"; else date +%s; fi; }
@@ -154,8 +156,8 @@ run_older_airflow() { # in the background subshell; writes its summary lines to 
     summary=()
     failed=0
     local minor venv
-    for minor in 3.1 3.2; do
-        venv=$ROOT/.venv-af${minor/./}
+    for minor in "${OLDER_AIRFLOW_MINORS[@]}"; do
+        venv=$(older_venv "$minor")
         use_airflow_home "airflow-$minor"
         run_phase "pytest unit and DAG tests (Airflow $(af_version "$venv"), beside the main run)" \
             run_pytest "$venv" "${older_paths[@]}" ${pytest_args[@]+"${pytest_args[@]}"}
@@ -169,8 +171,8 @@ if [[ $lint_only == 0 ]]; then
     if [[ $with_older == 1 ]]; then
         older_paths=()
         for p in "${OLDER_AIRFLOW_TEST_PATHS[@]}"; do [[ -e $p ]] && older_paths+=("$p"); done
-        for minor in 3.1 3.2; do
-            venv=$ROOT/.venv-af${minor/./}
+        for minor in "${OLDER_AIRFLOW_MINORS[@]}"; do
+            venv=$(older_venv "$minor")
             setup_phase "venv ${venv#"$ROOT/"} (requirements/airflow-$minor.lock)" \
                 canvas_ensure_venv "$venv" "requirements/airflow-$minor.lock" "$resync"
         done
