@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,17 +26,39 @@ TABLE_FLAGS = (
     "user_observers",
     "admins",
 )
+# Reports whose period Canvas caps: (start parameter, end parameter, longest period).
+CAPPED_PERIODS = {"students_with_no_submissions_csv": ("start_at", "end_at", dt.timedelta(weeks=2))}
 # Accepted by every report although catalogues do not list them.
 UNIVERSAL = frozenset({"skip_message", "locale"})
 
 
+# Canvas reads a boolean parameter with Canvas::Plugin.value_to_boolean: these words (any case),
+# and otherwise the number the value starts with, non-zero meaning true ("2" and 2 are true).
+_TRUE_WORDS = frozenset({"true", "t", "yes", "y", "on", "1"})
+_FALSE_WORDS = frozenset({"false", "f", "no", "n", "off", "0"})
+_LEADING_INT = re.compile(r"\s*([+-]?\d+)")
+
+
 def truthy(value: Any) -> bool:
-    """Canvas reads booleans loosely: true, "true" and "1" all count."""
+    """Whether Canvas reads ``value`` as true: true, "true", "1", "yes", "on", 2, ... all count."""
     if isinstance(value, bool):
         return value
     if isinstance(value, (int, float)):
-        return value == 1
-    return isinstance(value, str) and value.strip().lower() in ("true", "1")
+        return value == value and abs(value) >= 1  # Ruby's to_i: 0.5 is 0; NaN is no number
+    if not isinstance(value, str):
+        return False
+    word = value.lower()  # not stripped: Canvas reads " true" as the number it starts with, none
+    if word in _TRUE_WORDS or word in _FALSE_WORDS:
+        return word in _TRUE_WORDS
+    number = _LEADING_INT.match(value)
+    return number is not None and int(number.group(1)) != 0
+
+
+def _reads_false(value: Any) -> bool:
+    """An echoed value that sets nothing: empty, or a word Canvas reads as false."""
+    if value in (None, False, "", []):
+        return True
+    return isinstance(value, str) and value.strip().lower() in _FALSE_WORDS
 
 
 def _scalar(name: str, value: Any) -> str:
@@ -118,7 +141,59 @@ def validate(
             f"Report '{report}' needs at least one table flag set to true ({', '.join(TABLE_FLAGS)}); "
             "without one Canvas ends the report in error."
         )
+    if report in CAPPED_PERIODS:
+        _check_period(report, parameters, *CAPPED_PERIODS[report])
     return entry
+
+
+def _moment(name: str, value: Any) -> dt.datetime:
+    """A period bound as a datetime: a datetime, a date (its midnight) or an ISO 8601 string."""
+    if isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, dt.date):
+        return dt.datetime.combine(value, dt.time())
+    if isinstance(value, str):
+        text = value.strip()
+        if text[-1:] in ("Z", "z"):  # fromisoformat takes "Z" only from Python 3.11
+            text = text[:-1] + "+00:00"
+        try:
+            return dt.datetime.fromisoformat(text)
+        except ValueError:
+            pass
+    # Canvas would not refuse it: a value it cannot parse counts as absent, and it picks a period.
+    raise InvalidParametersError(
+        f"Report parameter '{name}' is {value!r}, which is not a date or date-time. Use ISO 8601, "
+        "e.g. '2026-11-12' (what '{{ ds }}' renders) or '2026-11-12T00:00:00Z'."
+    )
+
+
+def _check_period(
+    report: str, parameters: Mapping[str, Any], start_name: str, end_name: str, cap: dt.timedelta
+) -> None:
+    if start_name not in parameters or end_name not in parameters:
+        return  # the catalogue's required flags speak for these; Canvas fills in a missing bound
+    start = _moment(start_name, parameters[start_name])
+    end = _moment(end_name, parameters[end_name])
+    # Canvas reads a bound without an offset in the account's time zone, which is not known
+    # here: compare such a bound in the other's offset (both naive: as wall-clock times).
+    if (start.tzinfo is None) != (end.tzinfo is None):
+        start, end = (
+            start.replace(tzinfo=start.tzinfo or end.tzinfo),
+            end.replace(tzinfo=end.tzinfo or start.tzinfo),
+        )
+    span = end - start
+    shown = f"{start_name} {parameters[start_name]!s} to {end_name} {parameters[end_name]!s}"
+    if span < dt.timedelta(0):
+        raise InvalidParametersError(
+            f"Report '{report}': {end_name} is before {start_name} ({shown}). Swap them."
+        )
+    if span > cap:
+        raise InvalidParametersError(
+            f"Report '{report}' covers at most {cap.days} days, and {shown} is "
+            f"{span / dt.timedelta(days=1):g} days. Canvas would not refuse it: it would quietly move "
+            f"{start_name} to {cap.days} days before {end_name}, and the file would miss the start of "
+            f"the period. Start one report for each part of {cap.days} days or less."
+        )
 
 
 def same_parameters(report: Report, sent: Mapping[str, Any]) -> bool:
@@ -150,9 +225,7 @@ def same_parameters(report: Report, sent: Mapping[str, Any]) -> bool:
     for name, theirs in echoed.items():
         if name in sent or name in _ECHO_ONLY:
             continue
-        if theirs in (None, False, "", []) or (
-            isinstance(theirs, str) and theirs.strip().lower() in ("false", "0")
-        ):
+        if _reads_false(theirs):
             continue
         return False
     return True

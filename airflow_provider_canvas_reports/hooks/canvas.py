@@ -30,7 +30,11 @@ if TYPE_CHECKING:
 def settings_from_connection(conn: Any, policy: RetryPolicy) -> tuple[CanvasSettings, str]:
     """Base URL, token and default account from an Airflow connection, with clear errors."""
     extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
-    allow_http = parameters.truthy(extra.get("allow_http", False))
+    # Our own safety switch, so only an unmistakable true opens it (not Canvas's loose booleans).
+    flag = extra.get("allow_http", False)
+    allow_http = (
+        flag is True or flag == 1 or (isinstance(flag, str) and flag.strip().lower() in ("true", "1"))
+    )
     base = endpoints.base_url(conn.host, allow_http=allow_http)
     token = (conn.password or "").strip()
     if not token:

@@ -6,7 +6,6 @@ import functools
 import json
 import random
 from collections.abc import Callable, Iterable
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -126,14 +125,6 @@ def _failure(spec: ReportSpec, params: dict[str, Any]) -> str | None:
         return error_code_failure(random.randint(1000, 99999))
     if spec.kind == "mgp" and not str(params.get("enrollment_term_id") or "").strip():
         return GENERIC_FAILURE
-    if spec.report == "students_with_no_submissions_csv":
-        try:
-            start = datetime.fromisoformat(str(params["start_at"]).replace("Z", "+00:00"))
-            end = datetime.fromisoformat(str(params["end_at"]).replace("Z", "+00:00"))
-        except (KeyError, ValueError):
-            return GENERIC_FAILURE
-        if end < start or (end - start).days > 14:
-            return GENERIC_FAILURE
     return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -216,14 +217,21 @@ def available(names: Iterable[str] | None = None) -> list[ReportSpec]:
     return sorted(specs, key=lambda spec: spec.title)
 
 
+_TRUE_WORDS = frozenset({"yes", "y", "true", "t", "on", "1"})
+_FALSE_WORDS = frozenset({"no", "n", "false", "f", "off", "0"})
+
+
 def read_bool(value: Any) -> bool:
-    """Canvas reads booleans loosely: true, "true", "1", "yes", "on" all count."""
+    """Canvas::Plugin.value_to_boolean: yes/y/true/t/on/1 (any case), else Ruby's ``to_i != 0``."""
     if isinstance(value, bool):
         return value
     if isinstance(value, (int, float)):
-        return value != 0
+        return value == value and abs(value) >= 1  # Float#to_i truncates
     if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes", "on", "t", "y")
+        if value.lower() in _TRUE_WORDS | _FALSE_WORDS:
+            return value.lower() in _TRUE_WORDS
+        digits = re.match(r"\s*[+-]?\d+", value)  # String#to_i: the leading integer, else 0
+        return digits is not None and int(digits.group()) != 0
     return False
 
 

@@ -6,6 +6,7 @@ import hashlib
 from typing import Any
 
 from .context import SimContext
+from .periods import settled_period
 from .state import Attachment, ReportState
 
 
@@ -78,7 +79,13 @@ def report_json(ctx: SimContext, state: ReportState, now: float | None = None) -
     )
     if not ctx.config.legacy_fields:
         data["run_time"] = state.run_time(snap, now)
-    data["parameters"] = {**state.parameters, "locale": "en", "extra_text": snap.extra_text}
+    # Once its job has run, a report's parameters hold what the job filled in or moved.
+    settled = (
+        settled_period(state.report, state.parameters, snap.started_at, ctx.times.tz)
+        if snap.started_at is not None
+        else {}
+    )
+    data["parameters"] = {**state.parameters, **settled, "locale": "en", "extra_text": snap.extra_text}
     data["progress"] = snap.progress
     data["current_line"] = snap.current_line
     if not ctx.config.legacy_fields:

@@ -254,10 +254,30 @@ START_CASES = [
         id="provisioning-without-a-table",
     ),
     pytest.param(
-        {"parameters": {"users": "yes"}},
+        {"parameters": {"users": "off"}},
         f"Report 'provisioning_csv' needs at least one table flag set to true ({TABLE_FLAGS}); without one "
         "Canvas ends the report in error.",
-        id="table-flag-not-a-canvas-boolean",
+        id="table-flag-canvas-reads-as-false",
+    ),
+    pytest.param(
+        {
+            "report": "students_with_no_submissions_csv",
+            "parameters": {"start_at": "2026-10-01", "end_at": "2026-11-01"},
+        },
+        "Report 'students_with_no_submissions_csv' covers at most 14 days, and start_at 2026-10-01 to end_at "
+        "2026-11-01 is 31 days. Canvas would not refuse it: it would quietly move start_at to 14 days before "
+        "end_at, and the file would miss the start of the period. Start one report for each part of 14 days or "
+        "less.",
+        id="period-longer-than-canvas-covers",
+    ),
+    pytest.param(
+        {
+            "report": "students_with_no_submissions_csv",
+            "parameters": {"start_at": "last week", "end_at": "2026-11-01"},
+        },
+        "Report parameter 'start_at' is 'last week', which is not a date or date-time. Use ISO 8601, e.g. "
+        "'2026-11-12' (what '{{ ds }}' renders) or '2026-11-12T00:00:00Z'.",
+        id="period-bound-not-a-date",
     ),
     pytest.param(
         {"parameters": {"users": True, "enrollment_term_id": "fall"}},

@@ -67,12 +67,37 @@ CATALOGUE = [
 # --------------------------------------------------------------------------- truthy
 
 
-@pytest.mark.parametrize("value", [True, "true", "TRUE", " True ", "1", 1, 1.0])
+# As Canvas::Plugin.value_to_boolean reads them: yes/y/true/t/on/1 in any case, else the leading integer.
+@pytest.mark.parametrize(
+    "value", [True, "true", "TRUE", "True", "t", "yes", "Y", "on", "1", "2", " 7 days", "-1", 1, 1.0, 2, -3]
+)
 def test_truthy(value):
     assert truthy(value) is True
 
 
-@pytest.mark.parametrize("value", [False, "false", "0", "", "yes", "on", 0, 2, None, [], ["true"], {}])
+@pytest.mark.parametrize(
+    "value",
+    [
+        False,
+        "false",
+        "F",
+        "no",
+        "n",
+        "off",
+        "0",
+        "",
+        " true",
+        "enabled",
+        "none",
+        0,
+        0.5,
+        float("nan"),
+        None,
+        [],
+        ["true"],
+        {},
+    ],
+)
 def test_not_truthy(value):
     assert truthy(value) is False
 
@@ -361,6 +386,8 @@ def test_same_parameters_loose_booleans(value):
 
 def test_same_parameters_false_flag_equals_absent():
     assert same_parameters(echoed({"users": "true"}), {"users": True, "courses": False})
+    assert same_parameters(echoed({"users": "true", "courses": "off"}), {"users": True})
+    assert not same_parameters(echoed({"users": "true", "courses": "on"}), {"users": True})
     assert same_parameters(echoed({"users": "true", "courses": "false"}), {"users": True, "courses": False})
     assert same_parameters(echoed({"users": "true"}), {"users": True, "states": []})
 
@@ -410,3 +437,64 @@ def test_same_parameters_no_echo_at_all():
     report = Report.from_json({"id": 1, "status": "created"})
     assert same_parameters(report, prepare(None))
     assert not same_parameters(report, prepare({"users": True}))
+
+
+# --------------------------------------------------------------------------- the period Canvas caps
+
+NO_SUBMISSIONS = "students_with_no_submissions_csv"
+UTC = dt.timezone.utc
+
+
+@pytest.mark.parametrize(
+    ("start_at", "end_at"),
+    [
+        ("2026-01-01", "2026-01-15"),  # two weeks exactly: Canvas keeps it
+        ("2026-01-01T00:00:00Z", "2026-01-15T00:00:00+00:00"),
+        ("2026-01-01T06:00:00+06:00", "2026-01-15T00:00:00Z"),
+        (
+            "2026-01-01 00:00:00+00:00",
+            "2026-01-02",
+        ),  # str() of an Airflow date, a date; compared as wall clocks
+        (dt.date(2026, 1, 1), dt.datetime(2026, 1, 15, tzinfo=UTC)),
+        (dt.datetime(2026, 1, 1, tzinfo=UTC), "2026-01-01T00:00:00Z"),  # an empty period is still a period
+    ],
+)
+def test_a_period_of_two_weeks_or_less_is_accepted(start_at, end_at):
+    validate(NO_SUBMISSIONS, {"start_at": start_at, "end_at": end_at}, CATALOGUE, "1")
+
+
+@pytest.mark.parametrize(
+    ("start_at", "end_at", "days"),
+    [
+        ("2026-10-01", "2026-11-01", "31"),
+        ("2026-01-01T00:00:00Z", "2026-01-15T01:00:00", "14.0417"),
+        ("2026-01-01T00:00:00+01:00", "2026-01-15T00:00:00Z", "14.0417"),
+        (dt.date(2026, 1, 1), dt.date(2026, 3, 1), "59"),
+    ],
+)
+def test_a_longer_period_is_refused_before_canvas_cuts_it(start_at, end_at, days):
+    with pytest.raises(InvalidParametersError) as info:
+        validate(NO_SUBMISSIONS, {"start_at": start_at, "end_at": end_at}, CATALOGUE, "1")
+    message = str(info.value)
+    assert f"covers at most 14 days, and start_at {start_at} to end_at {end_at} is {days} days." in message
+    assert "quietly move start_at to 14 days before end_at" in message
+    assert "Start one report for each part of 14 days or less." in message
+
+
+def test_a_period_that_ends_before_it_starts_is_refused():
+    with pytest.raises(InvalidParametersError) as info:
+        validate(NO_SUBMISSIONS, {"start_at": "2026-01-10", "end_at": "2026-01-01"}, CATALOGUE, "1")
+    assert str(info.value) == (
+        "Report 'students_with_no_submissions_csv': end_at is before start_at (start_at 2026-01-10 to end_at "
+        "2026-01-01). Swap them."
+    )
+
+
+@pytest.mark.parametrize("bad", ["last week", "01/02/2026", "2026-13-01", 20260101, ["2026-01-01"]])
+def test_a_bound_that_is_not_a_date_is_refused(bad):
+    with pytest.raises(InvalidParametersError) as info:
+        validate(NO_SUBMISSIONS, {"start_at": "2026-01-01", "end_at": bad}, CATALOGUE, "1")
+    assert str(info.value) == (
+        f"Report parameter 'end_at' is {bad!r}, which is not a date or date-time. Use ISO 8601, e.g. "
+        "'2026-11-12' (what '{{ ds }}' renders) or '2026-11-12T00:00:00Z'."
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import pytest
 from sim_helpers import SimFactory, finish
 
@@ -204,19 +206,69 @@ def test_serialized_jobs_behind_a_stuck_report_stay_created(make_sim: SimFactory
     assert client.status("provisioning_csv", queued["id"]).json()["status"] == "created"
 
 
-def test_mgp_without_term_and_no_submissions_period_errors(sim_env):
+def test_mgp_without_term_errors(sim_env):
     sim, _running, client = sim_env
     mgp = client.start("mgp_grade_export_csv")
-    too_long = client.start(
-        "students_with_no_submissions_csv", start_at="2026-01-01T00:00:00Z", end_at="2026-02-01T00:00:00Z"
-    )
-    fine = client.start(
-        "students_with_no_submissions_csv", start_at="2026-01-01T00:00:00Z", end_at="2026-01-10T00:00:00Z"
-    )
     finish(sim)
     assert client.status("mgp_grade_export_csv", mgp["id"]).json()["status"] == "error"
-    assert client.status("students_with_no_submissions_csv", too_long["id"]).json()["status"] == "error"
-    assert client.status("students_with_no_submissions_csv", fine["id"]).json()["status"] == "complete"
+
+
+NO_SUBMISSIONS = "students_with_no_submissions_csv"
+
+
+@pytest.mark.parametrize(
+    ("sent", "settled"),
+    [
+        pytest.param(
+            {"start_at": "2026-01-01T00:00:00Z", "end_at": "2026-01-10T00:00:00Z"}, {}, id="within-two-weeks"
+        ),
+        pytest.param(
+            {"start_at": "2026-01-01T00:00:00Z", "end_at": "2026-01-15T00:00:00Z"}, {}, id="exactly-two-weeks"
+        ),
+        pytest.param(
+            {"start_at": "2026-01-01T00:00:00Z", "end_at": "2026-02-01T00:00:00Z"},
+            {"start_at": "2026-01-17T18:00:00-06:00"},
+            id="longer-start-moved",
+        ),
+        pytest.param(
+            {"start_at": "2026-01-01T00:00:00", "end_at": "2026-02-01T00:00:00Z"},
+            {"start_at": "2026-01-17T18:00:00-06:00"},
+            id="naive-bound-in-the-account-zone",
+        ),
+        pytest.param({"start_at": "2026-01-01"}, {"end_at": "2026-01-15T00:00:00-06:00"}, id="end-filled-in"),
+        pytest.param(
+            {"start_at": "last week", "end_at": "2026-02-01T00:00:00-06:00"},
+            {"start_at": "2026-01-18T00:00:00-06:00"},
+            id="unparseable-start-counts-as-absent",
+        ),
+        pytest.param(
+            {"start_at": "2026-02-01T00:00:00Z", "end_at": "2026-01-01T00:00:00Z"},
+            {},
+            id="reversed-used-as-given",
+        ),
+    ],
+)
+def test_no_submissions_period_is_settled_when_the_job_runs(sim_env, sent, settled):
+    """Canvas never refuses the period: its job fills in or moves a bound and writes it back."""
+    sim, _running, client = sim_env
+    created = client.start(NO_SUBMISSIONS, **sent)
+    assert {k: created["parameters"].get(k) for k in sent} == sent  # the start echoes what was sent
+    finish(sim)
+    report = client.status(NO_SUBMISSIONS, created["id"]).json()
+    assert report["status"] == "complete"
+    expected = {**sent, **settled}
+    assert {k: report["parameters"].get(k) for k in expected} == expected
+
+
+def test_no_submissions_without_a_period_covers_the_two_weeks_before_the_run(sim_env):
+    sim, _running, client = sim_env
+    created = client.start(NO_SUBMISSIONS)
+    finish(sim)
+    report = client.status(NO_SUBMISSIONS, created["id"]).json()
+    start = datetime.fromisoformat(report["parameters"]["start_at"])
+    end = datetime.fromisoformat(report["parameters"]["end_at"])
+    assert end - start == timedelta(weeks=2)
+    assert end == datetime.fromisoformat(report["started_at"])
 
 
 def test_paused_job_workers_keep_new_reports_queued_until_resumed(make_sim: SimFactory):
@@ -265,3 +317,24 @@ def test_pausing_holds_reports_already_queued_and_leaves_stuck_ones_stuck():
     store.resume_jobs()
     clock.advance(1)
     assert (queued.status, stuck.status) == ("running", "created")
+
+
+@pytest.mark.parametrize(
+    ("flag", "status"),
+    [
+        ("true", "complete"),
+        ("Yes", "complete"),
+        ("on", "complete"),
+        ("2", "complete"),
+        ("off", "error"),
+        ("no", "error"),
+        ("none", "error"),
+        (" true", "error"),
+    ],
+)
+def test_table_flags_are_read_as_canvas_reads_booleans(sim_env, flag, status):
+    """Canvas::Plugin.value_to_boolean: yes/y/true/t/on/1 in any case, else the leading integer."""
+    sim, _running, client = sim_env
+    created = client.start("provisioning_csv", users=flag)
+    finish(sim)
+    assert client.status("provisioning_csv", created["id"]).json()["status"] == status
