@@ -23,6 +23,7 @@ PRE_KINDS = frozenset(
         "reset",
         "html",
         "throttle",
+        "throttle_bare",
         "redirect_loop",
         "auth_redirect",
         "expired",
@@ -51,6 +52,7 @@ class Fault:
       Content-Length, send ``fraction`` of the body, close), ``"wrong_length"`` (a
       well-formed but shorter body than the real one), ``"html"`` (200 text/html login
       page), ``"throttle"`` (the rate-limit answer of the configured mode),
+      ``"throttle_bare"`` (a 429 without Retry-After, which Canvas may leave out),
       ``"redirect_loop"`` (302 back to the same URL), ``"auth_redirect"`` (302 to the
       login page), ``"expired"`` (the store's 403 for an expired link), ``"while1"``
       (JSON prefixed with ``while(1);``).

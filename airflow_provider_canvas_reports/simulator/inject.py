@@ -63,6 +63,8 @@ def answer_instead(request: web.Request, ctx: SimContext, fault: Fault) -> web.S
         return responses.login_page()
     if kind == "throttle":
         return responses.throttled(ctx.config.throttle or "429", 1)
+    if kind == "throttle_bare":
+        return responses.throttled("429", None)
     if kind == "redirect_loop":
         return responses.redirect(str(request.url))
     if kind == "auth_redirect":

@@ -66,22 +66,17 @@ def bad_request(message: str) -> web.Response:
     return json_response({"error": message}, 400)
 
 
-def throttled(mode: str | None, retry_after: int) -> web.Response:
+def throttled(mode: str | None, retry_after: int | None) -> web.Response:
     if mode == "403":
         return web.Response(
             text="403 Forbidden (Rate Limit Exceeded)\n",
             status=403,
             headers={"content-type": "text/plain; charset=utf-8", "x-rate-limit-remaining": "0.0"},
         )
-    return web.Response(
-        text="429 Too Many Requests (Rate Limit Exceeded)\n",
-        status=429,
-        headers={
-            "content-type": "text/plain; charset=utf-8",
-            "x-rate-limit-remaining": "0.0",
-            "retry-after": str(retry_after),
-        },
-    )
+    headers = {"content-type": "text/plain; charset=utf-8", "x-rate-limit-remaining": "0.0"}
+    if retry_after is not None:
+        headers["retry-after"] = str(retry_after)
+    return web.Response(text="429 Too Many Requests (Rate Limit Exceeded)\n", status=429, headers=headers)
 
 
 def server_error(status: int, error_report_id: int = 0) -> web.Response:

@@ -100,7 +100,7 @@ def land(report_id: int, lake: Path, spool: Path, **kwargs: Any) -> TaskRun:
 
 # Faults a hop can suffer, injected once: the download must still land the exact bytes.
 ONCE = (
-    "500", "502", "503", "504", "throttle", "reset", "reset_after_send", "slow", "stall", "truncate",
+    "500", "502", "503", "504", "throttle", "throttle_bare", "reset", "reset_after_send", "slow", "stall", "truncate",
     "wrong_length", "html", "redirect_loop", "auth_redirect", "expired", "404", "401", "while1",
 )  # fmt: skip
 
@@ -121,6 +121,7 @@ def test_one_fault_on_a_hop_still_lands_the_exact_file(
     assert landed["size"] == len(expected)
     assert landed["name"] == canvas.csv_name()
     assert canvas.sim.counters.files_auth_headers == 0
+    assert canvas.sim.counters.faults[kind] == 1  # the fault did hit the hop
 
 
 # The hop is named by scheme, host and port only: paths and queries of the files host and the

@@ -109,6 +109,7 @@ STATUS_CASES: dict[str, StatusCase] = {
     ),
     "429-retry-after-burst": StatusCase("throttle", 2),
     "403-rate-limit-burst": StatusCase("throttle", 2, throttle="403"),
+    "429-without-retry-after-burst": StatusCase("throttle_bare", 2),
     "429-always": StatusCase(
         "throttle",
         None,
