@@ -216,9 +216,10 @@ class StartAccountReportOperator(BaseOperator):
         if report is None:
             if self.validate_parameters:
                 last_run = hook.validate_report(self.report, sent, account)[1].last_run
-            # Without task_state_store (Airflow < 3.3) an earlier try may have started a report
-            # before dying: look for it. With it, an earlier try's report would be in it.
-            if _try_number(context) > 1 and not store_ok:
+            # An earlier try may have started a report and died before saving its id: after the
+            # start's answer was lost, or between the answer and the save. Without task_state_store
+            # (Airflow < 3.3) nothing is ever saved. Either way only the report index can tell.
+            if _try_number(context) > 1 and (not store_ok or saved is None):
                 since = _dag_run_start(context)
                 report = self._reconcile(hook, account, sent, since, why="this is a retry")
             if report is None:

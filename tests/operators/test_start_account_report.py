@@ -19,11 +19,13 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowException, TaskDeferred
 
 from airflow_provider_canvas_reports.canvas.errors import (
+    CanvasRetryExhaustedError,
     InvalidParametersError,
     ReportFailedError,
     UnknownReportError,
 )
 from airflow_provider_canvas_reports.canvas.polling import PollPolicy, Waiter
+from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
 from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
 from airflow_provider_canvas_reports.operators._common import (
     ReportWaitError,
@@ -553,11 +555,30 @@ class TestNoDuplicates:
         report_id = crashed_try(store)
         assert store.values[STATE_KEY] == {"report_id": report_id, "report": REPORT, "account_id": "self"}
 
-    def test_with_a_store_a_retry_never_searches_the_index(self, canvas: CanvasSimulator):
+    def test_with_an_empty_store_a_retry_looks_in_the_index_once(self, canvas: CanvasSimulator):
         store = FakeStateStore()
-        operator().execute(make_context(store=store, try_number=2))  # nothing stored: start
+        operator().execute(make_context(store=store, try_number=2))  # nothing stored, nothing found: start
         assert canvas.counters.starts[REPORT] == 1
-        assert canvas.counters.requests["index"] == 0
+        assert canvas.counters.requests["index"] == 1
+
+    def test_with_a_store_a_retry_adopts_a_report_whose_id_was_never_saved(self, canvas: CanvasSimulator):
+        # The first try's start reached Canvas but its answer was lost, and the index could not be
+        # read to find it: the try fails with nothing saved. Its retry must not start a second one.
+        canvas.faults.add(Fault(endpoint="start", kind="reset_after_send", times=1))
+        canvas.faults.add(Fault(endpoint="index", kind="503", times=None))
+        store = FakeStateStore()
+        brief = RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.01)
+        with pytest.raises(CanvasRetryExhaustedError, match="list report runs"):
+            operator(lost_start_rechecks=(), canvas_retry_policy=brief).execute(make_context(store=store))
+        assert store.values == {}
+        [first_id] = canvas.reports
+        canvas.faults.clear()
+
+        again = operator().execute(make_context(try_number=2, store=store))
+
+        assert again["id"] == first_id
+        assert canvas.counters.starts[REPORT] == 1
+        assert store.values[STATE_KEY]["report_id"] == first_id
 
     def test_retry_reconnects_to_a_waiting_report(self, canvas: CanvasSimulator):
         canvas.script_report(REPORT, "stuck_running")
