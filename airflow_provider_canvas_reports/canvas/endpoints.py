@@ -26,8 +26,8 @@ def is_loopback(hostname: str | None) -> bool:
         return False
 
 
-def base_url(host: str | None, *, allow_http: bool = False) -> str:
-    """The Canvas base URL from a connection host.
+def base_url(host: str | None, *, allow_http: bool = False, port: int | None = None) -> str:
+    """The Canvas base URL from a connection host (and its port field, if set).
 
     No scheme means https. Plain http is refused unless the host is a loopback address or the
     connection says `allow_http`, because the token would travel in clear text.
@@ -62,10 +62,21 @@ def base_url(host: str | None, *, allow_http: bool = False) -> str:
             f"Refusing plain http:// to {parts.hostname}: the API token would travel unencrypted. "
             "Use https://, or set the connection extra allow_http=true if this is a trusted network."
         )
+    netloc = parts.netloc.lower()
+    if port is not None:
+        # The URI form (canvas://:token@host:8443) and JSON connections put the port here.
+        if parts.port is not None and parts.port != port:
+            raise CanvasConfigError(
+                f"The Canvas connection names two ports: {parts.port} in the host and {port} in the port "
+                "field. Keep one."
+            )
+        if not 0 < port < 65536:
+            raise CanvasConfigError(f"The Canvas connection port {port} is not a valid port.")
+        host_part = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        netloc = f"{host_part}:{port}".lower()
     path = parts.path.rstrip("/")
     # People paste API URLs; the base is what comes before /api/v1.
     path = re.sub(r"/api(/v1)?$", "", path)
-    netloc = parts.netloc.lower()
     return f"{scheme}://{netloc}{path}"
 
 

@@ -27,6 +27,12 @@ if TYPE_CHECKING:
     from airflow_provider_canvas_reports.transport.sync import Download, SyncTransport
 
 
+#: `test_connection` runs while a person waits in the UI: two attempts, about 20 s at most.
+CONNECTION_TEST_POLICY = RetryPolicy(
+    max_attempts=2, max_elapsed=20.0, base_delay=1.0, max_delay=2.0, connect_timeout=5.0, read_timeout=8.0
+)
+
+
 def settings_from_connection(conn: Any, policy: RetryPolicy) -> tuple[CanvasSettings, str]:
     """Base URL, token and default account from an Airflow connection, with clear errors."""
     extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
@@ -35,7 +41,7 @@ def settings_from_connection(conn: Any, policy: RetryPolicy) -> tuple[CanvasSett
     allow_http = (
         flag is True or flag == 1 or (isinstance(flag, str) and flag.strip().lower() in ("true", "1"))
     )
-    base = endpoints.base_url(conn.host, allow_http=allow_http)
+    base = endpoints.base_url(conn.host, allow_http=allow_http, port=getattr(conn, "port", None) or None)
     token = (conn.password or "").strip()
     if not token:
         raise CanvasConfigError(
@@ -208,10 +214,15 @@ class CanvasHook(BaseHook):
         return self.transport.download(report)
 
     def test_connection(self) -> tuple[bool, str]:
-        """Check the token, then the `read_reports` permission on the default account."""
+        """Check the token, then the `read_reports` permission on the default account.
+
+        Airflow's UI and API wait for the answer, so it makes at most two attempts within about
+        20 seconds (a task's retry budget is minutes), and a failure names the URL it tried.
+        """
+        probe = type(self)(self.canvas_conn_id, retry_policy=CONNECTION_TEST_POLICY)
         try:
-            settings, account = self._settings
-            available = self.list_available_reports(account)
+            settings, account = probe._settings
+            available = probe.list_available_reports(account)
         except InvalidTokenError:
             return (
                 False,
@@ -219,10 +230,14 @@ class CanvasHook(BaseHook):
             )
         except PermissionDeniedError:
             return False, (
-                f"The token is valid but lacks the 'read_reports' permission on account {self.default_account_id}."
+                f"The token is valid but lacks the 'read_reports' permission on account {probe.default_account_id}."
             )
-        except CanvasError as exc:
+        except CanvasConfigError as exc:  # the connection itself is wrong: nothing was sent
             return False, str(exc)
+        except CanvasError as exc:
+            return False, f"{exc} (Canvas URL: {probe.base_url})"
+        finally:
+            probe.close()
         return True, (
             f"Connected to {settings.base_url}: the token can read reports on account {account} "
             f"({len(available)} reports available)."

@@ -61,6 +61,36 @@ def test_base_url_normalisation(host, expected):
     assert base_url(host) == expected
 
 
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        ("lms.example.edu", 8443, "https://lms.example.edu:8443"),
+        ("http://127.0.0.1/", 8900, "http://127.0.0.1:8900"),
+        ("https://LMS.example.edu/canvas/api/v1", 8443, "https://lms.example.edu:8443/canvas"),
+        ("https://lms.example.edu:8443", 8443, "https://lms.example.edu:8443"),
+        ("http://[::1]", 8900, "http://[::1]:8900"),
+        ("lms.example.edu", None, "https://lms.example.edu"),
+    ],
+)
+def test_base_url_takes_the_connections_port_field(host, port, expected):
+    # The URI form (canvas://:token@host:8443) and JSON connections keep the port apart from the host.
+    assert base_url(host, port=port) == expected
+
+
+def test_base_url_refuses_two_different_ports():
+    with pytest.raises(CanvasConfigError) as info:
+        base_url("https://lms.example.edu:8443", port=443)
+    assert str(info.value) == (
+        "The Canvas connection names two ports: 8443 in the host and 443 in the port field. Keep one."
+    )
+
+
+@pytest.mark.parametrize("port", [0, -1, 70000])
+def test_base_url_refuses_an_impossible_port(port):
+    with pytest.raises(CanvasConfigError, match=f"port {port} is not a valid port"):
+        base_url("lms.example.edu", port=port)
+
+
 @pytest.mark.parametrize("host", [None, "", "   ", "\t\n"])
 def test_base_url_empty_host(host):
     with pytest.raises(CanvasConfigError, match="no host"):

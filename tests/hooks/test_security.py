@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import pytest
 
 from airflow_provider_canvas_reports.canvas.errors import CanvasConfigError, CanvasRetryExhaustedError
+from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
+from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
 
 from .helpers import BAD_TOKEN, NO_PERMISSION_TOKEN, NO_SCOPE_TOKEN, TOKEN, Canvas, Client, loopback_alias
 
@@ -220,10 +225,27 @@ def test_test_connection_refused_http(canvas: Canvas) -> None:
 
 
 def test_test_connection_unreachable(canvas: Canvas) -> None:
-    ok, message = canvas.hook(host="http://127.0.0.1:9").test_connection()
+    hook = canvas.hook(host="http://127.0.0.1:9", policy=RetryPolicy())  # a task's budget: minutes
+    began = time.monotonic()
+    ok, message = hook.test_connection()
 
     assert ok is False
-    assert "could not connect" in message.lower()
+    # The UI waits for this answer: two attempts, then the URL that failed (a wrong scheme shows here).
+    assert message == (
+        "Could not list the available reports on account self: could not connect to Canvas after 2 attempts. "
+        "Check that the Canvas host is reachable from the worker; the task can be retried. "
+        "(Canvas URL: http://127.0.0.1:9)"
+    )
+    print(f"test_connection gave up after {time.monotonic() - began:.1f}s")
+
+
+def test_test_connection_plain_http_server_behind_a_host_without_scheme(canvas: Canvas) -> None:
+    # "host:port" means https://host:port; the simulator speaks plain HTTP there.
+    hook = canvas.hook(host=canvas.url.removeprefix("http://"))
+    ok, message = hook.test_connection()
+
+    assert ok is False
+    assert message.endswith(f"(Canvas URL: {canvas.url.replace('http://', 'https://')})"), message
 
 
 def test_test_connection_on_an_unknown_account(canvas: Canvas) -> None:
@@ -231,3 +253,19 @@ def test_test_connection_on_an_unknown_account(canvas: Canvas) -> None:
 
     assert ok is False
     assert "account_id" in message
+
+
+def test_the_connections_port_field_is_where_the_token_goes(canvas: Canvas) -> None:
+    # A JSON (or URI) connection keeps the port apart from the host: it must not be dropped, or the
+    # token would go to the scheme's default port instead.
+    port = urlsplit(canvas.url).port
+    canvas.monkeypatch.setenv(
+        "AIRFLOW_CONN_CANVAS_WITH_PORT",
+        json.dumps({"conn_type": "canvas", "host": "http://127.0.0.1", "port": port, "password": TOKEN}),
+    )
+    hook = CanvasHook("canvas_with_port", retry_policy=RetryPolicy(max_attempts=1))
+    try:
+        assert hook.base_url == f"http://127.0.0.1:{port}"
+        assert hook.list_available_reports()  # answered by the simulator on that port
+    finally:
+        hook.close()
