@@ -1,7 +1,8 @@
 """One report for several sub-accounts at once, with dynamic task mapping.
 
 Each day it runs ``last_user_access_csv`` for every sub-account listed in the Variable
-``canvas_sub_accounts`` (a JSON list, default the simulator's colleges ``[2, 3, 4]``): one mapped
+``canvas_sub_accounts`` (a JSON list, default ``[2, 3, 4]``: the simulator's two colleges and a
+department of the second, whose users are also in its college's file): one mapped
 task instance per account starts the report and waits for it on the triggerer, then one mapped
 download per account lands its CSV under ``<lake>/canvas/last_user_access/<ds>/account=<id>/``.
 Adding an account is a Variable change, not a code change. Every CSV is announced through the

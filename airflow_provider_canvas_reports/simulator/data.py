@@ -228,6 +228,13 @@ class GenContext:
         wanted_terms = params.term_ids
         # Per course: is it in the report's scope (sub-account and terms)?
         self.course_ok: bytearray | None = None
+        # Per course: is it in the report's sub-account (whatever the term)? None: the root account.
+        self.course_in_account: bytearray | None = None
+        if params.account_id != 1:
+            self.course_in_account = bytearray(
+                1 if course_account(c) in accounts else 0 for c in range(courses)
+            )
+        self._users_by_flags: dict[int, bytearray] = {}
         if params.account_id != 1 or wanted_terms is not None:
             self.course_ok = bytearray(
                 1
@@ -270,6 +277,27 @@ class GenContext:
     def section_course(self, s: int) -> int:
         courses = self.sizes.courses
         return s % courses if s < courses else ((s - courses) * 4) % courses
+
+    def users_enrolled_in(self, course_flags: bytearray | None) -> bytearray | None:
+        """Per user: a student enrollment in a flagged course? None (no flags): every user counts.
+
+        A sub-account's user reports list the users associated with it through enrollments in
+        its courses, as Canvas's user sub-account scope does.
+        """
+        if course_flags is None:
+            return None
+        if id(course_flags) not in self._users_by_flags:
+            index = self.section_parts().course_index
+            section = self.student_section
+            users = bytearray(
+                1 if any(course_flags[index[section(5 * u + k)]] for k in range(5)) else 0
+                for u in range(self.sizes.users)
+            )
+            for s in range(self.sizes.sections):  # and the teacher of each of its sections
+                if course_flags[index[s]]:
+                    users[self.teacher_user(s)] = 1
+            self._users_by_flags[id(course_flags)] = users
+        return self._users_by_flags[id(course_flags)]
 
     def in_scope(self, course: int) -> bool:
         return self.course_ok is None or bool(self.course_ok[course % self.sizes.courses])
@@ -331,12 +359,15 @@ class Table:
 def _users(ctx: GenContext) -> RowFn:
     salt, sis, deleted = ctx.salt, ctx.sis, ctx.deleted
     login = ctx.login
+    listed = ctx.users_enrolled_in(ctx.course_in_account)  # a term does not narrow users.csv
     # first,last,full,sortable,short: one precomputed fragment per name combination.
     names = [
         f"{ctx.first[n]},{ctx.last[n]},{ctx.full[n]},{ctx.sortable[n]},{ctx.full[n]}," for n in range(4096)
     ]
 
     def row(i: int) -> str:
+        if listed is not None and not listed[i]:
+            return ""
         h = ((i ^ salt) * 2654435761) & _MASK32
         h ^= h >> 15
         status = "active"
@@ -651,8 +682,11 @@ def _grades(ctx: GenContext, periods: bool) -> RowFn:
 
 def _last_user_access(ctx: GenContext) -> RowFn:
     salt, full, stamps = ctx.salt, ctx.full, ctx.timestamps
+    listed = ctx.users_enrolled_in(ctx.course_ok)  # sub-account and term
 
     def row(i: int) -> str:
+        if listed is not None and not listed[i]:
+            return ""
         h = ((i ^ salt) * 2654435761) & _MASK32
         h ^= h >> 15
         last = stamps[h & 255] if h % 10 else ""

@@ -176,6 +176,35 @@ def test_sub_account_scopes_courses():
     assert len(sci) < len(out_root.getvalue().splitlines()) - 1
 
 
+def _table(name: str, **params: object) -> list[dict[str, str]]:
+    out = io.BytesIO()
+    # 2,000 users: with fewer, there are so few courses that every user studies in every college.
+    write_table(out, TABLES[name], GenContext(GenParams(users=2000, seed=1, **params)))  # type: ignore[arg-type]
+    return list(csv.DictReader(io.StringIO(out.getvalue().decode())))
+
+
+@pytest.mark.parametrize("table", ["users", "last_user_access"])
+def test_a_sub_account_lists_the_users_enrolled_in_its_courses(table):
+    # As Canvas's user sub-account scope: users associated with the account through enrollments.
+    everyone = {row["canvas_user_id"] if table == "users" else row["user id"] for row in _table(table)}
+    enrolled_by_account = {}
+    for account in (2, 3):
+        enrolled_by_account[account] = {
+            row["canvas_user_id"] for row in _table("enrollments", account_id=account)
+        }
+        listed = {
+            row["canvas_user_id"] if table == "users" else row["user id"]
+            for row in _table(table, account_id=account)
+        }
+        assert listed, account
+        assert listed <= everyone, account
+        # Everyone enrolled there is listed (deleted users are in neither report).
+        assert enrolled_by_account[account] & everyone <= listed, account
+    # Two colleges, two different lists; the one with a third of the courses leaves users out.
+    assert _table(table, account_id=2) != _table(table, account_id=3)
+    assert len(_table(table, account_id=2)) < len(everyone)
+
+
 @pytest.mark.parametrize(("is_zip", "suffix"), [(True, ".zip"), (False, ".csv")])
 def test_display_names(is_zip: bool, suffix: str):
     name = display_name("sis_export_csv", 42, "05_Mar_2026", is_zip, seed=1)
