@@ -13,6 +13,15 @@ if TYPE_CHECKING:
 # The operators push this key right after the start, before any waiting, so the link exists
 # even when the task then fails or is killed.
 XCOM_KEY = "canvas_reports_url"
+# What the try running in this process knows of the link: the URL, or None when it failed before
+# it had one. At the try's end the worker asks for the link; reading it here spares an XCom
+# lookup, whose absence Airflow's client logs as an error beside the task's real one.
+_KNOWN = "_canvas_reports_url"
+
+
+def remember_link(operator: Any, url: str | None) -> None:
+    """Record on the operator what this try knows of its link (see ``_KNOWN``)."""
+    vars(operator)[_KNOWN] = url
 
 
 def safe_link(url: Any) -> str:
@@ -32,6 +41,9 @@ class CanvasReportsLink(BaseOperatorLink):
     name = "Canvas reports"
 
     def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
+        known = getattr(operator, "__dict__", {})
+        if _KNOWN in known:  # this try ran here (a resumed deferral did not: it reads the XCom)
+            return safe_link(known[_KNOWN])
         try:
             url = XCom.get_value(ti_key=ti_key, key=XCOM_KEY)
         except Exception:  # a missing XCom backend row must not break the task's end

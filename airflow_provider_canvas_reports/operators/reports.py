@@ -15,7 +15,7 @@ from airflow_provider_canvas_reports.canvas.polling import (
     DEFAULT_MAX_POLL_INTERVAL,
     PollPolicy,
 )
-from airflow_provider_canvas_reports.links.canvas import CanvasReportsLink
+from airflow_provider_canvas_reports.links.canvas import CanvasReportsLink, remember_link
 from airflow_provider_canvas_reports.operators._common import (
     AUTO,
     DEFAULT_CONN_ID,
@@ -196,6 +196,7 @@ class StartAccountReportOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_canvas_reports.canvas import parameters as canvas_parameters
 
+        remember_link(self, None)  # until a report is started
         hook = self.hook
         account = hook.account(self.account_id)
         sent = canvas_parameters.prepare(self.parameters, skip_message=self.skip_message)
@@ -344,10 +345,12 @@ class StartAccountReportOperator(BaseOperator):
             {"report_id": report.id, "report": report.report or self.report, "account_id": account},
             self.log,
         )
+        url = self.hook.reports_page_url(account)
+        remember_link(self, url)
         if self.do_xcom_push:
             ti = context["ti"]
             ti.xcom_push(key=XCOM_REPORT_ID, value=report.id)
-            ti.xcom_push(key=XCOM_REPORTS_URL, value=self.hook.reports_page_url(account))
+            ti.xcom_push(key=XCOM_REPORTS_URL, value=url)
 
     # -- waiting ---------------------------------------------------------------------------
     def _wait(

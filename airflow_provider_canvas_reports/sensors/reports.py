@@ -30,7 +30,7 @@ from airflow_provider_canvas_reports.canvas.polling import (
     Waiter,
     describe_duration,
 )
-from airflow_provider_canvas_reports.links.canvas import CanvasReportsLink
+from airflow_provider_canvas_reports.links.canvas import CanvasReportsLink, remember_link
 from airflow_provider_canvas_reports.operators._common import (
     AUTO,
     DEFAULT_CONN_ID,
@@ -199,10 +199,11 @@ class ReportCompleteSensor(BaseSensorOperator):
 
     # -- execute ---------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
+        remember_link(self, None)  # until the connection gives a URL
+        url = self.hook.reports_page_url(self._account_id())
+        remember_link(self, url)
         if self.do_xcom_push:
-            context["ti"].xcom_push(
-                key=XCOM_REPORTS_URL, value=self.hook.reports_page_url(self._account_id())
-            )
+            context["ti"].xcom_push(key=XCOM_REPORTS_URL, value=url)
         self._report_id()  # a bad id fails before any wait
         # A rescheduled poke keeps the place its try's first poke took.
         if not self.reschedule or context["ti"].get_first_reschedule_date(context) is None:

@@ -288,6 +288,21 @@ def test_templated_report_and_parameters_render_in_a_run(canvas_simulator, run_d
     assert result["wait"].return_value["parameters"]["enrollment_term_id"] == "sis_term_id:2026FA"
 
 
+def test_a_start_that_fails_before_starting_logs_only_its_own_error(canvas_simulator, run_dag, capsys):
+    # At the end of every try the worker asks each extra link for its URL. A start that failed
+    # before it had a report has none, and must say so without an XCom lookup: Airflow's client
+    # logs a missing XCom as an error, which reads as a second fault.
+    with DAG("sw_fails_early", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+        StartAccountReportOperator(task_id="start", report="no_such_csv")
+    result = run_dag(dag)
+    assert result.states() == {"start": "failed"}
+    output = capsys.readouterr().out
+    assert "Canvas does not offer report 'no_such_csv'" in output
+    assert "XCom not found" not in output
+    assert result["start"].xcoms[LINK_KEY] == ""
+    assert canvas_simulator.starts == {}
+
+
 def test_start_tasks_released_together_take_turns(canvas_simulator, run_dag, capsys):
     """The DAG's start tasks with the same upstream tasks, and a mapped one's instances, each wait
     their place (rank by task_id, plus map index) x start_spacing; a start task alone does not."""
