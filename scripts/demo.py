@@ -217,7 +217,10 @@ def main() -> int:
     width = max(len(o["name"]) for o in landed)
     print()
     print("=== Summary ===")
-    print(f"Canvas report:   provisioning_csv #{start['id']} ({users:,} simulated users)")
+    # The report, as Canvas's, leaves deleted users out (include_deleted is not set): fewer rows.
+    print(
+        f"Canvas report:   provisioning_csv #{start['id']} ({users:,} simulated users, deleted ones left out)"
+    )
     print(f"Landed in:       {paths['lake']}")
     for obj in landed:
         print(f"  {obj['name']:<{width}}  {obj['size']:>12,} bytes  sha256 {obj['sha256']}")

@@ -70,7 +70,9 @@ def test_demo_runs_export_and_load_and_prints_a_summary(tmp_path: Path) -> None:
     ):
         assert line in output
     summary = output[output.index("=== Summary ===") :]
-    assert re.search(r"Canvas report:\s+provisioning_csv #\d+ \(2,000 simulated users\)", summary)
+    assert re.search(
+        r"Canvas report:\s+provisioning_csv #\d+ \(2,000 simulated users, deleted ones left out\)", summary
+    )
     assert re.search(r"Time:\s+export [\d.]+s, load [\d.]+s, total [\d.]+s", summary)
 
     # Every object in the summary is in the lake with that size and SHA-256.
