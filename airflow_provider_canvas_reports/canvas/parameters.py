@@ -131,7 +131,9 @@ def validate(
     if unknown:
         listed = ", ".join(sorted(known)) or "none"
         raise InvalidParametersError(
-            f"Report '{report}' has no parameter(s) {', '.join(unknown)}. Its parameters are: {listed}."
+            f"Report '{report}' has no parameter(s) {', '.join(unknown)}. Its parameters are: {listed}. "
+            "(The list is the account's own; if your Canvas takes the name anyway, as an older or customised "
+            "one may, pass validate_parameters=False.)"
         )
     missing = sorted(name for name in entry.required_parameters if name not in parameters)
     if missing:

@@ -216,7 +216,9 @@ START_CASES = [
     ),
     pytest.param(
         {"parameters": {"users": True, "colour": "blue"}},
-        f"Report 'provisioning_csv' has no parameter(s) colour. Its parameters are: {PROVISIONING_PARAMETERS}.",
+        f"Report 'provisioning_csv' has no parameter(s) colour. Its parameters are: {PROVISIONING_PARAMETERS}. "
+        "(The list is the account's own; if your Canvas takes the name anyway, as an older or customised one "
+        "may, pass validate_parameters=False.)",
         id="unknown-parameter",
     ),
     pytest.param(
