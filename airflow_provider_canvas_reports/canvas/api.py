@@ -149,13 +149,13 @@ def cancel(account_id: str | int | None, report: str, report_id: int | str) -> C
         try:
             return (yield abort(account_id, report, report_id))
         except AbortNotPossibleError:
-            # Not running (queued, compiling, or done): delete stops it unless it is done.
+            # Not running (queued, compiling, or done): delete stops it unless it is done. Which
+            # one must be known: deleting a report that completed meanwhile would throw away the
+            # file it made, so a status that still cannot be read ends the cancel (its error says why).
             try:
                 action = cancel_action((yield status(account_id, report, report_id)).status)
             except ReportNotFoundError:
                 return None
-            except CanvasError:
-                action = "delete"
     if action is None:
         return None
     try:

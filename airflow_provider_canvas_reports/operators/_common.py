@@ -50,8 +50,13 @@ class ReportWaitTimeoutError(AirflowException):
     """The report did not finish before the timeout; it was cancelled in Canvas (if possible)."""
 
 
-class ReportWaitError(AirflowException):
-    """Waiting failed: polls kept failing, or the wait resumed with an invalid event."""
+class ReportWaitError(RuntimeError):
+    """Waiting failed: polls kept failing, or the wait resumed with an invalid event.
+
+    Not an AirflowException on purpose: a deferrable sensor resumed from its trigger turns any
+    AirflowException into a skip under ``soft_fail`` (a poking one does not), and this is not a
+    verdict on the report but a failure to learn it, which must fail the task in both modes.
+    """
 
 
 # expected_run_time="auto": take it from the previous complete run in the report index.
@@ -289,6 +294,7 @@ def conclude(
     payload: Any,
     *,
     hook: CanvasHook,
+    report: str,
     report_id: int | str | None,
     log: logging.Logger | Any,
     on_failure: Callable[[str], Exception],
@@ -302,7 +308,7 @@ def conclude(
     from airflow_provider_canvas_reports.triggers.events import parse_event
 
     try:
-        event: ReportEvent = parse_event(payload, report_id=report_id)
+        event: ReportEvent = parse_event(payload, report_id=report_id, report=report)
     except ValueError as exc:
         raise on_error(str(exc)) from None
     if event.summary:

@@ -416,6 +416,7 @@ class StartAccountReportOperator(BaseOperator):
         return conclude(
             payload,
             hook=self.hook,
+            report=self.report,
             report_id=report_id,
             log=self.log,
             on_failure=ReportFailedError,

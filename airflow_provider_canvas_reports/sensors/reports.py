@@ -190,6 +190,7 @@ class ReportCompleteSensor(BaseSensorOperator):
         return conclude(
             payload,
             hook=self.hook,
+            report=self.report,
             report_id=self._report_id(),
             log=self.log,
             on_failure=self._failed,

@@ -34,7 +34,7 @@ def retry_policy_from_kwargs(values: Mapping[str, Any] | None) -> RetryPolicy | 
     return RetryPolicy(**{name: value for name, value in values.items() if name in known})
 
 
-def event_payload(outcome: Outcome, waiter: Waiter, *, account_id: str, now: float) -> dict[str, Any]:
+def event_payload(outcome: Outcome, waiter: Waiter, *, account_id: str | None, now: float) -> dict[str, Any]:
     """The event both waits produce (the trigger, and the worker-side loop): JSON values only."""
     report = outcome.report
     return {
@@ -67,10 +67,11 @@ class ReportEvent:
     report_json: dict[str, Any] | None
 
 
-def parse_event(event: Any, *, report_id: int | str | None) -> ReportEvent:
+def parse_event(event: Any, *, report_id: int | str | None, report: str | None = None) -> ReportEvent:
     """Validate what a task resumed with. A missing or unknown event is an error, never success.
 
     :param report_id: the report the task waits for; None to take it from the event.
+    :param report: the report type the task waits for; None to take it from the event.
     """
     label = f"#{report_id}" if report_id is not None else "(unknown id)"
     if not isinstance(event, Mapping):
@@ -90,9 +91,19 @@ def parse_event(event: Any, *, report_id: int | str | None) -> ReportEvent:
             f"ReportStatusTrigger sent an event about report #{sent_id}, but this task waits for "
             f"Canvas report {label}."
         )
+    sent_report = str(event.get("report") or "")[:80]
+    if report is not None and sent_report != report:
+        raise InvalidEventError(
+            f"ReportStatusTrigger sent an event about a {sent_report!r} report #{sent_id}, but this task "
+            f"waits for a {report!r} report."
+        )
     raw = event.get("report_json")
     if raw is not None and not isinstance(raw, Mapping):
         raise InvalidEventError(f"The event for Canvas report #{sent_id} carries a malformed report.")
+    if raw is not None and "id" in raw and str(raw.get("id"))[:40] != sent_id:
+        raise InvalidEventError(
+            f"The event for Canvas report #{sent_id} carries report #{str(raw.get('id'))[:40]} instead."
+        )
     if status == SUCCESS and (raw is None or raw.get("status") != "complete"):
         raise InvalidEventError(
             f"ReportStatusTrigger reported success for Canvas report #{sent_id} without a complete report."
@@ -102,7 +113,7 @@ def parse_event(event: Any, *, report_id: int | str | None) -> ReportEvent:
         status=status,
         message=str(event.get("message") or ""),
         summary=str(event.get("summary") or ""),
-        report=str(event.get("report") or ""),
+        report=sent_report,
         report_id=int(sent_id),
         account_id=str(event["account_id"]) if event.get("account_id") not in (None, "") else None,
         report_status=report_status if isinstance(report_status, str) else None,

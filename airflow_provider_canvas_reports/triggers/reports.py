@@ -107,6 +107,8 @@ class ReportStatusTrigger(BaseTrigger):
         self.expected_run_time = check_expected_run_time(expected_run_time)
         self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
         self.last_status = None if last_status is None else str(last_status)
+        # The account polled: account_id, or the connection's default once looked up (in run()).
+        self._account: str | None = None if account_id in (None, "") else str(account_id)
         # Validate here, in the worker, rather than in the triggerer.
         self.policy = PollPolicy(self.poll_interval, self.adaptive_polling, self.max_poll_interval)
 
@@ -138,7 +140,6 @@ class ReportStatusTrigger(BaseTrigger):
 
         async with hold_shared_sessions():
             hook = self._hook()
-            account = await hook.aaccount(self.account_id)
             waiter = Waiter(
                 self.policy,
                 report_type=self.report,
@@ -153,16 +154,29 @@ class ReportStatusTrigger(BaseTrigger):
                 # One timer at the deadline bounds the whole wait, a status request still retrying
                 # included. A timer per poll would leave a cancelled timer in the loop's heap after
                 # every poll, for the cyclic GC to walk with thousands of triggers (BENCHMARKS.md).
-                outcome = await _within(self._wait(hook, account, waiter), waiter.time_left(time.time()))
+                outcome = await _within(self._wait(hook, waiter), waiter.time_left(time.time()))
             except asyncio.TimeoutError:
                 outcome = waiter.timed_out()
+            account = self._account if self._account is not None else self.account_id
             payload = event_payload(outcome, waiter, account_id=account, now=time.time())
             self.log.info("Wait ended (%s): %s", outcome.kind, payload["summary"])
             yield TriggerEvent(payload)
 
-    async def _wait(self, hook: CanvasHook, account: str, waiter: Waiter) -> Outcome:
+    async def _wait(self, hook: CanvasHook, waiter: Waiter) -> Outcome:
         """Poll until the report ends or polling keeps failing; the caller bounds it by the deadline."""
         quiet = PollLog()
+        # The account comes from the connection when not given: a lookup that can fail like a poll
+        # (and must end in an event like one, never in an exception with the report left running).
+        while self._account is None:
+            try:
+                self._account = await hook.aaccount(self.account_id)
+            except Exception as exc:
+                step = waiter.failed(exc, time.time())
+                if not isinstance(step, PollAgain):
+                    return step
+                self.log.warning("%s", step.line)
+                await wake.sleep(step.seconds, self.deadline)
+        account = self._account
         await self._until_first_poll()
         while True:
             outcome = waiter.before_poll(time.time())

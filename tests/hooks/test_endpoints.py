@@ -11,6 +11,7 @@ import pytest
 
 from airflow_provider_canvas_reports.canvas.errors import (
     AbortNotPossibleError,
+    CanvasRetryExhaustedError,
     DownloadError,
     ReportNotFoundError,
 )
@@ -411,19 +412,26 @@ async def test_cancel_running_report_whose_status_cannot_be_read_still_aborts_it
     assert canvas.sim.reports[started.id].status == "aborted"
 
 
-async def test_cancel_queued_report_whose_status_cannot_be_read_deletes_it(
-    canvas: Canvas, client: Client
+@pytest.mark.parametrize("fate", ["stuck_created", None], ids=["queued", "completed"])
+async def test_cancel_of_a_report_not_running_whose_status_cannot_be_read_deletes_nothing(
+    canvas: Canvas, client: Client, fate: str | None
 ) -> None:
-    canvas.sim.script_report("grade_export_csv", "stuck_created")
+    # Abort says "not running": queued (delete would stop it) or done (delete would throw its file
+    # away). Without its status the two cannot be told apart, so nothing is deleted.
+    if fate:
+        canvas.sim.script_report("grade_export_csv", fate)
     started = await client.start_report("grade_export_csv")
+    if fate is None:
+        canvas.finish()
+    before = canvas.sim.reports[started.id].status
     canvas.fault("status", "503", times=None)
 
-    result = await client.cancel_report("grade_export_csv", started.id)
+    with pytest.raises(CanvasRetryExhaustedError, match="to read the report status"):
+        await client.cancel_report("grade_export_csv", started.id)
 
-    assert result is not None
-    assert result.status == "deleted"
+    assert canvas.sim.reports[started.id].status == before == ("created" if fate else "complete")
     assert canvas.counters.requests["abort"] == 1  # tried first: the state was unknown
-    assert canvas.counters.requests["delete"] == 1
+    assert canvas.counters.requests["delete"] == 0
 
 
 # --- download ------------------------------------------------------------------------------------

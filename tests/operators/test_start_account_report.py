@@ -532,8 +532,33 @@ class TestExecuteComplete:
         ids=["missing", "empty", "unknown-status", "success-without-report", "not-a-dict"],
     )
     def test_missing_or_unknown_event_is_an_error(self, canvas: CanvasSimulator, bad):
-        with pytest.raises(AirflowException):
+        with pytest.raises(ReportWaitError):
             operator().execute_complete({}, bad, report_id=9)
+
+    @pytest.mark.parametrize(
+        ("change", "said"),
+        [
+            (
+                {"report": "sis_export_csv"},
+                "about a 'sis_export_csv' report #9, but this task waits for a 'provisioning_csv' report",
+            ),
+            ({"report": ""}, "about a '' report #9"),
+            (
+                {"report_json": {"id": 999, "report": REPORT, "status": "complete"}},
+                "carries report #999 instead",
+            ),
+        ],
+        ids=["other-type", "no-type", "other-report-inside"],
+    )
+    def test_an_event_about_another_report_is_never_taken_for_this_one(
+        self, canvas: CanvasSimulator, change, said
+    ):
+        # A success with another report's JSON would be returned as this task's result; a timeout
+        # naming another type would cancel (or fail to cancel) the wrong report.
+        good = {**self.event(9, "success"), "report_json": {"id": 9, "report": REPORT, "status": "complete"}}
+        with pytest.raises(ReportWaitError, match=re.escape(said)):
+            operator().execute_complete({}, {**good, **change}, report_id=9)
+        assert operator().execute_complete({}, good, report_id=9)["id"] == 9
 
     def test_event_about_another_report_is_an_error(self, canvas: CanvasSimulator):
         final = {"id": 10, "status": "complete"}

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from airflow.providers.common.compat.sdk import (
-    AirflowException,
     AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
@@ -19,6 +18,7 @@ from airflow.providers.common.compat.sdk import (
 
 from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
 from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
+from airflow_provider_canvas_reports.operators._common import ReportWaitError
 from airflow_provider_canvas_reports.sensors.reports import ReportCompleteSensor
 from airflow_provider_canvas_reports.simulator import CanvasSimulator, Fault
 from airflow_provider_canvas_reports.triggers.reports import ReportStatusTrigger
@@ -128,8 +128,30 @@ class TestExecuteComplete:
                 context, event(5, "failure", report_status="error")
             )
 
+    @pytest.mark.parametrize(
+        ("payload", "raised"),
+        [
+            ({"status": "error"}, ReportWaitError),  # the trigger could not learn the report's state
+            (
+                {"status": "success", "report_json": {"id": 5, "status": "running"}},
+                ReportWaitError,
+            ),  # malformed
+            ({"status": "failure", "report_status": "error"}, AirflowSkipException),  # Canvas's verdict
+            ({"status": "timeout"}, AirflowSkipException),
+        ],
+        ids=["error", "malformed", "failure", "timeout"],
+    )
+    def test_soft_fail_skips_on_a_verdict_only_when_resumed_from_the_trigger(
+        self, canvas: CanvasSimulator, context, payload, raised
+    ):
+        # Airflow's resume_execution turns any AirflowException into a skip under soft_fail; poke
+        # mode does not. A wait that could not learn the report's state fails in both modes.
+        body = {**event(5, payload["status"]), **payload}
+        with pytest.raises(raised):
+            sensor(5, soft_fail=True).resume_execution("execute_complete", {"event": body}, context)
+
     def test_error(self, canvas: CanvasSimulator, context):
-        with pytest.raises(AirflowException, match="message for error"):
+        with pytest.raises(ReportWaitError, match="message for error"):
             sensor(5).execute_complete(context, event(5, "error"))
 
     @pytest.mark.parametrize(
@@ -146,7 +168,7 @@ class TestExecuteComplete:
         ids=["none", "string", "empty", "unknown-status", "no-report", "not-complete", "other-report"],
     )
     def test_missing_or_invalid_event_is_an_error_never_success(self, canvas: CanvasSimulator, context, bad):
-        with pytest.raises(AirflowException) as raised:
+        with pytest.raises(ReportWaitError) as raised:
             sensor(5).execute_complete(context, bad)
         assert not isinstance(raised.value, AirflowSkipException)
 
@@ -232,7 +254,7 @@ class TestPokeMode:
         report_id = start(canvas)
         canvas.faults.add(Fault(endpoint="status", kind="500", times=None))
         policy = RetryPolicy(max_attempts=1)
-        with pytest.raises(AirflowException, match="2 consecutive failed polls"):
+        with pytest.raises(ReportWaitError, match="2 consecutive failed polls"):
             sensor(report_id, canvas_retry_policy=policy, max_consecutive_errors=2).execute(context)
 
     def test_adaptive_interval_never_sleeps_past_the_timeout(self, canvas: CanvasSimulator, context):
@@ -268,7 +290,7 @@ class TestRescheduleMode:
         report_id = start(canvas)
         canvas.faults.add(Fault(endpoint="status", kind="503", times=None))
         task = sensor(report_id, mode="reschedule", canvas_retry_policy=RetryPolicy(max_attempts=1))
-        with pytest.raises(AirflowException, match="503"):
+        with pytest.raises(ReportWaitError, match="503"):
             task.execute(context)
 
 

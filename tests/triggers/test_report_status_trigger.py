@@ -352,6 +352,26 @@ class TestTransientFailures:
         assert "InvalidTokenError" in payload["message"]
         assert "revoked-token" not in json.dumps(payload)
 
+    async def test_without_an_account_a_broken_connection_ends_in_an_error_event(
+        self, canvas: CanvasSimulator, monkeypatch: pytest.MonkeyPatch
+    ):
+        # account_id=None: the account comes from the connection, looked up in run(). Its failure
+        # must end in an event like a failed poll, never in an exception (no event, report left).
+        report_id = start()
+        conn = {"conn_type": "canvas", "host": canvas.url}  # no token
+        monkeypatch.setenv("AIRFLOW_CONN_CANVAS_DEFAULT", json.dumps(conn))
+        payload = await first_event(trigger(report_id, account_id=None))
+        assert payload["status"] == "error"
+        assert "CanvasConfigError" in payload["message"]
+        assert "has no API token" in payload["message"]
+        assert canvas.counters.status_polls[report_id] == 0
+
+    async def test_without_an_account_it_polls_the_connections_default(self, canvas: CanvasSimulator):
+        report_id = start()
+        payload = await first_event(trigger(report_id, account_id=None))
+        assert payload["status"] == "success"
+        assert payload["account_id"] == "self"
+
 
 class TestKill:
     async def test_restart_or_move_never_cancels(self, canvas: CanvasSimulator):
