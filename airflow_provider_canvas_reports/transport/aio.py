@@ -157,19 +157,21 @@ class AsyncTransport:
         self.settings = settings
         self._secrets = (settings.token,)
         self._key = settings.session_key  # a SHA-256 of the token: once, not twice per request
+        # Per request: the session is shared by every wait on this (host, token), and each keeps
+        # the timeouts of its own task's retry policy, not those of whichever opened the session.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=settings.policy.connect_timeout, sock_read=settings.policy.read_timeout
+        )
 
     def _shared(self) -> _Shared:
         loop = asyncio.get_running_loop()
         per_loop = _SHARED.setdefault(loop, {})
         shared = per_loop.get(self._key)
         if shared is None or shared.session.closed:
-            policy = self.settings.policy
             shared = _Shared(
                 aiohttp.ClientSession(
                     connector=aiohttp.TCPConnector(limit_per_host=CONNECTIONS_PER_HOST),
-                    timeout=aiohttp.ClientTimeout(
-                        total=None, sock_connect=policy.connect_timeout, sock_read=policy.read_timeout
-                    ),
+                    timeout=self._timeout,
                     headers={"User-Agent": USER_AGENT},
                 ),
                 Pacer(),
@@ -192,6 +194,7 @@ class AsyncTransport:
                     data=list(request.form) if request.form else None,
                     headers=shared.headers,
                     allow_redirects=False,
+                    timeout=self._timeout,
                 ) as resp:
                     limit = MAX_JSON_BODY if 200 <= resp.status < 300 else MAX_ERROR_BODY
                     body = await _read_bounded(resp.content, limit)
@@ -247,7 +250,9 @@ class AsyncTransport:
                     await _pace(shared.pacer, pause)
                 headers.update(self.settings.auth_headers)
             try:
-                resp = await shared.session.get(step.hop.url, headers=headers, allow_redirects=False)
+                resp = await shared.session.get(
+                    step.hop.url, headers=headers, allow_redirects=False, timeout=self._timeout
+                )
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 hop.release()
                 return Failed(classify(exc))

@@ -55,3 +55,39 @@ def test_a_short_lived_loop_leaves_no_open_session():
 
     assert asyncio.run(first_event()) == "event"
     assert sessions[0].closed
+
+
+async def test_each_transport_keeps_its_own_timeouts_on_the_shared_session():
+    """Waits on one (host, token) share a session; each request still has its task's read timeout."""
+    from aiohttp import web
+
+    from airflow_provider_canvas_reports.canvas.errors import RequestContext
+    from airflow_provider_canvas_reports.canvas.exchange import ApiRequest, Failed, Received
+    from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
+
+    async def slow(_request: web.Request) -> web.Response:
+        await asyncio.sleep(1.0)
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_get("/slow", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    patient = aio.AsyncTransport(
+        CanvasSettings(f"http://127.0.0.1:{port}", "tok-t", RetryPolicy(read_timeout=5))
+    )
+    hasty = aio.AsyncTransport(
+        CanvasSettings(f"http://127.0.0.1:{port}", "tok-t", RetryPolicy(read_timeout=0.2))
+    )
+    request = ApiRequest("GET", "/slow", RequestContext("read", "self"))
+    try:
+        async with aio.hold_shared_sessions():
+            assert isinstance(await patient._send(request), Received)  # opened the shared session
+            assert hasty._shared().session is patient._shared().session
+            # The server answers after 1 s: within the session's 5 s, past this transport's 0.2 s.
+            assert isinstance(await hasty._send(request), Failed)
+    finally:
+        await runner.cleanup()
