@@ -260,7 +260,9 @@ def _rollback(written: list[ObjectStoragePath]) -> str:
     removed, failed = [], []
     for target in written:
         try:
-            target.unlink()
+            # rm_file, not unlink(): s3fs's rm reads [, * and ? as a glob, so a member named
+            # "Fall 2025 [1].csv" would remove "Fall 2025 1.csv" and stay itself.
+            target.fs.rm_file(target.path)
             removed.append(target.name)
         except FileNotFoundError:
             removed.append(target.name)

@@ -303,3 +303,20 @@ def test_extract_to_s3_and_roll_back_on_s3(tmp_path, s3_server, s3_dir):
         extract_zip(bad, s3_dir)
     assert sorted(s3_server.keys(prefix=prefix)) == [f"{prefix}/courses.csv", f"{prefix}/users.csv"]
     assert s3_server.pending_uploads(prefix=prefix) == []
+
+
+def test_rollback_removes_exactly_what_it_wrote_whatever_the_name(tmp_path, store):
+    # Member names come from Canvas (mgp_grade_export_csv names them after terms): brackets, stars
+    # and question marks are glob characters to s3fs's rm.
+    store.put("Fall 2025 1.csv", b"someone else's object")
+    bad = tmp_path / "bad.zip"
+    build_zip(
+        bad,
+        [("Fall 2025 [1].csv", USERS), ("Term *?.csv", USERS), ("b.csv", COURSES * 50)],
+        compression=zipfile.ZIP_STORED,
+    )
+    corrupt_member_data(bad, "b.csv")
+    with pytest.raises(InvalidZipError, match=r"removed \(Fall 2025 \[1\].csv, Term \*\?.csv\)"):
+        extract_zip(bad, store.folder)
+    assert store.names() == ["Fall 2025 1.csv"]
+    assert store.read_back("Fall 2025 1.csv")[0] == len(b"someone else's object")
