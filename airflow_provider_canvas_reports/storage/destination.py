@@ -142,6 +142,15 @@ def _split(destination: str | ObjectStoragePath) -> tuple[str, str, str | None, 
     if at:
         conn_in_url = userinfo or None
         netloc = host
+    if scheme in ("file", "local") and netloc:
+        # file://localhost/data/ is /data/; any other host would be read as a folder relative to
+        # the worker's current directory, and the files would land somewhere nobody looks.
+        if netloc.lower() != "localhost":
+            raise DestinationError(
+                f"Destination {text!r} names the host {netloc!r}: a file:// URL needs three slashes "
+                f"and an absolute path, e.g. 'file:///{netloc}{parts.path}'."
+            )
+        netloc = ""
     url = urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment))
     return scheme, url, conn_in_url, {}
 

@@ -30,6 +30,30 @@ def test_file_url_resolves_to_a_local_folder(tmp_path, suffix):
     assert object_uri(path / "users.csv") == f"file://{tmp_path}/users.csv"
 
 
+@pytest.mark.parametrize("host", ["localhost", "LOCALHOST"])
+def test_file_url_with_localhost_is_the_absolute_path(tmp_path, host):
+    path = resolve_destination(f"file://{host}{tmp_path}/")
+    assert path.path == str(tmp_path)
+    assert object_uri(path / "users.csv") == f"file://{tmp_path}/users.csv"
+
+
+@pytest.mark.parametrize(
+    ("url", "fix"),
+    [
+        ("file://data/reports/", "file:///data/reports/"),
+        ("file://fileserver/share/x", "file:///fileserver/share/x"),
+    ],
+)
+def test_file_url_with_another_host_is_refused_not_made_relative(url, fix):
+    # ObjectStoragePath reads the host as a folder under the worker's current directory.
+    with pytest.raises(DestinationError) as info:
+        resolve_destination(url)
+    assert str(info.value) == (
+        f"Destination {url!r} names the host {url.split('/')[2]!r}: a file:// URL needs three slashes and an "
+        f"absolute path, e.g. {fix!r}."
+    )
+
+
 def test_missing_local_folder_is_fine_it_is_created_on_write(tmp_path):
     path = resolve_destination(f"file://{tmp_path}/not/yet/")
     assert path.path == f"{tmp_path}/not/yet"
