@@ -96,6 +96,15 @@ def _report_id(value: Any) -> int:
     return int(text)
 
 
+def asset_uri(uri: str) -> str:
+    """The object's URI as an Asset's: its name escaped where Airflow would cut it.
+
+    Airflow normalises an asset URI by dropping its query and fragment, so an object named
+    ``a#b.csv`` or ``a?b.csv`` would be announced as ``a`` (and several objects as one asset).
+    """
+    return uri.replace("%", "%25").replace("?", "%3F").replace("#", "%23")
+
+
 class DownloadReportOperator(BaseOperator):
     """Download a complete Canvas account report into a folder of object storage.
 
@@ -385,7 +394,7 @@ class DownloadReportOperator(BaseOperator):
         events = context["outlet_events"][alias]
         for obj in landed:
             events.add(
-                Asset(obj.uri),
+                Asset(asset_uri(obj.uri)),
                 extra={
                     "report": report.report,
                     "report_id": report.id,

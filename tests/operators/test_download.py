@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from airflow.sdk import Asset, AssetAlias
@@ -237,3 +238,15 @@ print("ok", sorted(m for m in sys.modules if m.startswith("openlineage")))
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "ok []"
+
+
+@pytest.mark.parametrize("name", ["a#b.csv", "a?b.csv", "100%.csv", "Fall 2025 [1].csv"])
+def test_asset_uris_keep_the_whole_object_name(name):
+    from airflow.sdk import Asset
+
+    from airflow_provider_canvas_reports.operators.download import asset_uri
+
+    uri = f"file:///lake/canvas/{name}"
+    announced = Asset(asset_uri(uri)).uri
+    assert announced.rsplit("/", 1)[0] == "file:///lake/canvas"
+    assert unquote(announced.rsplit("/", 1)[1]) == name  # nothing cut: one asset per object
