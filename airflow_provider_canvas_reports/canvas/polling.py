@@ -115,6 +115,10 @@ class PollPolicy:
         # A report that may finish right now has run at least `ran` less the timestamps' rounding:
         # the promise holds for that shortest run.
         shortest = finish - STARTED_AT_RESOLUTION if running and finish <= ran else finish
+        if running and estimate is not None:
+            # The earliest finish counts the run from its earliest possible start; the promise is
+            # for the run as long as it really is, which may be shorter by that much.
+            shortest = max(0.0, shortest - estimate.start_uncertainty)
         target = (finish - ran) + self.margin(shortest)
         return min(self.ceiling, max(self.poll_interval, target))
 
@@ -161,6 +165,9 @@ class Estimate:
     running_for: float
     rate: float | None
     remaining: float | None
+    # How much shorter the run so far may really be (no started_at: it began somewhere between
+    # the last poll that saw it queued and the first that saw it running).
+    start_uncertainty: float = 0.0
 
 
 @dataclass
@@ -173,7 +180,8 @@ class ProgressTracker:
     that is long enough for Canvas's whole-second timestamps and clock skew not to matter.
 
     The time run so far comes from ``started_at``; without it, from the last poll that saw the
-    report queued (it started after that, so this over-counts: polls come sooner, never later).
+    report queued (the earliest start possible, for the earliest finish), and the margin of the
+    promise is then taken for the shortest run possible (``start_uncertainty``).
     """
 
     first_at: float | None = None
@@ -201,10 +209,13 @@ class ProgressTracker:
         if self.last_at is None or self.last_progress is None:
             return None
         progress = self.last_progress
+        uncertainty = 0.0
         if self.started_at is not None and self.started_at <= now:
             begun: float | None = self.started_at
         else:
             begun = self.queued_at if self.queued_at is not None else self.first_at
+            if self.queued_at is not None and self.first_at is not None:
+                uncertainty = max(0.0, self.first_at - self.queued_at)
         running_for = max(0.0, now - (begun if begun is not None else now))
         rate: float | None = None
         if (
@@ -223,7 +234,13 @@ class ProgressTracker:
         remaining: float | None = None
         if rate is not None and rate > 0:
             remaining = max(0.0, (100 - progress) / rate - (now - self.last_at))
-        return Estimate(progress=progress, running_for=running_for, rate=rate, remaining=remaining)
+        return Estimate(
+            progress=progress,
+            running_for=running_for,
+            rate=rate,
+            remaining=remaining,
+            start_uncertainty=uncertainty,
+        )
 
 
 # -- the expected run time (a prior), from an earlier run ------------------------------------------
