@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 # Every DAG parse loads this module (the operators check their intervals with PollPolicy): the
 # Report model, Canvas's errors and the parameter rules are not needed for that, so they load
 # when a wait runs.
-from airflow_provider_canvas_reports.canvas.states import Phase, classify
+from airflow_provider_canvas_reports.canvas.states import WAITING_STATES, Phase, classify
 
 if TYPE_CHECKING:
     from airflow_provider_canvas_reports.canvas.report import Report
@@ -107,7 +107,9 @@ class PollPolicy:
         :param expected_run_time: seconds the report is expected to run (a prior, e.g. the
             previous run's run time); None when unknown.
         """
-        if not self.adaptive:
+        if not self.adaptive or status not in WAITING_STATES:
+            # A status Canvas did not have when this was written may be any phase of a run, its
+            # last included: nothing is known about when it ends, so poll at the base interval.
             return self.poll_interval
         running = status in RUNNING_STATES and estimate is not None
         ran = estimate.running_for if running and estimate is not None else 0.0

@@ -60,6 +60,13 @@ class TestPollPolicy:
         ]:
             assert policy.next_interval(status=status, estimate=estimate, expected_run_time=expected) == 7.0
 
+    @pytest.mark.parametrize("status", ["finalizing", None])
+    def test_an_unknown_status_polls_every_poll_interval_whatever_was_expected(self, status):
+        # It may be the last phase of a run that started long ago: nothing says when it ends.
+        policy = PollPolicy(10.0, max_poll_interval=300)
+        for estimate in (None, running_for(1_900.0)):
+            assert policy.next_interval(status=status, estimate=estimate, expected_run_time=2_000.0) == 10.0
+
     def test_queued_without_expected_run_time_polls_every_poll_interval(self):
         # Nothing rules out a report that starts right after this poll and ends right after that.
         policy = PollPolicy(2.0, max_poll_interval=60)
@@ -118,12 +125,6 @@ class TestPollPolicy:
         )
         without_expectation = policy.next_interval(status="running", estimate=tracker.estimate(T0))
         assert without_expectation == 10.0
-
-    def test_unknown_status_is_planned_like_a_queued_one(self):
-        policy = PollPolicy(10.0, max_poll_interval=1_000)
-        assert policy.next_interval(status="paused", expected_run_time=400.0) == policy.next_interval(
-            status="created", expected_run_time=400.0
-        )
 
     def test_max_below_floor_keeps_the_floor(self):
         assert (
