@@ -41,6 +41,11 @@ def is_zip(report: Report) -> bool:
     return name.endswith(".zip") or "zip" in ctype
 
 
+def is_encoded(headers: Mapping[str, str] | None) -> bool:
+    """Whether the body comes with a Content-Encoding (gzip, ...) and must be decoded to be the file."""
+    return (header(headers, "content-encoding") or "").strip().lower() not in ("", "identity")
+
+
 def check_response(
     status: int, headers: Mapping[str, str], report: Report, *, hop_sent_auth: bool = False
 ) -> int | None:
@@ -67,8 +72,7 @@ def check_response(
         )
     declared = (header(headers, "content-length") or "").strip()
     length = int(declared) if declared.isascii() and declared.isdigit() else None  # "²".isdigit() too
-    encoding = (header(headers, "content-encoding") or "identity").strip().lower()
-    if encoding != "identity":
+    if is_encoded(headers):
         # The length of the encoded bytes, not of the file: the decoded size is checked as it streams.
         length = None
     expected = report.attachment.size if report.attachment else None

@@ -16,7 +16,14 @@ import urllib3
 
 from airflow_provider_canvas_reports.canvas import api
 from airflow_provider_canvas_reports.canvas.api import Call
-from airflow_provider_canvas_reports.canvas.download import ChunkChecker, Opened, OpenHop, Ready, open_chain
+from airflow_provider_canvas_reports.canvas.download import (
+    ChunkChecker,
+    Opened,
+    OpenHop,
+    Ready,
+    is_encoded,
+    open_chain,
+)
 from airflow_provider_canvas_reports.canvas.endpoints import Origin, loggable_target, origin, origin_of
 from airflow_provider_canvas_reports.canvas.errors import CanvasError, DownloadError
 from airflow_provider_canvas_reports.canvas.exchange import (
@@ -172,9 +179,8 @@ class _BodyReader:
     @classmethod
     def of(cls, resp: requests.Response, checker: ChunkChecker) -> _BodyReader | None:
         """None when the body must be decoded (Content-Encoding) or urllib3 hides its stream."""
-        encoding = resp.headers.get("content-encoding", "identity").strip().lower()
         fp = getattr(resp.raw, "_fp", None)  # urllib3 2.x keeps http.client's response here
-        if encoding not in ("", "identity") or not isinstance(fp, http.client.HTTPResponse):
+        if is_encoded(resp.headers) or not isinstance(fp, http.client.HTTPResponse):
             return None
         return cls(fp, checker)
 
