@@ -108,7 +108,7 @@ class ReportStatusTrigger(BaseTrigger):
         self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
         self.last_status = None if last_status is None else str(last_status)
         # The account polled: account_id, or the connection's default once looked up (in run()).
-        self._account: str | None = None if account_id in (None, "") else str(account_id)
+        self._account: str | None = self.account_id
         # Validate here, in the worker, rather than in the triggerer.
         self.policy = PollPolicy(self.poll_interval, self.adaptive_polling, self.max_poll_interval)
 
@@ -157,8 +157,7 @@ class ReportStatusTrigger(BaseTrigger):
                 outcome = await _within(self._wait(hook, waiter), waiter.time_left(time.time()))
             except asyncio.TimeoutError:
                 outcome = waiter.timed_out()
-            account = self._account if self._account is not None else self.account_id
-            payload = event_payload(outcome, waiter, account_id=account, now=time.time())
+            payload = event_payload(outcome, waiter, account_id=self._account, now=time.time())
             self.log.info("Wait ended (%s): %s", outcome.kind, payload["summary"])
             yield TriggerEvent(payload)
 
