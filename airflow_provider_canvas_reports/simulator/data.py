@@ -234,7 +234,6 @@ class GenContext:
             self.course_in_account = bytearray(
                 1 if course_account(c) in accounts else 0 for c in range(courses)
             )
-        self._users_by_flags: dict[int, bytearray] = {}
         if params.account_id != 1 or wanted_terms is not None:
             self.course_ok = bytearray(
                 1
@@ -286,18 +285,16 @@ class GenContext:
         """
         if course_flags is None:
             return None
-        if id(course_flags) not in self._users_by_flags:
-            index = self.section_parts().course_index
-            section = self.student_section
-            users = bytearray(
-                1 if any(course_flags[index[section(5 * u + k)]] for k in range(5)) else 0
-                for u in range(self.sizes.users)
-            )
-            for s in range(self.sizes.sections):  # and the teacher of each of its sections
-                if course_flags[index[s]]:
-                    users[self.teacher_user(s)] = 1
-            self._users_by_flags[id(course_flags)] = users
-        return self._users_by_flags[id(course_flags)]
+        index = self.section_parts().course_index
+        section = self.student_section
+        users = bytearray(
+            1 if any(course_flags[index[section(5 * u + k)]] for k in range(5)) else 0
+            for u in range(self.sizes.users)
+        )
+        for s in range(self.sizes.sections):  # and the teacher of each of its sections
+            if course_flags[index[s]]:
+                users[self.teacher_user(s)] = 1
+        return users
 
     def in_scope(self, course: int) -> bool:
         return self.course_ok is None or bool(self.course_ok[course % self.sizes.courses])
