@@ -228,8 +228,9 @@ def read_bool(value: Any) -> bool:
     if isinstance(value, (int, float)):
         return value == value and abs(value) >= 1  # Float#to_i truncates
     if isinstance(value, str):
-        if value.lower() in _TRUE_WORDS | _FALSE_WORDS:
-            return value.lower() in _TRUE_WORDS
+        word = value.lower()
+        if word in _TRUE_WORDS or word in _FALSE_WORDS:
+            return word in _TRUE_WORDS
         digits = re.match(r"\s*[+-]?\d+", value)  # String#to_i: the leading integer, else 0
         return digits is not None and int(digits.group()) != 0
     return False
