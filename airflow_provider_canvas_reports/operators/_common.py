@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 from airflow_provider_canvas_reports.canvas.polling import (
     ERROR,
@@ -41,9 +41,8 @@ if TYPE_CHECKING:
 # CanvasHook.default_conn_name, without loading the hook (and canvas/'s client code) at parse.
 DEFAULT_CONN_ID = "canvas_default"
 
-# XCom keys pushed right after the start, before any waiting (the extra link reads the URL).
+# XCom key pushed right after the start, before any waiting (beside the link's URL, XCOM_KEY).
 XCOM_REPORT_ID = "report_id"
-XCOM_REPORTS_URL = "canvas_reports_url"
 
 
 class ReportWaitTimeoutError(AirflowException):
@@ -57,6 +56,18 @@ class ReportWaitError(RuntimeError):
     AirflowException into a skip under ``soft_fail`` (a poking one does not), and this is not a
     verdict on the report but a failure to learn it, which must fail the task in both modes.
     """
+
+
+def report_id_argument(value: Any) -> int:
+    """The `report_id` argument as a Canvas report id. A bad one fails the task without a retry:
+    it is usually a template that rendered to nothing ("None", "") because an XCom was missing."""
+    from airflow_provider_canvas_reports.canvas import endpoints
+    from airflow_provider_canvas_reports.canvas.errors import CanvasConfigError
+
+    try:
+        return int(endpoints.report_id_segment(value))
+    except CanvasConfigError as exc:
+        raise AirflowFailException(str(exc)) from None
 
 
 # expected_run_time="auto": take it from the previous complete run in the report index.

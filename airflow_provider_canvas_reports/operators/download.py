@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.sdk import Asset, AssetAlias, BaseOperator, ObjectStoragePath
 
+from airflow_provider_canvas_reports.operators._common import DEFAULT_CONN_ID, report_id_argument
 from airflow_provider_canvas_reports.operators._turns import pause_seconds, take_turn
 from airflow_provider_canvas_reports.storage.model import LandedObject, OverwritePolicy, ZipLimits
 
@@ -82,18 +83,6 @@ def _member_names(zip_path: Path) -> list[str]:
     except zipfile.BadZipFile:
         return []  # extract_zip reports it properly
     return names
-
-
-def _report_id(value: Any) -> int:
-    text = str(value).strip()
-    if not text.isdigit():
-        # Usually a template that rendered to nothing ("None", "") because the start task's XCom
-        # was missing: retrying cannot fix that.
-        raise AirflowFailException(
-            f"report_id must be a Canvas report id (a positive number), got {text[:80]!r}. Check the "
-            "template, e.g. \"{{ ti.xcom_pull('start')['id'] }}\"."
-        )
-    return int(text)
 
 
 def asset_uri(uri: str) -> str:
@@ -167,7 +156,7 @@ class DownloadReportOperator(BaseOperator):
         dest_conn_id: str | None = None,
         extract_zip: bool = True,
         overwrite: OverwritePolicy | str = OverwritePolicy.REPLACE,
-        canvas_conn_id: str = "canvas_default",
+        canvas_conn_id: str = DEFAULT_CONN_ID,
         account_id: int | str | None = None,
         zip_limits: ZipLimits | Mapping[str, Any] | None = None,
         asset_alias: str | None = DEFAULT_ASSET_ALIAS,
@@ -232,7 +221,7 @@ class DownloadReportOperator(BaseOperator):
         from airflow_provider_canvas_reports.storage.destination import describe, resolve_destination
         from airflow_provider_canvas_reports.storage.spool import clean_stale_spools
 
-        report_id = _report_id(self.report_id)
+        report_id = report_id_argument(self.report_id)
         account = hook.account(self.account_id)
         take_turn(
             self,

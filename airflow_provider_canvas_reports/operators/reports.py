@@ -15,12 +15,11 @@ from airflow_provider_canvas_reports.canvas.polling import (
     DEFAULT_MAX_POLL_INTERVAL,
     PollPolicy,
 )
-from airflow_provider_canvas_reports.links.canvas import CanvasReportsLink, remember_link
+from airflow_provider_canvas_reports.links.canvas import XCOM_KEY, CanvasReportsLink, remember_link
 from airflow_provider_canvas_reports.operators._common import (
     AUTO,
     DEFAULT_CONN_ID,
     XCOM_REPORT_ID,
-    XCOM_REPORTS_URL,
     ExpectedRunTime,
     ReportWaitError,
     ReportWaitTimeoutError,
@@ -350,7 +349,7 @@ class StartAccountReportOperator(BaseOperator):
         if self.do_xcom_push:
             ti = context["ti"]
             ti.xcom_push(key=XCOM_REPORT_ID, value=report.id)
-            ti.xcom_push(key=XCOM_REPORTS_URL, value=url)
+            ti.xcom_push(key=XCOM_KEY, value=url)
 
     # -- waiting ---------------------------------------------------------------------------
     def _wait(

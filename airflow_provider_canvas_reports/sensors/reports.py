@@ -30,11 +30,10 @@ from airflow_provider_canvas_reports.canvas.polling import (
     Waiter,
     describe_duration,
 )
-from airflow_provider_canvas_reports.links.canvas import CanvasReportsLink, remember_link
+from airflow_provider_canvas_reports.links.canvas import XCOM_KEY, CanvasReportsLink, remember_link
 from airflow_provider_canvas_reports.operators._common import (
     AUTO,
     DEFAULT_CONN_ID,
-    XCOM_REPORTS_URL,
     ExpectedRunTime,
     ReportWaitError,
     WaitSettings,
@@ -43,6 +42,7 @@ from airflow_provider_canvas_reports.operators._common import (
     expected_run_time_setting,
     next_poll_at,
     poll_once,
+    report_id_argument,
     seconds,
 )
 from airflow_provider_canvas_reports.operators._turns import pause_seconds, take_turn
@@ -165,13 +165,7 @@ class ReportCompleteSensor(BaseSensorOperator):
         return CanvasHook(self.canvas_conn_id, retry_policy=self.canvas_retry_policy)
 
     def _report_id(self) -> int:
-        from airflow_provider_canvas_reports.canvas import endpoints
-        from airflow_provider_canvas_reports.canvas.errors import CanvasConfigError
-
-        try:
-            return int(endpoints.report_id_segment(self.report_id))
-        except CanvasConfigError as exc:
-            raise AirflowFailException(str(exc)) from None
+        return report_id_argument(self.report_id)
 
     def _account_id(self) -> str:
         if self._account is None:
@@ -204,7 +198,7 @@ class ReportCompleteSensor(BaseSensorOperator):
         url = self.hook.reports_page_url(self._account_id())
         remember_link(self, url)
         if self.do_xcom_push:
-            context["ti"].xcom_push(key=XCOM_REPORTS_URL, value=url)
+            context["ti"].xcom_push(key=XCOM_KEY, value=url)
         self._report_id()  # a bad id fails before any wait
         # A rescheduled poke keeps the place its try's first poke took.
         if not self.reschedule or context["ti"].get_first_reschedule_date(context) is None:

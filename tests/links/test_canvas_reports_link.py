@@ -10,7 +10,6 @@ import pytest
 
 from airflow_provider_canvas_reports.get_provider_info import get_provider_info
 from airflow_provider_canvas_reports.links.canvas import XCOM_KEY, CanvasReportsLink, safe_link
-from airflow_provider_canvas_reports.operators._common import XCOM_REPORTS_URL
 from airflow_provider_canvas_reports.operators.reports import StartAccountReportOperator
 from airflow_provider_canvas_reports.sensors.reports import ReportCompleteSensor
 
@@ -47,7 +46,7 @@ def test_safe_link(url, expected):
 
 
 def test_both_tasks_carry_the_link_and_push_its_key():
-    assert XCOM_KEY == XCOM_REPORTS_URL == "canvas_reports_url"
+    assert XCOM_KEY == "canvas_reports_url"
     for cls in (StartAccountReportOperator, ReportCompleteSensor):
         assert [type(link) for link in cls.operator_extra_links] == [CanvasReportsLink]
     assert CanvasReportsLink().name == "Canvas reports"
