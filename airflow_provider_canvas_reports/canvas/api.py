@@ -91,7 +91,9 @@ def delete(account_id: str | int | None, report: str, report_id: int | str) -> C
 
 def abort(account_id: str | int | None, report: str, report_id: int | str) -> Call[Report]:
     path = endpoints.abort_path(account_id, report, report_id)
-    ctx = RequestContext("abort a report", _account(account_id), report=report, report_id=report_id)
+    ctx = RequestContext(
+        "abort a report", _account(account_id), report=report, report_id=report_id, abort=True
+    )
     return Call(ApiRequest("PUT", path, ctx), lambda resp: _report(resp.data, report))
 
 

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from airflow_provider_canvas_reports.canvas.endpoints import Hop, first_hop, next_hop, redact_url
 from airflow_provider_canvas_reports.canvas.errors import DownloadError
 from airflow_provider_canvas_reports.canvas.exchange import Failed, Sleep
+from airflow_provider_canvas_reports.canvas.headers import header
 from airflow_provider_canvas_reports.canvas.report import Phase, Report
-from airflow_provider_canvas_reports.canvas.retry import Attempt, Done, GiveUp, RetryPolicy, decide, header
+from airflow_provider_canvas_reports.canvas.retry import Attempt, Done, GiveUp, RetryPolicy, decide
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 HTML_STARTS = (b"<!doctype", b"<html", b"<head", b"<body", b"<?xml", b"<!--")

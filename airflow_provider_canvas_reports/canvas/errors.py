@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_canvas_reports.canvas.headers import header
+
 EXCERPT_CHARS = 200
 
 
@@ -106,7 +108,8 @@ class RequestContext:
     account_id: str
     report: str | None = None
     report_id: int | str | None = None
-    available_reports: tuple[str, ...] = ()
+    # A 404 to an abort means "not running" (AbortNotPossibleError), not "no such report".
+    abort: bool = False
 
 
 _TAG = re.compile(r"<[^>]+>")
@@ -171,10 +174,7 @@ def error_from_response(
     *,
     secrets: Iterable[str] = (),
 ) -> CanvasError:
-    """Map a non-success Canvas answer to a typed error with an actionable message.
-
-    `headers` must be a case-insensitive mapping or have lowercase keys.
-    """
+    """Map a non-success Canvas answer to a typed error with an actionable message."""
     excerpt = sanitise_excerpt(body, secrets=secrets)
     try:
         payload = json.loads(body.decode("utf-8", "replace").removeprefix("while(1);"))
@@ -198,7 +198,7 @@ def error_from_response(
                 "to the developer key, or use an unscoped token.",
                 status=status,
             )
-        if _header(headers, "www-authenticate") is None and "not authorized" in lowered:
+        if header(headers, "www-authenticate") is None and "not authorized" in lowered:
             return PermissionDeniedError(
                 f"Canvas refused to {what} on {where}: the token is valid but its user lacks the "
                 f"'read_reports' permission there (Canvas said: {said}). Give the user an admin role "
@@ -211,7 +211,7 @@ def error_from_response(
             status=status,
         )
     if status == 404:
-        if context.action == "abort a report" and context.report_id is not None:
+        if context.abort and context.report_id is not None:
             return AbortNotPossibleError(
                 f"Canvas did not abort report {context.report} #{context.report_id} on {where}: Canvas "
                 "aborts only reports that are 'running' (queued reports can be deleted instead), "
@@ -226,14 +226,10 @@ def error_from_response(
                 status=status,
             )
         if context.report is not None:
-            offered = ", ".join(context.available_reports) if context.available_reports else None
-            hint = (
-                f" The account offers: {offered}."
-                if offered
-                else " List them with CanvasHook.list_available_reports()."
-            )
             return UnknownReportError(
-                f"Canvas does not know report '{context.report}' on {where}.{hint}", status=status
+                f"Canvas does not know report '{context.report}' on {where}. List them with "
+                "CanvasHook.list_available_reports().",
+                status=status,
             )
         return CanvasNotFoundError(
             f"Canvas answered 404 to {what} on {where}: the account does not exist or the token cannot "
@@ -267,7 +263,7 @@ def error_from_response(
     if 300 <= status < 400:
         from airflow_provider_canvas_reports.canvas.endpoints import redact_url
 
-        location = _header(headers, "location")
+        location = header(headers, "location")
         target = f" to {redact_url(location)}" if location and "://" in location else ""
         return CanvasResponseError(
             f"Canvas redirected the request to {what} on {where} (HTTP {status}){target} instead of "
@@ -276,15 +272,6 @@ def error_from_response(
             status=status,
         )
     return CanvasResponseError(f"Canvas answered HTTP {status} to {what} on {where}: {said}.", status=status)
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None:
-        for key, val in headers.items():
-            if key.lower() == name:
-                return val
-    return value
 
 
 def not_json_error(
@@ -297,12 +284,8 @@ def not_json_error(
         else f"'{content_type or 'no content type'}'"
     )
     return CanvasResponseError(
-        f"Canvas answered {what_status(status)} with {kind} instead of JSON to {context.action} on "
+        f"Canvas answered HTTP {status} with {kind} instead of JSON to {context.action} on "
         f"account {context.account_id}: {sanitise_excerpt(body) or '(empty body)'}. Check the connection "
         "host is the Canvas URL (not an SSO or proxy page).",
         status=status,
     )
-
-
-def what_status(status: int) -> str:
-    return f"HTTP {status}"

@@ -24,6 +24,7 @@ from airflow_provider_canvas_reports.canvas.errors import (
     not_json_error,
     sanitise_excerpt,
 )
+from airflow_provider_canvas_reports.canvas.headers import header
 from airflow_provider_canvas_reports.canvas.retry import (
     Attempt,
     Done,
@@ -31,7 +32,6 @@ from airflow_provider_canvas_reports.canvas.retry import (
     GiveUp,
     RetryPolicy,
     decide,
-    header,
     pace,
 )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from airflow_provider_canvas_reports.canvas.headers import header
+
 _LINK = re.compile(r"<([^<>]*)>\s*((?:;\s*[^;,]*)*)")  # [^<>]: linear on a run of "<"
 _REL = re.compile(r"""rel\s*=\s*"?([^";]+)"?""", re.IGNORECASE)
 
@@ -28,7 +30,4 @@ def parse_link_header(value: str | None) -> dict[str, str]:
 
 def next_page(headers: Mapping[str, str]) -> str | None:
     """The `next` URL from a response's headers, read case-insensitively."""
-    for key, value in headers.items():
-        if key.lower() == "link":
-            return parse_link_header(value).get("next")
-    return None
+    return parse_link_header(header(headers, "link")).get("next")

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from airflow_provider_canvas_reports.canvas.errors import is_rate_limited
+from airflow_provider_canvas_reports.canvas.headers import header
 
 
 class Failure(str, enum.Enum):
@@ -85,20 +86,6 @@ class GiveUp:
 Decision = Done | Retry | GiveUp
 
 RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
-
-
-def header(headers: Mapping[str, str] | None, name: str) -> str | None:
-    """Case-insensitive header lookup: hosted Canvas sends lowercase names."""
-    if not headers:
-        return None
-    value = headers.get(name)
-    if value is not None:
-        return value
-    wanted = name.lower()
-    for key, val in headers.items():
-        if key.lower() == wanted:
-            return val
-    return None
 
 
 def retry_after(headers: Mapping[str, str] | None) -> float | None:

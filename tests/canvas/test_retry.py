@@ -18,7 +18,6 @@ from airflow_provider_canvas_reports.canvas.retry import (
     RetryPolicy,
     backoff,
     decide,
-    header,
     host_turn,
     pace,
     rate_limit_remaining,
@@ -81,17 +80,6 @@ def test_default_policy_values():
 def test_policy_bounds_are_checked(kwargs):
     with pytest.raises(ValueError, match="RetryPolicy"):
         RetryPolicy(**kwargs)
-
-
-# --------------------------------------------------------------------------- headers
-
-
-def test_header_lookup_is_case_insensitive():
-    assert header({"Retry-After": "5"}, "retry-after") == "5"
-    assert header({"retry-after": "5"}, "Retry-After") == "5"
-    assert header({"RETRY-AFTER": "5"}, "retry-after") == "5"
-    assert header({}, "retry-after") is None
-    assert header(None, "retry-after") is None
 
 
 @pytest.mark.parametrize(
