@@ -37,6 +37,12 @@ def base_url(host: str | None, *, allow_http: bool = False, port: int | None = N
         raise CanvasConfigError(
             "The Canvas connection has no host. Set it to your Canvas URL, e.g. https://school.instructure.com"
         )
+    if any(ch == "\\" or ch.isspace() or not ch.isprintable() for ch in raw):
+        # Where URL parsers disagree on the host (see _resolve): the token's origin must be one.
+        raise CanvasConfigError(
+            "The Canvas connection host contains a backslash, a space or a control character. Use "
+            "https://<your canvas host>."
+        )
     if "://" not in raw:
         raw = "https://" + raw
     try:
@@ -190,6 +196,19 @@ def _resolve(current: str, reference: str) -> str:
         raise DownloadError("The report download points at a malformed URL; refusing to follow it.") from None
     if parts.scheme.lower() not in ("http", "https"):
         raise DownloadError("The report download points at a non-HTTP URL; refusing to follow it.")
+    # The token's destination is decided on this parse; HTTP clients must not read another host
+    # out of the same URL. Backslashes, spaces and control characters are where parsers differ
+    # (urllib3 ends the host at a backslash, urlsplit does not), and userinfo is where clients add
+    # credentials of their own. Genuine file and store URLs have none of them.
+    if any(ch == "\\" or ch.isspace() or not ch.isprintable() for ch in target):
+        raise DownloadError(
+            "The report download points at a URL with a backslash, space or control character; "
+            "refusing to follow it."
+        )
+    if parts.username is not None or parts.password is not None:
+        raise DownloadError(
+            "The report download points at a URL with credentials in it; refusing to follow it."
+        )
     return target
 
 

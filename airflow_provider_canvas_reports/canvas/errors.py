@@ -275,7 +275,7 @@ def error_from_response(
 
 
 def not_json_error(
-    status: int, content_type: str | None, body: bytes, context: RequestContext
+    status: int, content_type: str | None, body: bytes, context: RequestContext, *, secrets: Iterable[str]
 ) -> CanvasResponseError:
     """Canvas answered 2xx but not with JSON: a proxy page, a login page or a broken body."""
     kind = (
@@ -285,7 +285,7 @@ def not_json_error(
     )
     return CanvasResponseError(
         f"Canvas answered HTTP {status} with {kind} instead of JSON to {context.action} on "
-        f"account {context.account_id}: {sanitise_excerpt(body) or '(empty body)'}. Check the connection "
+        f"account {context.account_id}: {sanitise_excerpt(body, secrets=secrets) or '(empty body)'}. Check the connection "
         "host is the Canvas URL (not an SSO or proxy page).",
         status=status,
     )

@@ -134,7 +134,9 @@ def api_call(
                 headers=outcome.headers,
                 # Only errors are described (and throttling told apart) by their body; sanitising
                 # costs ~60 us, a sixth of a status poll's CPU, so 2xx answers skip it.
-                body_excerpt="" if 200 <= outcome.status < 300 else sanitise_excerpt(outcome.body[:512]),
+                body_excerpt=""
+                if 200 <= outcome.status < 300
+                else sanitise_excerpt(outcome.body[:512], secrets=secrets),
             )
         else:  # pragma: no cover - a driver bug, not a Canvas behaviour
             raise TypeError(f"api_call expected Received or Failed, got {type(outcome).__name__}")
@@ -172,7 +174,7 @@ def interpret(received: Received, context: RequestContext, *, secrets: Sequence[
     try:
         data = json.loads(text) if text.strip() else None
     except ValueError:
-        raise not_json_error(received.status, ctype, received.body, context) from None
+        raise not_json_error(received.status, ctype, received.body, context, secrets=secrets) from None
     return ApiResponse(received.status, received.headers, data)
 
 

@@ -48,6 +48,14 @@ def settings_from_connection(conn: Any, policy: RetryPolicy) -> tuple[CanvasSett
             f"The Canvas connection '{conn.conn_id}' has no API token. Put the token in the connection's "
             "password field (Account > Settings > New Access Token in Canvas)."
         )
+    if not (token.isascii() and token.isprintable()) or any(ch.isspace() for ch in token):
+        # Often an invisible character pasted along with the token. HTTP libraries would fail on it
+        # with errors that quote the whole header, so it is refused here, without showing it.
+        raise CanvasConfigError(
+            f"The API token of the Canvas connection '{conn.conn_id}' contains a space, a control "
+            "character or a non-ASCII character (often an invisible one pasted with it). Paste the "
+            "token into the password field again, exactly as Canvas showed it."
+        )
     account = str(extra.get("account_id") or "self").strip()
     endpoints.account_segment(account)  # validate early, with the same message as everywhere
     return CanvasSettings(base, token, policy), account

@@ -173,6 +173,9 @@ class AsyncTransport:
                     connector=aiohttp.TCPConnector(limit_per_host=CONNECTIONS_PER_HOST),
                     timeout=self._timeout,
                     headers={"User-Agent": USER_AGENT},
+                    # Canvas's cookies must not follow a download to a files host or store on the
+                    # same host name; the token needs none.
+                    cookie_jar=aiohttp.DummyCookieJar(),
                 ),
                 Pacer(),
                 asyncio.Semaphore(CONNECTIONS_PER_HOST),

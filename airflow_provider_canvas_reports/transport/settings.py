@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from airflow_provider_canvas_reports import __version__
 from airflow_provider_canvas_reports.canvas.exchange import Sleep
@@ -51,11 +51,14 @@ class CanvasSettings:
     def url(self, path_or_url: str) -> str:
         """The URL to send a request carrying the token to: always on the configured Canvas origin.
 
-        Full URLs come from Link headers. Only their path and query are kept, so a proxy that builds
-        http:// links, another domain of the same Canvas, or a hostile header never gets the token.
+        Our own paths start with one "/". Anything else comes from a Link header: it is resolved
+        against the base URL, and only its path and query are kept, so a proxy that builds http://
+        links, another domain of the same Canvas, or a hostile header ("//evil.example/",
+        ":8443/", ".evil.example/", which appended to the base would name another host or port)
+        never gets the token.
         """
-        if "://" not in path_or_url:
+        if path_or_url.startswith("/") and not path_or_url.startswith("//"):
             return self.base_url + path_or_url
-        parts = urlsplit(path_or_url)
+        parts = urlsplit(urljoin(self.base_url + "/", path_or_url))
         base = urlsplit(self.base_url)
         return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import http.cookiejar
 import logging
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -108,9 +109,22 @@ class _RedactRequestLines(logging.Filter):
         return True
 
 
-_URLLIB3_LOG = logging.getLogger("urllib3.connectionpool")
-if not any(isinstance(f, _RedactRequestLines) for f in _URLLIB3_LOG.filters):
-    _URLLIB3_LOG.addFilter(_RedactRequestLines())
+# A logger's filters do not see its children's records: each urllib3 module that logs a URL
+# (a malformed header's warning names the whole presigned URL, for one) gets the filter.
+for _name in ("connectionpool", "connection", "poolmanager", "response", "util.retry"):
+    _urllib3_log = logging.getLogger(f"urllib3.{_name}")
+    if not any(isinstance(f, _RedactRequestLines) for f in _urllib3_log.filters):
+        _urllib3_log.addFilter(_RedactRequestLines())
+
+
+class _HeadersAsGiven(requests.auth.AuthBase):
+    """An auth that adds nothing: its presence stops requests from consulting ~/.netrc."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
+_NO_COOKIES = http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
 
 
 def classify(exc: requests.RequestException) -> Failure:
@@ -203,6 +217,12 @@ class SyncTransport:
         self.settings = settings
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
+        # Each hop gets exactly the headers we give it. Without an auth of its own, requests reads
+        # ~/.netrc and sends its Basic credentials to every host of the chain (the store included),
+        # over our Bearer token on Canvas; and a cookie Canvas sets would go to a files host or store
+        # on the same host name. The token needs neither; proxies from the environment still apply.
+        self.session.auth = _HeadersAsGiven()
+        self.session.cookies.set_policy(_NO_COOKIES)
         # Redirects are followed by hand (every request passes allow_redirects=False): requests would
         # keep the token on some cross-host hops. Do not set max_redirects = 0: even with
         # allow_redirects=False, requests peeks at the next hop and raises TooManyRedirects on any 3xx.

@@ -143,6 +143,20 @@ def test_base_url_refuses_credentials_in_host_without_echoing_them(host):
     assert "credentials" in str(info.value) or "not a valid URL" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "host",
+    [
+        "https://evil.example\\@school.instructure.com",
+        "https://school.instructure.com\\x",
+        "school edu",
+        "school.edu\x00",
+    ],
+)
+def test_base_url_refuses_characters_url_parsers_read_differently(host):
+    with pytest.raises(CanvasConfigError, match="backslash, a space or a control character"):
+        base_url(host)
+
+
 @pytest.mark.parametrize("host", ["ftp://school.instructure.com", "file:///etc/passwd", "javascript://x"])
 def test_base_url_refuses_other_schemes(host):
     with pytest.raises(CanvasConfigError, match="scheme"):
@@ -372,12 +386,27 @@ def test_redirect_back_to_canvas_sends_auth_again():
         "https://school.instructure.com:8443/files/1",  # other port
         "https://files.school.instructure.com/files/1",  # subdomain
         "https://school.instructure.com.evil.com/files/1",
-        "https://school.instructure.com@evil.com/files/1",  # userinfo trick
         "//evil.com/files/1",  # scheme-relative
     ],
 )
 def test_redirect_elsewhere_never_sends_auth(location):
     assert next_hop(BASE, FILE_URL, location, 0).send_auth is False
+
+
+@pytest.mark.parametrize(
+    ("location", "problem"),
+    [
+        # urlsplit reads host school.instructure.com here; urllib3 ends the host at the backslash.
+        ("https://evil.com\\@school.instructure.com/files/1", "backslash"),
+        ("https://school.instructure.com/files/1 2", "space"),
+        ("https://school.instructure.com/files/1\x00", "control"),
+        ("https://school.instructure.com@evil.com/files/1", "credentials"),  # userinfo trick
+        ("https://user:pw@files.example/files/1", "credentials"),
+    ],
+)
+def test_redirects_that_url_parsers_could_read_differently_are_refused(location, problem):
+    with pytest.raises(DownloadError, match=problem):
+        next_hop(BASE, FILE_URL, location, 0)
 
 
 def test_redirect_same_origin_with_explicit_default_port_sends_auth():

@@ -409,7 +409,11 @@ def test_is_rate_limited(status, text, expected):
 
 def test_not_json_error_for_an_html_login_page():
     error = not_json_error(
-        200, "text/html; charset=utf-8", b"<html><body><h1>Log In</h1></body></html>", LIST_CTX
+        200,
+        "text/html; charset=utf-8",
+        b"<html><body><h1>Log In</h1></body></html>",
+        LIST_CTX,
+        secrets=[TOKEN],
     )
     assert isinstance(error, CanvasResponseError)
     assert error.status == 200
@@ -421,10 +425,17 @@ def test_not_json_error_for_an_html_login_page():
 
 
 def test_not_json_error_other_content_types():
-    assert "'no content type'" in str(not_json_error(200, None, b"", LIST_CTX))
-    assert "(empty body)" in str(not_json_error(200, None, b"", LIST_CTX))
-    assert "'text/plain'" in str(not_json_error(200, "text/plain", b"hello", LIST_CTX))
-    assert len(str(not_json_error(200, "text/plain", b"x" * 10**6, LIST_CTX))) < 600
+    assert "'no content type'" in str(not_json_error(200, None, b"", LIST_CTX, secrets=[TOKEN]))
+    assert "(empty body)" in str(not_json_error(200, None, b"", LIST_CTX, secrets=[TOKEN]))
+    assert "'text/plain'" in str(not_json_error(200, "text/plain", b"hello", LIST_CTX, secrets=[TOKEN]))
+    assert len(str(not_json_error(200, "text/plain", b"x" * 10**6, LIST_CTX, secrets=[TOKEN]))) < 600
+
+
+def test_not_json_error_hides_the_token_of_a_page_that_echoes_the_request():
+    page = f"<html><pre>Authorization: Bearer {TOKEN}</pre></html>".encode()
+    message = str(not_json_error(200, "text/html", page, LIST_CTX, secrets=[TOKEN]))
+    assert TOKEN not in message
+    assert "Bearer ***" in message
 
 
 # --------------------------------------------------------------------------- property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -81,6 +82,28 @@ async def test_blank_token_is_a_clear_error(canvas: Canvas, make_client: Callabl
         await client.get_report("grade_export_csv", 1)
 
 
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        pytest.param(f"{TOKEN}\u200b", id="zero-width-space"),
+        pytest.param(f"{TOKEN[:8]} {TOKEN[8:]}", id="space-inside"),
+        pytest.param(f"{TOKEN}\r\nX-Injected: 1", id="header-injection"),
+        pytest.param(f"{TOKEN}\u00e9", id="latin-1"),
+    ],
+)
+async def test_a_token_with_a_stray_character_is_refused_without_showing_it(
+    canvas: Canvas, make_client: Callable[..., Client], pasted: str
+) -> None:
+    client = make_client(canvas.hook(token=pasted))
+
+    with pytest.raises(CanvasConfigError, match="Paste the token into the password field again") as info:
+        await client.list_available_reports()
+
+    assert TOKEN[:8] not in str(info.value)
+    assert TOKEN[:8] not in repr(info.value)
+    assert canvas.counters.total_requests == 0
+
+
 async def test_credentials_in_the_host_are_refused(
     canvas: Canvas, make_client: Callable[..., Client]
 ) -> None:
@@ -120,6 +143,25 @@ async def test_token_never_reaches_files_host_or_store_through_the_whole_chain(
 
     assert canvas.counters.requests["files"] >= 2
     assert canvas.counters.requests["store"] >= 2
+    assert canvas.counters.files_auth_headers == 0
+
+
+async def test_a_netrc_on_the_worker_adds_no_credentials_anywhere(
+    canvas: Canvas, client: Client, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # requests sends ~/.netrc's Basic credentials to any host that has no auth of its own: over
+    # the Bearer token on Canvas, and to the files host and the store.
+    netrc = tmp_path / "netrc"
+    netrc.write_text("default login worker-user password worker-netrc-secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    started = await client.start_report("provisioning_csv", {"users": True})
+    canvas.finish()
+    report = await client.get_report("provisioning_csv", started.id)
+
+    assert await client.download(report) == canvas.file_bytes(report.id)
+
+    assert canvas.counters.requests["store"] >= 1
     assert canvas.counters.files_auth_headers == 0
 
 

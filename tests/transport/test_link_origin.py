@@ -131,3 +131,39 @@ def test_same_origin_links_are_followed_as_given(servers: Servers) -> None:
 
     assert ids == [2, 1]
     assert servers.canvas_pages == ["1", "2"]
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        pytest.param(":8443/api/v1/accounts/self/reports/x?page=2", id="port-appended"),
+        pytest.param(".evil.example/api/v1/accounts/self/reports/x?page=2", id="domain-appended"),
+        pytest.param("//evil.example/api/v1/accounts/self/reports/x?page=2", id="scheme-relative"),
+        pytest.param("@evil.example/api/v1/accounts/self/reports/x?page=2", id="userinfo-appended"),
+        pytest.param("\\@evil.example/api/v1/accounts/self/reports/x?page=2", id="backslash"),
+        pytest.param("https://evil.example/api/v1/accounts/self/reports/x?page=2", id="absolute"),
+        pytest.param("?page=2", id="query-only"),
+    ],
+)
+@pytest.mark.parametrize(
+    "base", ["https://canvas.school.edu", "http://localhost", "https://canvas.school.edu/lms"]
+)
+def test_any_link_value_is_sent_to_the_canvas_origin(base: str, link: str) -> None:
+    # Appended to a base with no port, ":8443/..." or ".evil.example/..." would name another port
+    # or host. The host requests connects to is what urllib3 parses, so that is what is checked.
+    from urllib3.util import parse_url
+
+    url = CanvasSettings(base, TOKEN, POLICY).url(link)
+
+    sent, canvas = parse_url(url), parse_url(base)
+    assert (sent.scheme, sent.host, sent.port) == (canvas.scheme, canvas.host, canvas.port)
+    assert sent.auth is None
+    assert url.endswith("page=2")
+
+
+def test_our_own_paths_keep_the_base_path() -> None:
+    settings = CanvasSettings("https://canvas.school.edu/lms", TOKEN, POLICY)
+    assert (
+        settings.url("/api/v1/accounts/self/reports")
+        == "https://canvas.school.edu/lms/api/v1/accounts/self/reports"
+    )
