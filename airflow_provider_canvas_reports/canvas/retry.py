@@ -10,6 +10,7 @@ import enum
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from airflow_provider_canvas_reports.canvas.errors import is_rate_limited
 from airflow_provider_canvas_reports.canvas.headers import header
@@ -50,6 +51,28 @@ class RetryPolicy:
             raise ValueError("RetryPolicy.low_remaining must be positive and pace_delay not negative")
         if self.throttle_jitter < 0:
             raise ValueError("RetryPolicy.throttle_jitter must not be negative")
+
+    @classmethod
+    def coerce(cls, value: Any, *, name: str = "retry_policy") -> RetryPolicy:
+        """A RetryPolicy, or one built from a dict of its fields; anything else is refused by name."""
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, Mapping):
+            raise TypeError(f"{name} must be a RetryPolicy or a dict of its fields, not {value!r}")
+        fields = cls.__dataclass_fields__
+        if unknown := [key for key in value if key not in fields]:
+            raise TypeError(
+                f"{name} has unknown field(s) {', '.join(map(repr, unknown))}; RetryPolicy's fields are: "
+                f"{', '.join(fields)}"
+            )
+        wrong = [
+            f"{key}={item!r}"
+            for key, item in value.items()
+            if isinstance(item, bool) or not isinstance(item, (int, float))
+        ]
+        if wrong:
+            raise TypeError(f"{name}: {', '.join(wrong)}: RetryPolicy's fields are numbers")
+        return cls(**value)  # __post_init__ names a field out of bounds
 
 
 @dataclass(frozen=True)

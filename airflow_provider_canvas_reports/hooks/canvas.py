@@ -75,11 +75,14 @@ class CanvasHook(BaseHook):
     hook_name = "Canvas LMS"
 
     def __init__(
-        self, canvas_conn_id: str = default_conn_name, *, retry_policy: RetryPolicy | None = None
+        self,
+        canvas_conn_id: str = default_conn_name,
+        *,
+        retry_policy: RetryPolicy | Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
         self.canvas_conn_id = canvas_conn_id
-        self.retry_policy = retry_policy or RetryPolicy()
+        self.retry_policy = RetryPolicy() if retry_policy is None else RetryPolicy.coerce(retry_policy)
         self._async_settings: tuple[CanvasSettings, str] | None = None
         self._async_transport: AsyncTransport | None = None
         # The last status request built: a trigger asks for the same report on every poll.

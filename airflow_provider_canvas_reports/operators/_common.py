@@ -30,6 +30,7 @@ from airflow_provider_canvas_reports.canvas.polling import (
     Waiter,
     describe_duration,
 )
+from airflow_provider_canvas_reports.operators._arguments import duration
 
 if TYPE_CHECKING:
     from airflow_provider_canvas_reports.canvas.report import Report
@@ -83,17 +84,7 @@ def expected_run_time_setting(value: ExpectedRunTime) -> float | Literal["auto"]
         return AUTO
     if isinstance(value, str):
         raise ValueError(f'expected_run_time must be "auto", None or a positive duration, not {value!r}')
-    return seconds(value, name="expected_run_time", default=0.0)
-
-
-def seconds(value: timedelta | float | int | None, *, name: str, default: float) -> float:
-    """A duration argument as positive seconds; None means the default (a wait always has a deadline)."""
-    if value is None:
-        return default
-    number = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if not number > 0:
-        raise ValueError(f"{name} must be a positive duration, not {value!r}")
-    return number
+    return duration(value, name="expected_run_time")
 
 
 @dataclass(frozen=True)

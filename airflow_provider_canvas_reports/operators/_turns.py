@@ -19,20 +19,11 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator, Context
-
-
-def pause_seconds(value: timedelta | float, name: str) -> float:
-    """A pause argument (seconds or timedelta) as seconds, 0 or more."""
-    pause = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if not pause >= 0:
-        raise ValueError(f"{name} must be a duration of 0 or more, not {value!r}")
-    return pause
 
 
 def release_rank(task: BaseOperator, kind: type) -> tuple[int, int]:

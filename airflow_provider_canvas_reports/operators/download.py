@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.sdk import Asset, AssetAlias, BaseOperator, ObjectStoragePath
 
+from airflow_provider_canvas_reports.operators._arguments import count, duration, flag, retry_policy
 from airflow_provider_canvas_reports.operators._common import DEFAULT_CONN_ID, report_id_argument
-from airflow_provider_canvas_reports.operators._turns import pause_seconds, take_turn
+from airflow_provider_canvas_reports.operators._turns import take_turn
 from airflow_provider_canvas_reports.storage.model import LandedObject, OverwritePolicy, ZipLimits
 
 if TYPE_CHECKING:
@@ -163,7 +164,7 @@ class DownloadReportOperator(BaseOperator):
         download_attempts: int = 3,
         download_retry_delay: float = 5.0,
         spool_dir: str | None = None,
-        canvas_retry_policy: RetryPolicy | None = None,
+        canvas_retry_policy: RetryPolicy | Mapping[str, float] | None = None,
         start_spacing: timedelta | float = 0.2,
         **kwargs: Any,
     ) -> None:
@@ -178,13 +179,11 @@ class DownloadReportOperator(BaseOperator):
                 outlets.append(AssetAlias(asset_alias))
             kwargs["outlets"] = outlets
         super().__init__(**kwargs)
-        if download_attempts < 1:
-            raise ValueError(f"download_attempts must be at least 1, got {download_attempts}")
         self.report = report
         self.report_id = report_id
         self.destination = destination
         self.dest_conn_id = dest_conn_id
-        self.extract_zip = extract_zip
+        self.extract_zip = flag(extract_zip, name="extract_zip")
         self.overwrite = OverwritePolicy.coerce(overwrite)  # fail at parse time on a typo
         self.canvas_conn_id = canvas_conn_id
         self.account_id = account_id
@@ -195,11 +194,15 @@ class DownloadReportOperator(BaseOperator):
             else ZipLimits(**dict(zip_limits))
         )
         self.asset_alias = asset_alias
-        self.download_attempts = download_attempts
-        self.download_retry_delay = download_retry_delay
+        self.download_attempts = count(download_attempts, name="download_attempts")
+        self.download_retry_delay = duration(
+            download_retry_delay, name="download_retry_delay", allow_zero=True
+        )
+        if spool_dir is not None and not isinstance(spool_dir, str):
+            raise TypeError(f"spool_dir must be a local folder path (a string) or None, not {spool_dir!r}")
         self.spool_dir = spool_dir
-        self.canvas_retry_policy = canvas_retry_policy
-        self.start_spacing = pause_seconds(start_spacing, "start_spacing")
+        self.canvas_retry_policy = retry_policy(canvas_retry_policy)
+        self.start_spacing = duration(start_spacing, name="start_spacing", allow_zero=True)
         # Filled by execute() for get_openlineage_facets_on_complete (same operator instance).
         self._lineage: dict[str, Any] | None = None
 

@@ -16,6 +16,7 @@ from airflow_provider_canvas_reports.canvas.polling import (
     PollPolicy,
 )
 from airflow_provider_canvas_reports.links.canvas import XCOM_KEY, CanvasReportsLink, remember_link
+from airflow_provider_canvas_reports.operators._arguments import count, duration, flag, retry_policy
 from airflow_provider_canvas_reports.operators._common import (
     AUTO,
     DEFAULT_CONN_ID,
@@ -27,10 +28,9 @@ from airflow_provider_canvas_reports.operators._common import (
     conclude,
     expected_run_time_setting,
     next_poll_at,
-    seconds,
     wait_in_worker,
 )
-from airflow_provider_canvas_reports.operators._turns import pause_seconds, take_turn
+from airflow_provider_canvas_reports.operators._turns import take_turn
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -151,35 +151,45 @@ class StartAccountReportOperator(BaseOperator):
         account_id: str | int | None = None,
         validate_parameters: bool = True,
         skip_message: bool = True,
-        canvas_retry_policy: RetryPolicy | None = None,
+        canvas_retry_policy: RetryPolicy | Mapping[str, float] | None = None,
         lost_start_rechecks: Sequence[float] = LOST_START_RECHECKS,
         start_jitter: timedelta | float = 0.0,
         start_spacing: timedelta | float = 0.2,
         **kwargs: Any,
     ) -> None:
+        if parameters is None and kwargs.get("params"):
+            # `params` is Airflow's own argument (values for templates), so the mistake is silent:
+            # the report would start with none of the parameters meant for it.
+            raise ValueError(
+                "StartAccountReportOperator takes the report's parameters as parameters={...}; "
+                "params= is Airflow's template values. Rename it, or pass parameters={} beside params "
+                "if the report takes none."
+            )
         super().__init__(**kwargs)
         self.report = report
         self.parameters = parameters
-        self.wait_for_completion = wait_for_completion
-        self.deferrable = deferrable
+        self.wait_for_completion = flag(wait_for_completion, name="wait_for_completion")
+        self.deferrable = flag(deferrable, name="deferrable")
         self.canvas_conn_id = canvas_conn_id
         self.account_id = account_id
-        self.validate_parameters = validate_parameters
-        self.skip_message = skip_message
-        self.canvas_retry_policy = canvas_retry_policy
-        self.lost_start_rechecks = tuple(float(pause) for pause in lost_start_rechecks)
+        self.validate_parameters = flag(validate_parameters, name="validate_parameters")
+        self.skip_message = flag(skip_message, name="skip_message")
+        self.canvas_retry_policy = retry_policy(canvas_retry_policy)
+        self.lost_start_rechecks = tuple(
+            duration(pause, name="lost_start_rechecks", allow_zero=True) for pause in lost_start_rechecks
+        )
         self.expected_run_time = expected_run_time
-        self.start_jitter = pause_seconds(start_jitter, "start_jitter")
-        self.start_spacing = pause_seconds(start_spacing, "start_spacing")
+        self.start_jitter = duration(start_jitter, name="start_jitter", allow_zero=True)
+        self.start_spacing = duration(start_spacing, name="start_spacing", allow_zero=True)
         self.wait = WaitSettings(
             policy=PollPolicy(
-                seconds(poll_interval, name="poll_interval", default=60.0),
-                adaptive_polling,
-                seconds(max_poll_interval, name="max_poll_interval", default=DEFAULT_MAX_POLL_INTERVAL),
+                duration(poll_interval, name="poll_interval", default=60.0),
+                flag(adaptive_polling, name="adaptive_polling"),
+                duration(max_poll_interval, name="max_poll_interval", default=DEFAULT_MAX_POLL_INTERVAL),
             ),
-            timeout=seconds(timeout, name="timeout", default=DEFAULT_TIMEOUT.total_seconds()),
-            max_consecutive_errors=max_consecutive_errors,
-            retry_policy=canvas_retry_policy,
+            timeout=duration(timeout, name="timeout", default=DEFAULT_TIMEOUT.total_seconds()),
+            max_consecutive_errors=count(max_consecutive_errors, name="max_consecutive_errors"),
+            retry_policy=self.canvas_retry_policy,
             expected_run_time=expected_run_time_setting(expected_run_time),
         )
         # The report this try waits for in the worker: on_kill cancels it.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -31,6 +31,7 @@ from airflow_provider_canvas_reports.canvas.polling import (
     describe_duration,
 )
 from airflow_provider_canvas_reports.links.canvas import XCOM_KEY, CanvasReportsLink, remember_link
+from airflow_provider_canvas_reports.operators._arguments import count, duration, flag, retry_policy
 from airflow_provider_canvas_reports.operators._common import (
     AUTO,
     DEFAULT_CONN_ID,
@@ -43,9 +44,8 @@ from airflow_provider_canvas_reports.operators._common import (
     next_poll_at,
     poll_once,
     report_id_argument,
-    seconds,
 )
-from airflow_provider_canvas_reports.operators._turns import pause_seconds, take_turn
+from airflow_provider_canvas_reports.operators._turns import take_turn
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -122,33 +122,34 @@ class ReportCompleteSensor(BaseSensorOperator):
         max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS,
         canvas_conn_id: str = DEFAULT_CONN_ID,
         account_id: str | int | None = None,
-        canvas_retry_policy: RetryPolicy | None = None,
+        canvas_retry_policy: RetryPolicy | Mapping[str, float] | None = None,
         start_spacing: timedelta | float = 0.2,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
         self.report = report
         self.report_id = report_id
-        self.deferrable = deferrable
-        self.adaptive_polling = adaptive_polling
-        self.max_poll_interval = seconds(
+        self.deferrable = flag(deferrable, name="deferrable")
+        self.adaptive_polling = flag(adaptive_polling, name="adaptive_polling")
+        self.max_poll_interval = duration(
             max_poll_interval, name="max_poll_interval", default=DEFAULT_MAX_POLL_INTERVAL
         )
-        self.max_consecutive_errors = max_consecutive_errors
+        self.max_consecutive_errors = count(max_consecutive_errors, name="max_consecutive_errors")
         self.canvas_conn_id = canvas_conn_id
         self.account_id = account_id
-        self.canvas_retry_policy = canvas_retry_policy
+        self.canvas_retry_policy = retry_policy(canvas_retry_policy)
         self.expected_run_time = expected_run_time
-        self.start_spacing = pause_seconds(start_spacing, "start_spacing")
+        self.start_spacing = duration(start_spacing, name="start_spacing", allow_zero=True)
         self.wait = WaitSettings(
             policy=PollPolicy(
-                seconds(self.poke_interval, name="poke_interval", default=60.0),
-                adaptive_polling,
+                duration(self.poke_interval, name="poke_interval", default=60.0),
+                self.adaptive_polling,
                 self.max_poll_interval,
             ),
-            timeout=float(self.timeout),
-            max_consecutive_errors=max_consecutive_errors,
-            retry_policy=canvas_retry_policy,
+            # 0 would time out at the first poke and cancel a report that is running fine.
+            timeout=duration(self.timeout, name="timeout"),
+            max_consecutive_errors=self.max_consecutive_errors,
+            retry_policy=self.canvas_retry_policy,
             expected_run_time=expected_run_time_setting(expected_run_time),
         )
         self._waiter: Waiter | None = None

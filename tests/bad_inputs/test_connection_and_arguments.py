@@ -384,7 +384,7 @@ def test_bad_report_id_for_the_download(canvas: Sim, lake: Any, report_id: Any, 
         ),
         pytest.param(
             lambda: DownloadReportOperator(task_id="d", report=REPORT, report_id=1, destination="/x", download_attempts=0),
-            "download_attempts must be at least 1, got 0",
+            "download_attempts must be at least 1, not 0",
             id="zero-download-attempts",
         ),
         pytest.param(
@@ -397,8 +397,95 @@ def test_bad_report_id_for_the_download(canvas: Sim, lake: Any, report_id: Any, 
             "RetryPolicy.max_attempts must be at least 1",
             id="retry-policy-zero-attempts",
         ),
+        # Each of these used to pass the parse and fail in the task, some after the report started.
+        pytest.param(
+            lambda: StartAccountReportOperator(task_id="s", report=REPORT, params={"users": True}),
+            "StartAccountReportOperator takes the report's parameters as parameters={...}; params= is "
+            "Airflow's template values. Rename it, or pass parameters={} beside params if the report takes none.",
+            id="params-for-parameters",
+        ),
+        pytest.param(
+            lambda: start(wait_for_completion=True, max_consecutive_errors=0),
+            "max_consecutive_errors must be at least 1, not 0",
+            id="zero-max-consecutive-errors",
+        ),
+        pytest.param(
+            lambda: start(wait_for_completion=True, max_consecutive_errors="3"),
+            "max_consecutive_errors must be a whole number, 1 or more, not '3'",
+            id="string-max-consecutive-errors",
+        ),
+        pytest.param(
+            lambda: ReportCompleteSensor(task_id="w", report=REPORT, report_id=1, max_consecutive_errors=-1),
+            "max_consecutive_errors must be at least 1, not -1",
+            id="sensor-negative-max-consecutive-errors",
+        ),
+        pytest.param(
+            lambda: ReportCompleteSensor(task_id="w", report=REPORT, report_id=1, timeout=0),
+            "timeout must be a positive duration, not 0.0",
+            id="sensor-zero-timeout",
+        ),
+        pytest.param(
+            lambda: start(wait_for_completion=True, timeout="1h"),
+            "timeout must be a duration, seconds (a number) or a datetime.timedelta, not '1h'",
+            id="string-timeout",
+        ),
+        pytest.param(
+            lambda: start(start_spacing=[1]),
+            "start_spacing must be a duration, seconds (a number) or a datetime.timedelta, not [1]",
+            id="list-start-spacing",
+        ),
+        pytest.param(
+            lambda: start(wait_for_completion="false"),
+            "wait_for_completion must be True or False, not 'false'",
+            id="string-wait-for-completion",
+        ),
+        pytest.param(
+            lambda: DownloadReportOperator(task_id="d", report=REPORT, report_id=1, destination="/x", extract_zip="false"),
+            "extract_zip must be True or False, not 'false'",
+            id="string-extract-zip",
+        ),
+        pytest.param(
+            lambda: DownloadReportOperator(task_id="d", report=REPORT, report_id=1, destination="/x", download_attempts=1.5),
+            "download_attempts must be a whole number, 1 or more, not 1.5",
+            id="float-download-attempts",
+        ),
+        pytest.param(
+            lambda: DownloadReportOperator(task_id="d", report=REPORT, report_id=1, destination="/x", download_retry_delay="5s"),
+            "download_retry_delay must be a duration, seconds (a number) or a datetime.timedelta, not '5s'",
+            id="string-download-retry-delay",
+        ),
+        pytest.param(
+            lambda: DownloadReportOperator(task_id="d", report=REPORT, report_id=1, destination="/x", spool_dir=5),
+            "spool_dir must be a local folder path (a string) or None, not 5",
+            id="number-spool-dir",
+        ),
+        pytest.param(
+            lambda: start(canvas_retry_policy={"max_attempt": 2}),
+            "canvas_retry_policy has unknown field(s) 'max_attempt'; RetryPolicy's fields are: max_attempts, "
+            "max_elapsed, base_delay, max_delay, max_retry_after, connect_timeout, read_timeout, low_remaining, "
+            "pace_delay, throttle_jitter",
+            id="retry-policy-dict-typo",
+        ),
+        pytest.param(
+            lambda: ReportCompleteSensor(task_id="w", report=REPORT, report_id=1, canvas_retry_policy={"max_attempts": "2"}),
+            "canvas_retry_policy: max_attempts='2': RetryPolicy's fields are numbers",
+            id="retry-policy-dict-string",
+        ),
+        pytest.param(
+            lambda: start(canvas_retry_policy=3),
+            "canvas_retry_policy must be a RetryPolicy or a dict of its fields, not 3",
+            id="retry-policy-number",
+        ),
     ],
 )  # fmt: skip
 def test_bad_arguments_are_refused_at_parse_time(build: Any, message: str) -> None:
-    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+    with pytest.raises((TypeError, ValueError), match=f"^{re.escape(message)}$"):
         build()
+
+
+def test_a_retry_policy_may_be_given_as_a_dict(canvas: Sim) -> None:
+    task = start(canvas_retry_policy={"max_attempts": 2, "read_timeout": 5})
+    assert task.canvas_retry_policy == RetryPolicy(max_attempts=2, read_timeout=5)
+    run = run_task(task)
+    assert run.error is None
+    assert task.hook.retry_policy == RetryPolicy(max_attempts=2, read_timeout=5)

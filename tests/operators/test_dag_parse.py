@@ -25,8 +25,9 @@ PARSE_MODULES = {
     f"{PACKAGE}.links",
     f"{PACKAGE}.links.canvas",  # the extra link is a class attribute
     f"{PACKAGE}.operators",
+    f"{PACKAGE}.operators._arguments",  # checks durations, switches and counts
     f"{PACKAGE}.operators._common",
-    f"{PACKAGE}.operators._turns",  # pause_seconds checks start_spacing and start_jitter
+    f"{PACKAGE}.operators._turns",  # take_turn, imported with the operator modules
     f"{PACKAGE}.operators.download",
     f"{PACKAGE}.operators.reports",
     f"{PACKAGE}.sensors",

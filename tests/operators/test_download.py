@@ -94,7 +94,7 @@ def test_report_id_that_is_not_an_id_fails_without_retry(report_id: str, tmp_pat
     op = DownloadReportOperator(
         task_id="t", report="provisioning_csv", report_id=report_id, destination=tmp_path.as_uri()
     )
-    with pytest.raises(AirflowFailException, match="report_id must be a Canvas report id"):
+    with pytest.raises(AirflowFailException, match="Invalid Canvas report id"):
         op.execute({})
     assert list(tmp_path.iterdir()) == []
 

@@ -8,7 +8,7 @@ import os
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import pytest
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG
 
-from airflow_provider_canvas_reports.operators._turns import pause_seconds, release_rank, take_host_turn
+from airflow_provider_canvas_reports.operators._turns import release_rank, take_host_turn
 from airflow_provider_canvas_reports.operators.download import DownloadReportOperator
 from airflow_provider_canvas_reports.operators.reports import StartAccountReportOperator
 from airflow_provider_canvas_reports.sensors.reports import ReportCompleteSensor
@@ -78,19 +78,6 @@ def test_a_mapped_download_is_ranked_behind_the_start_it_maps_over():
     mapped = dag.get_task("download")
     assert mapped.upstream_task_ids == {"start"}
     assert release_rank(mapped, DownloadReportOperator) == (0, 1)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(("value", "expected"), [(0, 0.0), (0.2, 0.2), (timedelta(seconds=3), 3.0)])
-def test_pause_seconds(value, expected):
-    assert pause_seconds(value, "start_spacing") == expected
-
-
-@pytest.mark.parametrize("bad", [-1, float("nan"), timedelta(seconds=-1)])
-def test_pause_seconds_refuses_negative_or_nan(bad):
-    with pytest.raises(ValueError, match="start_spacing must be a duration of 0 or more"):
-        pause_seconds(bad, "start_spacing")
-    with pytest.raises(ValueError, match="start_spacing must be a duration of 0 or more"):
-        download("d", start_spacing=bad)
 
 
 class TestHostTurns:

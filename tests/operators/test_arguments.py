@@ -1,0 +1,62 @@
+from datetime import timedelta
+
+import pytest
+
+from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
+from airflow_provider_canvas_reports.operators._arguments import count, duration, flag, retry_policy
+
+
+@pytest.mark.parametrize(("value", "expected"), [(0, 0.0), (0.2, 0.2), (timedelta(seconds=3), 3.0)])
+def test_a_pause_may_be_zero(value, expected):
+    assert duration(value, name="start_spacing", allow_zero=True) == expected
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), float("inf"), timedelta(seconds=-1)])
+def test_a_pause_is_never_negative_nan_or_endless(bad):
+    with pytest.raises(ValueError, match="start_spacing must be a duration of 0 or more"):
+        duration(bad, name="start_spacing", allow_zero=True)
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), timedelta(0)])
+def test_a_wait_duration_is_positive(bad):
+    with pytest.raises(ValueError, match="poll_interval must be a positive duration"):
+        duration(bad, name="poll_interval", default=60.0)
+
+
+def test_none_is_the_default_where_there_is_one():
+    assert duration(None, name="timeout", default=86400.0) == 86400.0
+    with pytest.raises(TypeError, match="expected_run_time must be a duration"):
+        duration(None, name="expected_run_time")
+
+
+@pytest.mark.parametrize("bad", ["60", "1h", [60], True])
+def test_a_duration_is_a_number_or_a_timedelta(bad):
+    with pytest.raises(
+        TypeError, match=r"timeout must be a duration, seconds \(a number\) or a datetime.timedelta"
+    ):
+        duration(bad, name="timeout", default=1.0)
+
+
+@pytest.mark.parametrize("bad", ["false", "true", 1, 0, None])
+def test_a_switch_is_a_bool(bad):
+    with pytest.raises(TypeError, match="extract_zip must be True or False"):
+        flag(bad, name="extract_zip")
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [(0, ValueError), (-2, ValueError), ("3", TypeError), (2.0, TypeError), (True, TypeError)],
+)
+def test_a_count_is_a_whole_number_from_one(bad, error):
+    with pytest.raises(error, match="download_attempts must be"):
+        count(bad, name="download_attempts")
+    assert count(3, name="download_attempts") == 3
+
+
+def test_a_retry_policy_or_a_dict_of_its_fields():
+    policy = RetryPolicy(max_attempts=2)
+    assert retry_policy(None) is None
+    assert retry_policy(policy) is policy
+    assert retry_policy({"max_attempts": 2}) == policy
+    with pytest.raises(ValueError, match=r"RetryPolicy\.max_attempts must be at least 1"):
+        retry_policy({"max_attempts": 0})
