@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from functools import cached_property
@@ -33,9 +34,44 @@ CONNECTION_TEST_POLICY = RetryPolicy(
 )
 
 
+#: What the connection's extra may hold. Anything else is most likely a misspelling, and a
+#: misspelled account_id would quietly run every report on the root account instead.
+EXTRA_KEYS = ("account_id", "allow_http")
+
+
+def connection_extra(conn: Any) -> dict[str, Any]:
+    """The connection's extra, read strictly (Airflow's extra_dejson logs bad JSON and reads {})."""
+    raw = getattr(conn, "extra", None)
+    if raw is None or raw == "":
+        return {}
+    name = getattr(conn, "conn_id", None)
+    try:
+        extra = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
+    except ValueError as exc:
+        # exc.msg and the position only: the extra's text is not shown, in case it holds a secret.
+        raise CanvasConfigError(
+            f"The extra of the Canvas connection '{name}' is not valid JSON ({getattr(exc, 'msg', exc)} at "
+            f"character {getattr(exc, 'pos', '?')}). Write it as a JSON object, e.g. "
+            '{"account_id": "2"}.'
+        ) from None
+    if not isinstance(extra, dict):
+        raise CanvasConfigError(
+            f"The extra of the Canvas connection '{name}' must be a JSON object, e.g. "
+            f'{{"account_id": "2"}}, not a JSON {type(extra).__name__}.'
+        )
+    unknown = sorted(str(key) for key in extra if key not in EXTRA_KEYS)
+    if unknown:
+        raise CanvasConfigError(
+            f"The extra of the Canvas connection '{name}' has unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"it takes {' and '.join(EXTRA_KEYS)} only. Fix the spelling (a misspelled account_id would "
+            "run the reports on the root account), or remove the key."
+        )
+    return extra
+
+
 def settings_from_connection(conn: Any, policy: RetryPolicy) -> tuple[CanvasSettings, str]:
     """Base URL, token and default account from an Airflow connection, with clear errors."""
-    extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
+    extra = connection_extra(conn)
     # Our own safety switch, so only an unmistakable true opens it (not Canvas's loose booleans).
     flag = extra.get("allow_http", False)
     allow_http = (
@@ -43,6 +79,11 @@ def settings_from_connection(conn: Any, policy: RetryPolicy) -> tuple[CanvasSett
     )
     base = endpoints.base_url(conn.host, allow_http=allow_http, port=getattr(conn, "port", None) or None)
     token = (conn.password or "").strip()
+    if token[:7].lower() == "bearer ":
+        raise CanvasConfigError(
+            f"The API token of the Canvas connection '{conn.conn_id}' starts with 'Bearer '. Put the token "
+            "alone in the password field: the provider adds 'Bearer ' itself."
+        )
     if not token:
         raise CanvasConfigError(
             f"The Canvas connection '{conn.conn_id}' has no API token. Put the token in the connection's "

@@ -225,6 +225,9 @@ class DownloadReportOperator(BaseOperator):
         from airflow_provider_canvas_reports.storage.spool import clean_stale_spools
 
         report_id = report_id_argument(self.report_id)
+        # Checked before Canvas is asked anything. A template that renders to "" (no lake
+        # connection configured) means none.
+        folder = resolve_destination(self.destination, self.dest_conn_id or None)
         account = hook.account(self.account_id)
         take_turn(
             self,
@@ -245,8 +248,6 @@ class DownloadReportOperator(BaseOperator):
         attachment = report.attachment
         assert attachment is not None  # require_file checked it
 
-        # A template that renders to "" (no lake connection configured) means none.
-        folder = resolve_destination(self.destination, self.dest_conn_id or None)
         zipped = is_zip(report)
         self.log.info(
             "Landing Canvas report %s #%s (%s, %s) into %s%s",

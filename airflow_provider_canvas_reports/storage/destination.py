@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import PurePath
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -116,6 +118,11 @@ def _split(destination: str | ObjectStoragePath) -> tuple[str, str, str | None, 
         url = object_uri(destination) if scheme != "file" else "file://" + destination.path
         options = {k: v for k, v in destination.storage_options.items() if k != "conn_id"}
         return scheme, url, connection_id(destination), options
+    if isinstance(destination, PurePath):
+        raise DestinationError(
+            f"Destination must be a URL string or an ObjectStoragePath, got the path {str(destination)!r}: "
+            f"give it as a URL, e.g. {destination.as_uri() if destination.is_absolute() else 'file:///absolute/folder/'!r}."
+        )
     if not isinstance(destination, str):
         raise DestinationError(
             f"Destination must be a URL string or an ObjectStoragePath, got {type(destination).__name__}"
@@ -151,6 +158,17 @@ def _split(destination: str | ObjectStoragePath) -> tuple[str, str, str | None, 
                 f"and an absolute path, e.g. 'file:///{netloc}{parts.path}'."
             )
         netloc = ""
+    if scheme in ("file", "local") and not parts.path.startswith("/"):
+        # 'file:lake' would land in /lake, 'local:lake' under the worker's current directory.
+        raise DestinationError(
+            f"Destination {text!r} is a relative path: give an absolute folder, e.g. 'file:///data/reports/'."
+        )
+    if scheme in INSTALL_HINTS and not netloc:
+        word = "container" if INSTALL_HINTS[scheme] == _AZURE else "bucket"
+        raise DestinationError(
+            f"Destination {text!r} names no {word}: give one, e.g. '{scheme}://my-{word}/canvas/' (a "
+            f"template that renders the {word} may have rendered nothing)."
+        )
     url = urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment))
     return scheme, url, conn_in_url, {}
 
@@ -237,4 +255,25 @@ def resolve_destination(
             f"Destination {describe(path)} is a file, not a folder: give the folder that should "
             "receive the report files, e.g. 's3://bucket/reports/'."
         )
+    if storage_kind(path.fs) == "local":
+        _check_local_folder(path)
     return path
+
+
+def _check_local_folder(path: ObjectStoragePath) -> None:
+    """A local folder must be creatable and writable; found now, not after the download."""
+    folder = os.path.abspath(path.path)
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise DestinationError(
+            f"Destination {describe(path)} cannot be a folder: {existing} is a file. Remove it or choose "
+            "another destination."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "folder" if existing == folder else f"folder, nor can it be created in {existing}"
+        raise DestinationError(
+            f"Destination {describe(path)}: the worker cannot write to this {what} (permission denied or "
+            "a read-only filesystem). Grant the Airflow user write access, or choose another destination."
+        )

@@ -138,6 +138,45 @@ def untouched(lake: Path, spool: Path) -> None:
             "files, e.g. 's3://bucket/reports/'.",
             id="an-existing-file",
         ),
+        pytest.param(
+            "{file}/sub/",
+            None,
+            "Destination {file_uri}/sub cannot be a folder: {file_path} is a file. Remove it "
+            "or choose another destination.",
+            id="a-folder-under-a-file",
+        ),
+        pytest.param(
+            "file:lake/",
+            None,
+            "Destination 'file:lake/' is a relative path: give an absolute folder, e.g. 'file:///data/reports/'.",
+            id="file-without-slashes",
+        ),
+        pytest.param(
+            "file:~/lake/",
+            None,
+            "Destination 'file:~/lake/' is a relative path: give an absolute folder, e.g. 'file:///data/reports/'.",
+            id="file-with-a-tilde",
+        ),
+        pytest.param(
+            "local:lake/",
+            None,
+            "Destination 'local:lake/' is a relative path: give an absolute folder, e.g. 'file:///data/reports/'.",
+            id="local-relative",
+        ),
+        pytest.param(
+            "s3:///canvas/2026-11-27/",
+            None,
+            "Destination 's3:///canvas/2026-11-27/' names no bucket: give one, e.g. 's3://my-bucket/canvas/' (a "
+            "template that renders the bucket may have rendered nothing).",
+            id="s3-without-bucket",
+        ),
+        pytest.param(
+            "abfs://",
+            None,
+            "Destination 'abfs://' names no container: give one, e.g. 'abfs://my-container/canvas/' (a template "
+            "that renders the container may have rendered nothing).",
+            id="azure-without-container",
+        ),
     ],
 )
 def test_bad_destination_downloads_and_writes_nothing(
@@ -147,13 +186,25 @@ def test_bad_destination_downloads_and_writes_nothing(
     a_file = tmp_path / "not-a-folder.csv"
     a_file.write_bytes(b"keep\n")
     destination = destination.replace("{lake}", lake.as_uri()).replace("{file}", a_file.as_uri())
-    message = message.replace("{file_uri}", "file://" + str(a_file))
+    message = message.replace("{file_uri}", "file://" + str(a_file)).replace("{file_path}", str(a_file))
     run = land(lake, spool, destination=destination, dest_conn_id=conn_id)
     assert run.message == message
+    assert canvas.count("status") == 0  # checked before Canvas is asked anything
     assert canvas.count("download") == 0
     assert canvas.count("files") == 0
     untouched(lake, spool)
     assert a_file.read_bytes() == b"keep\n"
+
+
+def test_a_path_object_is_refused_with_its_url(canvas: FakeCanvas, tmp_path: Path) -> None:
+    lake, spool = tmp_path / "lake", tmp_path / "spool"
+    run = land(lake, spool, destination=lake)
+    assert run.message == (
+        f"Destination must be a URL string or an ObjectStoragePath, got the path {str(lake)!r}: give it as a "
+        f"URL, e.g. {lake.as_uri()!r}."
+    )
+    assert canvas.count("status") == 0
+    untouched(lake, spool)
 
 
 def test_missing_bucket_downloads_and_writes_nothing(

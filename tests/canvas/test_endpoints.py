@@ -62,6 +62,25 @@ def test_base_url_normalisation(host, expected):
 
 
 @pytest.mark.parametrize(
+    ("host", "fix"),
+    [
+        ("https://school.instructure.com/accounts/2", "Set the host to https://school.instructure.com, and the "
+         "connection extra's account_id to '2'."),
+        ("https://school.instructure.com/accounts/2/settings", "Set the host to https://school.instructure.com, "
+         "and the connection extra's account_id to '2'."),
+        ("https://school.instructure.com/api/v1/accounts/self/reports", "Set the host to "
+         "https://school.instructure.com."),
+        ("https://school.instructure.com/login/canvas", "Set the host to https://school.instructure.com."),
+        ("https://lms.example.edu/canvas/courses/12", "Set the host to https://lms.example.edu/canvas."),
+    ],
+)  # fmt: skip
+def test_base_url_refuses_a_pasted_page_and_says_what_to_set(host, fix):
+    with pytest.raises(CanvasConfigError, match="is a page of Canvas, not where Canvas is") as info:
+        base_url(host)
+    assert str(info.value).endswith(fix)
+
+
+@pytest.mark.parametrize(
     ("host", "port", "expected"),
     [
         ("lms.example.edu", 8443, "https://lms.example.edu:8443"),

@@ -77,15 +77,18 @@ class Canvas:
         *,
         token: str | None = TOKEN,
         host: str | None = None,
-        extra: dict[str, Any] | None = None,
+        extra: dict[str, Any] | str | None = None,
         conn_id: str | None = None,
     ) -> str:
-        """(Re)define the connection as an AIRFLOW_CONN_ env var; returns its id."""
+        """(Re)define the connection as an AIRFLOW_CONN_ env var; returns its id.
+
+        A dict `extra` is merged over account_id "self"; a string is the extra's text, as is.
+        """
         conn_id = conn_id or self.conn_id
         spec: dict[str, Any] = {
             "conn_type": "canvas",
             "host": host or self.url,
-            "extra": {"account_id": "self", **(extra or {})},
+            "extra": extra if isinstance(extra, str) else {"account_id": "self", **(extra or {})},
         }
         if token is not None:
             spec["password"] = token

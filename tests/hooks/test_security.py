@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -101,6 +102,40 @@ async def test_a_token_with_a_stray_character_is_refused_without_showing_it(
 
     assert TOKEN[:8] not in str(info.value)
     assert TOKEN[:8] not in repr(info.value)
+    assert canvas.counters.total_requests == 0
+
+
+async def test_a_token_pasted_with_its_bearer_prefix_is_refused_with_the_fix(
+    canvas: Canvas, make_client: Callable[..., Client]
+) -> None:
+    client = make_client(canvas.hook(token=f"Bearer {TOKEN}"))
+
+    with pytest.raises(CanvasConfigError, match="starts with 'Bearer '") as info:
+        await client.list_available_reports()
+
+    assert "the provider adds 'Bearer ' itself" in str(info.value)
+    assert TOKEN not in str(info.value)
+    assert canvas.counters.total_requests == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        pytest.param('{"account_id": "2",}', "is not valid JSON (Expecting property name", id="trailing-comma"),
+        pytest.param("[1, 2]", "must be a JSON object", id="list"),
+        pytest.param({"accountid": "2"}, "unknown key(s) 'accountid'; it takes account_id and allow_http only", id="typo"),
+        pytest.param({"allow-http": True}, "unknown key(s) 'allow-http'", id="dash"),
+    ],
+)  # fmt: skip
+async def test_an_extra_that_would_be_misread_is_refused_before_any_request(
+    canvas: Canvas, make_client: Callable[..., Client], extra: Any, problem: str
+) -> None:
+    # Read loosely, each of these meant the root account ("self") instead of the one intended.
+    client = make_client(canvas.hook(extra=extra))
+
+    with pytest.raises(CanvasConfigError, match=re.escape(problem)):
+        await client.list_available_reports()
+
     assert canvas.counters.total_requests == 0
 
 
