@@ -98,7 +98,7 @@ class Attachment:
 class Report:
     """A Canvas account report run.
 
-    `raw` keeps the JSON exactly as Canvas sent it: it is what operators return to XCom.
+    `raw` keeps the JSON exactly as Canvas sent it; operators return `as_json()` to XCom.
     """
 
     id: int

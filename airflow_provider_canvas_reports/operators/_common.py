@@ -189,14 +189,21 @@ class WaitSettings:
         )
 
     def waiter(
-        self, *, report: str, report_id: int, started_at: float, expected_run_time: float | None = None
+        self,
+        *,
+        report: str,
+        report_id: int,
+        started_at: float,
+        expected_run_time: float | None = None,
+        deadline: bool = True,
     ) -> Waiter:
+        """The wait's rules; `deadline=False` where Airflow enforces the timeout (sensor pokes)."""
         return Waiter(
             self.policy,
             report_type=report,
             report_id=report_id,
             started_at=started_at,
-            deadline=started_at + self.timeout,
+            deadline=started_at + self.timeout if deadline else None,
             max_consecutive_errors=self.max_consecutive_errors,
             expected_run_time=expected_run_time,
         )

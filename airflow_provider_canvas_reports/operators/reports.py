@@ -26,6 +26,7 @@ from airflow_provider_canvas_reports.operators._common import (
     ReportWaitTimeoutError,
     WaitSettings,
     conclude,
+    describe_cancel,
     expected_run_time_setting,
     next_poll_at,
     wait_in_worker,
@@ -58,8 +59,9 @@ RECONCILE_MARGIN = timedelta(seconds=15)
 class StartAccountReportOperator(BaseOperator):
     """Start a Canvas account report; optionally wait for it (deferring when ``deferrable``).
 
-    Returns (XCom ``return_value``) the Report JSON exactly as Canvas sent it: the started
-    report, or with ``wait_for_completion`` the final one. It also pushes ``report_id`` and
+    Returns (XCom ``return_value``) the Report JSON as Canvas sent it, less the ``verifier``
+    query of ``attachment.url`` (it opens the file without a token): the started report, or
+    with ``wait_for_completion`` the final one. It also pushes ``report_id`` and
     ``canvas_reports_url`` right after the start, before any waiting.
 
     Never starts a second report for one task's tries:
@@ -276,7 +278,8 @@ class StartAccountReportOperator(BaseOperator):
     def _reconcile(
         self, hook: CanvasHook, account: str, sent: Mapping[str, Any], since: datetime | None, *, why: str
     ) -> Report | None:
-        """The newest run of this report with these parameters since `since`, unless it failed."""
+        """The newest run of this report with these parameters created since `since` that has not
+        failed (a failed one is passed over for an older one), or None."""
         from airflow_provider_canvas_reports.canvas import parameters as canvas_parameters
         from airflow_provider_canvas_reports.canvas.report import Phase
 
@@ -438,17 +441,7 @@ class StartAccountReportOperator(BaseOperator):
         if self._waiting_for is None:
             return
         report, report_id, account = self._waiting_for
-        from airflow_provider_canvas_reports.canvas.errors import CanvasError
-
-        try:
-            result = self.hook.cancel_report(report, report_id, account)
-        except CanvasError as exc:
-            self.log.warning("Could not cancel Canvas report %s #%s: %s", report, report_id, exc)
-            return
-        if result is not None:
-            self.log.info(
-                "Cancelled Canvas report %s #%s: Canvas now says '%s'.", report, report_id, result.status
-            )
+        describe_cancel(self.hook, report, report_id, account, self.log)
 
 
 # -- task state helpers (task_state_store exists from Airflow 3.3) ----------------------------

@@ -60,8 +60,8 @@ if TYPE_CHECKING:
 class ReportCompleteSensor(BaseSensorOperator):
     """Wait until a Canvas report is ``complete``; return the final Report dict (XCom).
 
-    The return value is the Report JSON as Canvas sent it, in poke, reschedule and deferrable
-    modes alike. ``error``, ``aborted`` and ``deleted`` (or the report vanishing from Canvas)
+    The return value is the Report JSON as Canvas sent it (less the ``verifier`` query of
+    ``attachment.url``), in poke, reschedule and deferrable modes alike. ``error``, ``aborted`` and ``deleted`` (or the report vanishing from Canvas)
     fail the task with the report id, status and Canvas's reason, or skip it with
     ``soft_fail``. An unknown status keeps the sensor waiting, with a warning.
 
@@ -294,14 +294,12 @@ class ReportCompleteSensor(BaseSensorOperator):
                     log=self.log,
                 )
             # BaseSensorOperator enforces the timeout in these modes, so no deadline here.
-            self._waiter = Waiter(
-                self.wait.policy,
-                report_type=self.report,
+            self._waiter = self.wait.waiter(
+                report=self.report,
                 report_id=self._report_id(),
                 started_at=started,
-                deadline=None,
-                max_consecutive_errors=self.max_consecutive_errors,
                 expected_run_time=expected,
+                deadline=False,
             )
         return self._waiter
 
@@ -340,14 +338,4 @@ class ReportCompleteSensor(BaseSensorOperator):
         """Killed while poking: stop the report in Canvas, as the trigger does when deferred."""
         if not self._pending:
             return
-        from airflow_provider_canvas_reports.canvas.errors import CanvasError
-
-        try:
-            result = self.hook.cancel_report(self.report, self._report_id(), self._account_id())
-        except CanvasError as exc:
-            self.log.warning("Could not cancel Canvas report %s #%s: %s", self.report, self.report_id, exc)
-            return
-        if result is not None:
-            self.log.info(
-                "Cancelled Canvas report %s #%s: Canvas now says '%s'.", self.report, result.id, result.status
-            )
+        describe_cancel(self.hook, self.report, self._report_id(), self._account_id(), self.log)
