@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from airflow_provider_canvas_reports.canvas.endpoints import Hop, first_hop, next_hop, redact_url
 from airflow_provider_canvas_reports.canvas.errors import DownloadError
-from airflow_provider_canvas_reports.canvas.exchange import Failed, Sleep
+from airflow_provider_canvas_reports.canvas.exchange import Failed, Pacer, Sleep
 from airflow_provider_canvas_reports.canvas.headers import header
 from airflow_provider_canvas_reports.canvas.report import Phase, Report
 from airflow_provider_canvas_reports.canvas.retry import Attempt, Done, GiveUp, RetryPolicy, decide
@@ -141,13 +141,16 @@ def open_chain(
     report: Report,
     policy: RetryPolicy,
     *,
+    pacer: Pacer | None = None,
     clock: Callable[[], float] = time.monotonic,
     rng: random.Random | None = None,
 ) -> Generator[OpenHop | Sleep, Opened | Failed | None, Ready]:
     """Walk Canvas's redirect chain to the file, retrying transient failures from the start.
 
     The chain restarts at `file_url` after a failure because the later hops are short-lived
-    signed URLs. The token goes only to the Canvas host (see `endpoints.next_hop`).
+    signed URLs. The token goes only to the Canvas host (see `endpoints.next_hop`). A hop that
+    carries it draws on the token's rate-limit bucket like an API request: it waits for `pacer`
+    first, and its answer's rate-limit headers are noted there.
     """
     require_file(report)
     assert report.file_url is not None
@@ -158,7 +161,11 @@ def open_chain(
         hop = first_hop(canvas_base, report.file_url)
         hops = 0
         while True:
+            if hop.send_auth and pacer is not None and (pause := pacer.pause()) is not None:
+                yield pause
             outcome = yield OpenHop(hop)
+            if hop.send_auth and pacer is not None and isinstance(outcome, Opened):
+                pacer.note(policy, outcome.headers)
             if isinstance(outcome, Opened) and outcome.status in REDIRECTS:
                 hop = next_hop(canvas_base, hop.url, header(outcome.headers, "location"), hops)
                 hops += 1

@@ -244,9 +244,10 @@ class AsyncTransport:
             hop.release()
             headers = {"Accept-Encoding": "identity"}
             if step.hop.send_auth:
-                # Only a hop to the Canvas host carries the token: it takes one of the token's slots
-                # and its pace, as an API request does, and holds the slot until it is released (a
-                # file Canvas serves itself holds it while it streams).
+                # Only a hop to the Canvas host carries the token: it takes one of the token's slots,
+                # as an API request does, and holds it until it is released (a file Canvas serves
+                # itself holds it while it streams). open_chain paced it; the pace is looked at
+                # again once the slot is held, as in _send, for what others learnt meanwhile.
                 await shared.slots.acquire()
                 hop.slots = shared.slots
                 if (pause := shared.pacer.pause()) is not None:
@@ -260,8 +261,6 @@ class AsyncTransport:
                 hop.release()
                 return Failed(classify(exc))
             hop.resp = resp
-            if step.hop.send_auth:
-                shared.pacer.note(self.settings.policy, resp.headers)
             if resp.status != 200:
                 # Not the file (a redirect, an error): its connection and slot are freed now, not
                 # after the backoff of a retry.
@@ -270,7 +269,7 @@ class AsyncTransport:
 
         try:
             ready: Ready = await drive(
-                open_chain(self.settings.base_url, report, self.settings.policy), open_hop
+                open_chain(self.settings.base_url, report, self.settings.policy, pacer=shared.pacer), open_hop
             )
             resp = hop.resp
             assert resp is not None

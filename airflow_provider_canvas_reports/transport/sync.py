@@ -324,7 +324,9 @@ class SyncTransport:
             return Opened(resp.status_code, resp.headers)
 
         try:
-            ready: Ready = drive(open_chain(self.settings.base_url, report, self.settings.policy), open_hop)
+            ready: Ready = drive(
+                open_chain(self.settings.base_url, report, self.settings.policy, pacer=self.pacer), open_hop
+            )
             resp = holder["resp"]
             checker = ChunkChecker(report, ready.expected_size)
             yield Download(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -35,6 +36,14 @@ class _Store(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
+        if self.path == "/low-bucket":  # Canvas's download hop, with its bucket nearly empty
+            self.send_response(302)
+            # Another origin (localhost, not 127.0.0.1): the store, which gets no token and no pace.
+            self.send_header("Location", f"http://localhost:{self.server.server_address[1]}/plain")
+            self.send_header("X-Rate-Limit-Remaining", "5.0")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         how = self.path.strip("/")
         body = HTML if how.startswith("html") else CSV
         self.send_response(200)
@@ -131,4 +140,21 @@ def test_the_reader_checks_the_size_canvas_announced(store: str, announced: int)
         pytest.raises(DownloadError, match=r"cut short|longer than"),
     ):
         _read(download)
+    transport.close()
+
+
+def test_the_canvas_hop_of_a_download_draws_on_the_tokens_pace(store: str) -> None:
+    # The hop to the Canvas host spends the token's bucket like an API request: its rate-limit
+    # header slows the token's next requests, and a pending pause delays the hop itself.
+    transport = SyncTransport(CanvasSettings(store, "tok", POLICY))
+    with transport.download(_report(f"{store}/low-bucket", len(CSV))) as download:
+        assert _read(download) == CSV
+    paused_until = transport.pacer.not_before
+    assert paused_until > time.monotonic()
+
+    started = time.monotonic()
+    with transport.download(_report(f"{store}/plain", len(CSV))) as download:
+        assert time.monotonic() >= paused_until  # the Canvas hop waited for the pace
+        assert _read(download) == CSV
+    assert time.monotonic() - started < 5
     transport.close()
