@@ -8,10 +8,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.providers.common.compat.sdk import AirflowFailException
@@ -64,26 +62,6 @@ def _progress_log(expected: int | None, label: str, logger: logging.Logger | Any
                 next_mark += step
 
     return progress
-
-
-def _member_names(zip_path: Path) -> list[str]:
-    """Object names the ZIP's members will land as (unsafe ones are left to extract_zip to refuse)."""
-    from airflow_provider_canvas_reports.storage.errors import UnsafeNameError
-    from airflow_provider_canvas_reports.storage.zipfiles import member_object_name
-
-    names = []
-    try:
-        with zipfile.ZipFile(zip_path) as zf:
-            for raw in zf.namelist():
-                if raw.endswith("/"):
-                    continue
-                try:
-                    names.append(member_object_name(raw))
-                except UnsafeNameError:
-                    continue
-    except zipfile.BadZipFile:
-        return []  # extract_zip reports it properly
-    return names
 
 
 def asset_uri(uri: str) -> str:
@@ -319,7 +297,7 @@ class DownloadReportOperator(BaseOperator):
         self, hook: CanvasHook, report: Report, folder: ObjectStoragePath, owner: str | None
     ) -> list[LandedObject]:
         from airflow_provider_canvas_reports.storage.spool import spool_stream
-        from airflow_provider_canvas_reports.storage.zipfiles import extract_zip
+        from airflow_provider_canvas_reports.storage.zipfiles import extract_zip, landing_names
 
         # A ZIP's directory is at its end, so it is spooled to local disk, then extracted member
         # by member, each streamed and verified into its own object.
@@ -336,7 +314,7 @@ class DownloadReportOperator(BaseOperator):
             self.log.info(
                 "Received the ZIP (%s, sha256 %s); extracting", _format_size(spooled.size), spooled.sha256
             )
-            self._clean_partials(folder, _member_names(spooled.path))
+            self._clean_partials(folder, landing_names(spooled.path))
             return extract_zip(spooled.path, folder, limits=self.zip_limits, overwrite=self.overwrite)
 
     def _clean_partials(self, folder: ObjectStoragePath, names: list[str]) -> None:

@@ -91,6 +91,27 @@ def member_object_name(raw: str) -> str:
         raise _unsafe(raw, f"its file name is not usable ({exc})") from None
 
 
+def landing_names(zip_path: str | os.PathLike[str]) -> list[str]:
+    """The object names the archive's file members land as, for cleaning up before extraction.
+
+    Members extract_zip would refuse are left out, and so is everything of an unreadable archive:
+    extract_zip reports those properly.
+    """
+    names = []
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            for raw in zf.namelist():
+                if raw.endswith("/"):
+                    continue
+                try:
+                    names.append(member_object_name(raw))
+                except UnsafeNameError:
+                    continue
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
+        return []
+    return names
+
+
 def _validate(zf: zipfile.ZipFile, zip_size: int, limits: ZipLimits, label: str) -> list[_Member]:
     infos = zf.infolist()
     if len(infos) > limits.max_members:

@@ -158,8 +158,7 @@ def drive(gen: Generator[Any, Any, R], step: Callable[[Any], Any]) -> R:
 
 
 def _read_bounded(resp: requests.Response, limit: int) -> bytes:
-    data = resp.raw.read(limit + 1, decode_content=True)
-    return data[:limit]
+    return resp.raw.read(limit, decode_content=True)
 
 
 @dataclass

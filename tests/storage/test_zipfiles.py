@@ -320,3 +320,20 @@ def test_rollback_removes_exactly_what_it_wrote_whatever_the_name(tmp_path, stor
         extract_zip(bad, store.folder)
     assert store.names() == ["Fall 2025 1.csv"]
     assert store.read_back("Fall 2025 1.csv")[0] == len(b"someone else's object")
+
+
+def test_landing_names_are_the_names_extraction_writes(tmp_path):
+    from airflow_provider_canvas_reports.storage.zipfiles import landing_names
+
+    archive = build_zip(
+        tmp_path / "r.zip",
+        [
+            ("terms/", b""),
+            ("terms/Fall 2025 [1].csv", b"a\n"),
+            ("users.csv", b"b\n"),
+            ("../escape.csv", b"c\n"),
+        ],
+    )
+    assert landing_names(archive) == ["Fall 2025 [1].csv", "users.csv"]
+    (tmp_path / "not.zip").write_bytes(b"<html>login</html>")
+    assert landing_names(tmp_path / "not.zip") == []
