@@ -4,11 +4,11 @@ Canvas lets only about 14 requests per token be in flight, so start or download 
 in the same instant (a mapped task's instances, or the tasks of one DAG with the same upstream
 tasks) would send most of their first requests into a full bucket. They cannot talk to each
 other, but each can read the same DAG: a task's place is its rank by task_id among them, plus
-its map index, and it waits that place times a spacing (`canvas.retry.start_delay`).
+its map index, and it waits that place times a spacing (`canvas.turns.start_delay`).
 
 Tasks of different DAGs cannot read each other's DAG, but those on one worker host share its
 temp directory: a small file per (Canvas host, token) holds the last turn taken there, and each
-task takes the next one, `spacing` later (`take_host_turn`, `canvas.retry.host_turn`). A task
+task takes the next one, `spacing` later (`take_host_turn`, `canvas.turns.host_turn`). A task
 alone takes its turn at once.
 
 Every DAG parse imports this module (the operators check their pauses with `pause_seconds`).
@@ -47,7 +47,7 @@ def take_turn(
     """Wait this task's place among the `kind` tasks released with it times `spacing`, plus a
     random 0 to `jitter` seconds, then for its worker host's turn on the token `key` names
     (`CanvasHook.turn_key`), before its first request to Canvas."""
-    from airflow_provider_canvas_reports.canvas.retry import release_place, start_delay
+    from airflow_provider_canvas_reports.canvas.turns import release_place, start_delay
 
     map_index = getattr(context.get("ti"), "map_index", None)
     rank, together = release_rank(task, kind)
@@ -87,7 +87,7 @@ def take_host_turn(key: str, spacing: float) -> float | None:
     rewritten under an exclusive lock held for that moment only. Without it (no `fcntl`, a temp
     dir that is not ours, any OS error) no turn is taken: None.
     """
-    from airflow_provider_canvas_reports.canvas.retry import host_turn
+    from airflow_provider_canvas_reports.canvas.turns import host_turn
 
     if spacing <= 0:
         return None
