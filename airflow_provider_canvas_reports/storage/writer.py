@@ -284,7 +284,9 @@ def _abort_upload(f: Any, uri: str) -> None:
             "clean_stale_partials() or a bucket lifecycle rule (AbortIncompleteMultipartUpload) "
             "removes them; GCS and Azure discard them after a week.",
             uri,
-            exc,
+            # Its text, not the exception: a record that keeps the exception keeps its traceback,
+            # and with it this file object, alive for as long as a handler holds the record.
+            str(exc),
         )
     finally:
         # Never call close(): for fsspec buffered files close() *completes* the upload. Marking

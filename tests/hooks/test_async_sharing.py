@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from airflow_provider_canvas_reports.canvas.errors import PermissionDeniedError
 from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
 from airflow_provider_canvas_reports.transport import aio
 
@@ -44,7 +45,7 @@ async def test_one_session_per_token_and_host(canvas: Canvas) -> None:
 
     await first.alist_available_reports()
     await second.alist_available_reports()
-    with pytest.raises(Exception, match="read_reports"):
+    with pytest.raises(PermissionDeniedError, match="read_reports"):
         await other_token.alist_available_reports()
 
     shared = aio._SHARED[asyncio.get_running_loop()]

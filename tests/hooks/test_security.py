@@ -6,6 +6,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,7 +14,7 @@ import pytest
 
 from airflow_provider_canvas_reports.canvas.errors import CanvasConfigError, CanvasRetryExhaustedError
 from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
-from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
+from airflow_provider_canvas_reports.hooks.canvas import CanvasHook, settings_from_connection
 
 from .helpers import BAD_TOKEN, NO_PERMISSION_TOKEN, NO_SCOPE_TOKEN, TOKEN, Canvas, Client, loopback_alias
 
@@ -43,6 +44,26 @@ async def test_no_scheme_means_https(canvas: Canvas, make_client: Callable[..., 
     hook = canvas.hook(host="canvas.invalid")
 
     assert hook.base_url == "https://canvas.invalid"
+
+
+@pytest.mark.parametrize(
+    ("flag", "allowed"), [(True, True), ("true", True), ("1", True), (False, False), ("yes", False)]
+)
+def test_allow_http_opens_plain_http_to_a_named_host(flag: Any, allowed: bool) -> None:
+    # The rule itself, with no network (the test below needs a second name for the loopback host).
+    conn = SimpleNamespace(
+        conn_id="canvas_http",
+        host="http://canvas.example.edu",
+        port=None,
+        password=TOKEN,
+        extra=json.dumps({"allow_http": flag}),
+    )
+    if allowed:
+        settings, _ = settings_from_connection(conn, RetryPolicy())
+        assert settings.base_url == "http://canvas.example.edu"
+    else:
+        with pytest.raises(CanvasConfigError, match=r"Refusing plain http:// to canvas\.example\.edu"):
+            settings_from_connection(conn, RetryPolicy())
 
 
 async def test_plain_http_allowed_with_allow_http(

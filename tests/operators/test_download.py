@@ -19,12 +19,13 @@ from urllib.parse import unquote
 import pytest
 from airflow.sdk import Asset, AssetAlias
 
-from airflow_provider_canvas_reports.canvas.errors import DownloadError
+from airflow_provider_canvas_reports.canvas.errors import DownloadError, ReportNotFoundError
 from airflow_provider_canvas_reports.canvas.report import Phase
 from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
 from airflow_provider_canvas_reports.lineage import canvas_dataset, object_dataset
 from airflow_provider_canvas_reports.operators.download import DownloadReportOperator
 from airflow_provider_canvas_reports.simulator import CanvasSimulator, RunningSimulator, SimulatorConfig
+from airflow_provider_canvas_reports.storage.errors import DestinationError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -117,7 +118,7 @@ def test_unknown_report_id_is_a_clear_error(canvas: Any, tmp_path: Path) -> None
     op = DownloadReportOperator(
         task_id="t", report="provisioning_csv", report_id=999, destination=tmp_path.as_uri()
     )
-    with pytest.raises(Exception, match=r"999|does not exist|not found"):
+    with pytest.raises(ReportNotFoundError, match=r"Canvas has no report provisioning_csv #999"):
         op.execute({})
 
 
@@ -127,7 +128,7 @@ def test_destination_without_a_filesystem_is_refused_before_downloading(canvas: 
     op = DownloadReportOperator(
         task_id="t", report="provisioning_csv", report_id=report_id, destination="nosuchfs://bucket/x/"
     )
-    with pytest.raises(Exception, match="nosuchfs"):
+    with pytest.raises(DestinationError, match="Destination scheme 'nosuchfs' has no filesystem"):
         op.execute({})
     assert sim.counters.requests["download"] == 0
 

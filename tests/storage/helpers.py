@@ -51,14 +51,19 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def failing_after(chunks: Iterator[bytes], limit: int) -> Iterator[bytes]:
-    """Pass ``chunks`` through, then raise once ``limit`` bytes have gone by (a dropped download)."""
+class TaskKilled(BaseException):
+    """Stands for Airflow's task timeout and SIGTERM exceptions: BaseExceptions, not Exceptions."""
+
+
+def failing_after(chunks: Iterator[bytes], limit: int, error: BaseException | None = None) -> Iterator[bytes]:
+    """Pass ``chunks`` through, then raise once ``limit`` bytes have gone by (a dropped download,
+    or with ``error`` anything else, such as the task being killed)."""
     sent = 0
     for chunk in chunks:
         yield chunk
         sent += len(chunk)
         if sent >= limit:
-            raise ConnectionResetError("simulated: connection reset mid-download")
+            raise error or ConnectionResetError("simulated: connection reset mid-download")
 
 
 def build_zip(

@@ -7,6 +7,8 @@ import stat
 import zipfile
 
 import pytest
+from airflow.sdk import ObjectStoragePath
+from fsspec.implementations.memory import MemoryFileSystem
 
 from airflow_provider_canvas_reports.storage import (
     DestinationExistsError,
@@ -20,6 +22,7 @@ from airflow_provider_canvas_reports.storage import (
 
 from .helpers import (
     MiB,
+    TaskKilled,
     build_zip,
     corrupt_member_data,
     data_bytes,
@@ -190,6 +193,43 @@ def test_corrupt_member_data_rolls_back_what_was_written(tmp_path, local_dir):
     assert "'courses.csv' is corrupt: CRC-32 mismatch" in message
     assert "already written were removed (users.csv)" in message
     assert listing(local_dir) == []
+
+
+class _KilledWhileWriting(MemoryFileSystem):
+    """A store on which the task is killed (timeout, SIGTERM) while it writes `courses.csv`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened_for_writing: list[str] = []
+
+    def _open(self, path, mode="rb", **kwargs):
+        if "w" in mode:
+            self.opened_for_writing.append(path)
+            if "courses.csv" in path:
+                raise TaskKilled("the task's timeout fired")
+        return super()._open(path, mode, **kwargs)
+
+
+def test_a_task_killed_mid_extraction_rolls_back_and_stays_killed(tmp_path):
+    # Airflow's timeout and SIGTERM are BaseExceptions: no error message is owed, but no
+    # half-extracted set may stay behind either.
+    from airflow.sdk.io import attach
+
+    store = _KilledWhileWriting()
+    attach(protocol="memory", fs=store)
+    folder = ObjectStoragePath(f"memory://canvas-killed-{os.getpid()}/reports/")
+    archive = build_zip(tmp_path / "set.zip", [("users.csv", USERS), ("courses.csv", COURSES)])
+    try:
+        assert folder.fs is store
+        with pytest.raises(TaskKilled):
+            extract_zip(archive, folder)
+
+        assert any("users.csv" in path for path in store.opened_for_writing)  # it had landed
+        assert store.find(folder.path) == []  # and was rolled back
+    finally:
+        if store.exists(folder.path):
+            store.rm(folder.path, recursive=True)
+        attach(protocol="memory", fs=MemoryFileSystem())
 
 
 # -- ZIP bombs ---------------------------------------------------------------------------------

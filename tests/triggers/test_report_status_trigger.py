@@ -235,7 +235,8 @@ class TestOutcomes:
     async def test_poll_interval_is_honoured(self, canvas: CanvasSimulator):
         report_id = start_queued(canvas)
         await first_event(trigger(report_id, poll_interval=0.25, deadline=time.time() + 1.3))
-        assert 4 <= canvas.counters.status_polls[report_id] <= 7
+        # At most one poll per 0.25 s (7 in 1.3 s, the first at once); a loaded machine may fit fewer.
+        assert 2 <= canvas.counters.status_polls[report_id] <= 7
 
     async def test_polls_that_change_nothing_are_not_logged_at_info(
         self, canvas: CanvasSimulator, capsys: pytest.CaptureFixture[str]
