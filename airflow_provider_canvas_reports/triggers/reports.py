@@ -6,10 +6,12 @@ import asyncio
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_canvas_reports.canvas import endpoints
 from airflow_provider_canvas_reports.canvas.errors import ReportNotFoundError
 from airflow_provider_canvas_reports.canvas.polling import (
     DEFAULT_MAX_CONSECUTIVE_ERRORS,
@@ -34,6 +36,14 @@ from airflow_provider_canvas_reports.triggers.events import parse_event as parse
 from airflow_provider_canvas_reports.triggers.events import retry_policy_kwargs as retry_policy_kwargs
 
 TRIGGER_PATH = "airflow_provider_canvas_reports.triggers.reports.ReportStatusTrigger"
+# Any deadline before this is a duration passed by mistake (it would end the wait at once).
+_EPOCH_2001 = 978_307_200.0
+
+
+def _seconds(value: float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
 ON_KILL_TIMEOUT = 25.0
 T = TypeVar("T")
 
@@ -81,10 +91,10 @@ class ReportStatusTrigger(BaseTrigger):
         report: str,
         report_id: int | str,
         account_id: str | None = None,
-        poll_interval: float = 60.0,
+        poll_interval: float | timedelta = 60.0,
         deadline: float | None = None,
         adaptive_polling: bool = True,
-        max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
+        max_poll_interval: float | timedelta = DEFAULT_MAX_POLL_INTERVAL,
         max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS,
         wait_started_at: float | None = None,
         retry_policy: Mapping[str, float | int] | None = None,
@@ -95,12 +105,16 @@ class ReportStatusTrigger(BaseTrigger):
         super().__init__()
         self.canvas_conn_id = canvas_conn_id
         self.report = report
-        self.report_id = int(report_id)
+        self.report_id = int(endpoints.report_id_segment(report_id))
         self.account_id = None if account_id in (None, "") else str(account_id)
-        self.poll_interval = float(poll_interval)
+        self.poll_interval = _seconds(poll_interval)
+        if deadline is not None and float(deadline) < _EPOCH_2001:
+            raise ValueError(
+                f"deadline={deadline!r} is not an absolute time: give epoch seconds, e.g. time.time() + 3600"
+            )
         self.deadline = None if deadline is None else float(deadline)
         self.adaptive_polling = bool(adaptive_polling)
-        self.max_poll_interval = float(max_poll_interval)
+        self.max_poll_interval = _seconds(max_poll_interval)
         self.max_consecutive_errors = int(max_consecutive_errors)
         self.wait_started_at = None if wait_started_at is None else float(wait_started_at)
         self.retry_policy = dict(retry_policy) if retry_policy is not None else None

@@ -23,6 +23,7 @@ from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
 from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
 from airflow_provider_canvas_reports.operators.download import DownloadReportOperator
 from airflow_provider_canvas_reports.operators.reports import StartAccountReportOperator
+from airflow_provider_canvas_reports.sensors.reports import ReportCompleteSensor
 from airflow_provider_canvas_reports.simulator import Fault
 from airflow_provider_canvas_reports.simulator.reportfiles import ZIP_TYPE, BuiltFile
 
@@ -176,6 +177,36 @@ def test_csv_report_lands_byte_for_byte_after_start_and_wait(
     assert "Landed 1 object(s)" in text
     for secret in (canvas.token, "X-Amz-Signature", "/objects/account_reports"):
         assert secret not in text
+
+
+def test_the_report_id_xcom_key_serves_as_report_id_through_output(
+    canvas: Any, run_dag: RunDag, lake: Path
+) -> None:
+    # As the README shows: start.output["report_id"] (the key the start pushes), not ["id"].
+    with DAG("dl_output_key", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")) as dag:
+        start = StartAccountReportOperator(task_id="start", report="last_user_access_csv")
+        wait = ReportCompleteSensor(
+            task_id="wait",
+            report="last_user_access_csv",
+            report_id=start.output["report_id"],
+            poke_interval=0.2,
+        )
+        land = DownloadReportOperator(
+            task_id="land",
+            report="last_user_access_csv",
+            report_id=start.output["report_id"],
+            destination=lake.as_uri(),
+        )
+        start >> wait >> land
+
+    result = run_dag(dag)
+
+    assert result.states() == {"start": "success", "wait": "success", "land": "success"}
+    report_id = result["start"].return_value["id"]
+    assert result["wait"].return_value["id"] == report_id
+    assert [obj["size"] for obj in result["land"].return_value] == [
+        len(generated_file(canvas, report_id).read_bytes())
+    ]
 
 
 def test_zip_report_lands_one_object_per_member(canvas: Any, run_dag: RunDag, lake: Path) -> None:

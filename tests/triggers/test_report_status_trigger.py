@@ -6,10 +6,12 @@ import asyncio
 import json
 import re
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from airflow_provider_canvas_reports.canvas.errors import CanvasConfigError
 from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
 from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
 from airflow_provider_canvas_reports.simulator import CanvasSimulator, Fault
@@ -119,6 +121,15 @@ class TestSerialization:
             trigger(1, poll_interval=0)
         with pytest.raises(ValueError, match="expected_run_time"):
             trigger(1, expected_run_time=-3)
+
+    def test_a_trigger_built_by_hand_says_what_is_wrong(self):
+        with pytest.raises(CanvasConfigError, match="Invalid Canvas report id 'abc'"):
+            trigger("abc")
+        with pytest.raises(ValueError, match=r"deadline=3600 is not an absolute time: give epoch seconds"):
+            trigger(1, deadline=3600)
+        built = trigger(1, poll_interval=timedelta(seconds=30), max_poll_interval=timedelta(minutes=10))
+        assert (built.poll_interval, built.max_poll_interval) == (30.0, 600.0)
+        assert json.loads(json.dumps(built.serialize()[1]))["poll_interval"] == 30.0
 
 
 class TestOutcomes:
