@@ -498,6 +498,14 @@ class Waiter:
     def time_left(self, now: float) -> float | None:
         return None if self.deadline is None else max(0.0, self.deadline - now)
 
+    def answered(self, answer: Report | Exception, now: float) -> Outcome | PollAgain:
+        """The step after a status request, from what it gave: the Report, or the error it raised."""
+        if not isinstance(answer, Exception):
+            return self.seen(answer, now)
+        from airflow_provider_canvas_reports.canvas.errors import ReportNotFoundError
+
+        return self.gone(now) if isinstance(answer, ReportNotFoundError) else self.failed(answer, now)
+
     def seen(self, report: Report, now: float) -> Outcome | PollAgain:
         self.polls += 1
         self.consecutive_errors = 0

@@ -211,15 +211,12 @@ class WaitSettings:
 
 def poll_once(hook: CanvasHook, waiter: Waiter, account: str, clock: Callable[[], float]) -> Any:
     """One status request, as the waiter sees it: an Outcome or a PollAgain."""
-    from airflow_provider_canvas_reports.canvas.errors import ReportNotFoundError
-
+    answer: Report | Exception
     try:
-        report = hook.get_report(waiter.report_type, waiter.report_id, account)
-    except ReportNotFoundError:
-        return waiter.gone(clock())
+        answer = hook.get_report(waiter.report_type, waiter.report_id, account)
     except Exception as exc:
-        return waiter.failed(exc, clock())
-    return waiter.seen(report, clock())
+        answer = exc
+    return waiter.answered(answer, clock())
 
 
 def next_poll_at(step: Outcome | PollAgain, now: float) -> float | None:

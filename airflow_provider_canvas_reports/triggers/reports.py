@@ -12,7 +12,6 @@ from typing import Any, TypeVar
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_canvas_reports.canvas import endpoints
-from airflow_provider_canvas_reports.canvas.errors import ReportNotFoundError
 from airflow_provider_canvas_reports.canvas.polling import (
     DEFAULT_MAX_CONSECUTIVE_ERRORS,
     DEFAULT_MAX_POLL_INTERVAL,
@@ -24,6 +23,7 @@ from airflow_provider_canvas_reports.canvas.polling import (
     check_expected_run_time,
     sleep_for,
 )
+from airflow_provider_canvas_reports.canvas.report import Report
 from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
 from airflow_provider_canvas_reports.triggers import wake
 
@@ -218,13 +218,12 @@ class ReportStatusTrigger(BaseTrigger):
             await wake.sleep(pause, self.deadline)
 
     async def _poll(self, hook: CanvasHook, account: str, waiter: Waiter) -> Outcome | PollAgain:
+        answer: Report | Exception
         try:
-            report = await hook.aget_report(self.report, self.report_id, account)
-        except ReportNotFoundError:
-            return waiter.gone(time.time())
+            answer = await hook.aget_report(self.report, self.report_id, account)
         except Exception as exc:
-            return waiter.failed(exc, time.time())
-        return waiter.seen(report, time.time())
+            answer = exc
+        return waiter.answered(answer, time.time())
 
     # Stops that outlived on_kill (see there), held so that they are not garbage-collected.
     _stopping: set[asyncio.Task[None]] = set()

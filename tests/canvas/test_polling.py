@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from airflow_provider_canvas_reports.canvas.errors import (
     CanvasRetryExhaustedError,
     InvalidTokenError,
+    ReportNotFoundError,
 )
 from airflow_provider_canvas_reports.canvas.polling import (
     ERROR,
@@ -357,6 +358,17 @@ class TestWaiter:
         outcome = self.make().failed(InvalidTokenError("token expired"), T0)
         assert isinstance(outcome, Outcome)
         assert outcome.kind == ERROR
+
+    def test_an_answer_is_read_as_a_report_a_404_or_a_failed_poll(self):
+        waiter = self.make()
+        assert isinstance(waiter.answered(report("running", 10), T0), PollAgain)
+        assert waiter.polls == 1
+        assert isinstance(waiter.answered(CanvasRetryExhaustedError("HTTP 503"), T0), PollAgain)
+        assert waiter.consecutive_errors == 1
+        gone = waiter.answered(ReportNotFoundError("HTTP 404", status=404), T0)
+        assert isinstance(gone, Outcome)
+        assert gone.kind == FAILURE
+        assert "no longer exists in Canvas" in gone.message
 
     def test_gone_is_failure(self):
         waiter = self.make()
