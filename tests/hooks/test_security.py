@@ -11,14 +11,23 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from airflow import __version__ as airflow_version
+from airflow.providers.common.compat.sdk import AirflowNotFoundException
+from packaging.version import Version
 
 from airflow_provider_canvas_reports.canvas.errors import CanvasConfigError, CanvasRetryExhaustedError
 from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
-from airflow_provider_canvas_reports.hooks.canvas import CanvasHook, settings_from_connection
+from airflow_provider_canvas_reports.hooks.canvas import (
+    CanvasHook,
+    connection_extra,
+    settings_from_connection,
+)
 
 from .helpers import BAD_TOKEN, NO_PERMISSION_TOKEN, NO_SCOPE_TOKEN, TOKEN, Canvas, Client, loopback_alias
 
 pytestmark = pytest.mark.usefixtures("close_sessions")
+
+AIRFLOW_BEFORE_3_2 = Version(airflow_version).release[:2] < (3, 2)
 
 
 # --- plain http ---------------------------------------------------------------------------------
@@ -154,10 +163,32 @@ async def test_an_extra_that_would_be_misread_is_refused_before_any_request(
     # Read loosely, each of these meant the root account ("self") instead of the one intended.
     client = make_client(canvas.hook(extra=extra))
 
-    with pytest.raises(CanvasConfigError, match=re.escape(problem)):
-        await client.list_available_reports()
+    if isinstance(extra, str) and AIRFLOW_BEFORE_3_2:
+        # Airflow 3.1 refuses such an extra in a connection's environment variable itself.
+        with pytest.raises(AirflowNotFoundException, match="isn't defined"):
+            await client.list_available_reports()
+    else:
+        with pytest.raises(CanvasConfigError, match=re.escape(problem)):
+            await client.list_available_reports()
 
     assert canvas.counters.total_requests == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ('{"account_id": "2",}', "is not valid JSON (Expecting property name"),
+        ("[1, 2]", 'must be a JSON object, e.g. {"account_id": "2"}, not a JSON list'),
+        ('{"account_id": "2", "accountid": "3"}', "unknown key(s) 'accountid'"),
+    ],
+)
+def test_the_extra_is_read_strictly_whatever_airflow_version(extra: str, problem: str) -> None:
+    # As a connection from the metadata database or a secrets backend hands it over: the text.
+    conn = SimpleNamespace(conn_id="canvas_x", extra=extra)
+    with pytest.raises(CanvasConfigError, match=re.escape(problem)):
+        connection_extra(conn)
+    assert connection_extra(SimpleNamespace(conn_id="c", extra=None)) == {}
+    assert connection_extra(SimpleNamespace(conn_id="c", extra='{"account_id": "2"}')) == {"account_id": "2"}
 
 
 async def test_credentials_in_the_host_are_refused(
