@@ -159,15 +159,15 @@ class StartAccountReportOperator(BaseOperator):
         start_spacing: timedelta | float = 0.2,
         **kwargs: Any,
     ) -> None:
-        if parameters is None and kwargs.get("params"):
+        super().__init__(**kwargs)
+        if parameters is None and (own := _own_params(self)):
             # `params` is Airflow's own argument (values for templates), so the mistake is silent:
             # the report would start with none of the parameters meant for it.
             raise ValueError(
                 "StartAccountReportOperator takes the report's parameters as parameters={...}; "
-                "params= is Airflow's template values. Rename it, or pass parameters={} beside params "
-                "if the report takes none."
+                f"params= ({', '.join(sorted(own))}) is Airflow's template values. Rename it, or pass "
+                "parameters={} beside params if the report takes none."
             )
-        super().__init__(**kwargs)
         self.report = report
         self.parameters = parameters
         self.wait_for_completion = flag(wait_for_completion, name="wait_for_completion")
@@ -442,6 +442,12 @@ class StartAccountReportOperator(BaseOperator):
             return
         report, report_id, account = self._waiting_for
         describe_cancel(self.hook, report, report_id, account, self.log)
+
+
+def _own_params(task: BaseOperator) -> set[str]:
+    """The names in the task's `params` that its DAG does not define (Airflow merges the DAG's in)."""
+    dag = task.dag if task.has_dag() else None
+    return set(task.params) - set(dag.params if dag is not None else ())
 
 
 # -- task state helpers (task_state_store exists from Airflow 3.3) ----------------------------

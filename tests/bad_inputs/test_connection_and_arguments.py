@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from airflow.sdk import DAG
 from canvas_harness import HANG_GUARD, REPORT, Sim, env_name, run_task, simulator
 
 from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
@@ -400,7 +401,7 @@ def test_bad_report_id_for_the_download(canvas: Sim, lake: Any, report_id: Any, 
         # Each of these used to pass the parse and fail in the task, some after the report started.
         pytest.param(
             lambda: StartAccountReportOperator(task_id="s", report=REPORT, params={"users": True}),
-            "StartAccountReportOperator takes the report's parameters as parameters={...}; params= is "
+            "StartAccountReportOperator takes the report's parameters as parameters={...}; params= (users) is "
             "Airflow's template values. Rename it, or pass parameters={} beside params if the report takes none.",
             id="params-for-parameters",
         ),
@@ -481,6 +482,24 @@ def test_bad_report_id_for_the_download(canvas: Sim, lake: Any, report_id: Any, 
 def test_bad_arguments_are_refused_at_parse_time(build: Any, message: str) -> None:
     with pytest.raises((TypeError, ValueError), match=f"^{re.escape(message)}$"):
         build()
+
+
+def test_the_dags_own_params_are_no_sign_of_a_misnamed_parameters() -> None:
+    # Airflow merges the DAG's params into every task's: only the task's own count.
+    with DAG("params_dag", schedule=None, params={"region": "north"}):
+        task = StartAccountReportOperator(task_id="s", report="last_user_access_csv")
+        mapped = StartAccountReportOperator.partial(task_id="m", report="last_user_access_csv").expand(
+            account_id=["1", "2"]
+        )
+    assert task.parameters is None
+    assert task.params["region"] == "north"
+    unmapped = mapped.unmap({"account_id": "1"})  # as a worker builds each mapped instance
+    assert (unmapped.account_id, dict(unmapped.params)) == ("1", {"region": "north"})
+    with (
+        pytest.raises(ValueError, match=re.escape("params= (course_id) is Airflow's template values")),
+        DAG("params_dag_2", schedule=None, params={"region": "north"}),
+    ):
+        StartAccountReportOperator(task_id="s", report="last_user_access_csv", params={"course_id": 5})
 
 
 def test_a_retry_policy_may_be_given_as_a_dict(canvas: Sim) -> None:
