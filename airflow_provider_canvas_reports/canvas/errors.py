@@ -261,17 +261,27 @@ def error_from_response(
             status=status,
         )
     if 300 <= status < 400:
-        from airflow_provider_canvas_reports.canvas.endpoints import redact_url
-
-        location = header(headers, "location")
-        target = f" to {redact_url(location)}" if location and "://" in location else ""
-        return CanvasResponseError(
-            f"Canvas redirected the request to {what} on {where} (HTTP {status}){target} instead of "
-            "answering: the connection host is not the Canvas API host (a vanity domain, http instead "
-            "of https, or an SSO page). Set the connection host to the Canvas URL itself.",
-            status=status,
-        )
+        return redirected_error(context, status, header(headers, "location"))
     return CanvasResponseError(f"Canvas answered HTTP {status} to {what} on {where}: {said}.", status=status)
+
+
+def redirected_error(
+    context: RequestContext, status: int | None, location: str | None
+) -> CanvasResponseError:
+    """An API call answered with a redirect (the status is None when the client would not even
+    parse its Location); API answers never redirect, so the host is not Canvas's API."""
+    from airflow_provider_canvas_reports.canvas.endpoints import redact_url
+
+    if status is None:
+        how = " to a malformed URL"
+    else:
+        how = f" (HTTP {status})" + (f" to {redact_url(location)}" if location and "://" in location else "")
+    return CanvasResponseError(
+        f"Canvas redirected the request to {context.action} on account {context.account_id}{how} instead "
+        "of answering: the connection host is not the Canvas API host (a vanity domain, http instead "
+        "of https, or an SSO page). Set the connection host to the Canvas URL itself.",
+        status=status,
+    )
 
 
 def not_json_error(

@@ -26,7 +26,7 @@ from airflow_provider_canvas_reports.canvas.download import (
     open_chain,
 )
 from airflow_provider_canvas_reports.canvas.endpoints import Origin, loggable_target, origin, origin_of
-from airflow_provider_canvas_reports.canvas.errors import CanvasError, DownloadError
+from airflow_provider_canvas_reports.canvas.errors import CanvasError, DownloadError, redirected_error
 from airflow_provider_canvas_reports.canvas.exchange import (
     MAX_ERROR_BODY,
     ApiRequest,
@@ -249,6 +249,9 @@ class SyncTransport:
                     allow_redirects=False,
                     stream=True,
                 )
+        except (requests.exceptions.InvalidURL, ValueError):
+            # requests parses a redirect's Location even when not following it: only a 3xx gets here.
+            raise redirected_error(request.context, None, None) from None
         except requests.RequestException as exc:
             return Failed(classify(exc))
         try:

@@ -328,18 +328,18 @@ def test_missing_status_is_treated_as_unknown(canvas: FakeCanvas) -> None:
 
 
 def test_api_redirect_with_a_malformed_location(canvas: FakeCanvas) -> None:
-    """An API answer 302 with a Location requests cannot parse (a broken proxy): no start, a clear stop.
-
-    Today the error is requests' own bare ValueError (see test_download_inputs.py for the same bug on
-    the download chain); what matters here is that nothing is started or retried blindly.
-    """
+    """An API answer 302 with a Location requests cannot parse (a broken proxy): no start, a clear stop."""
 
     async def broken(request: web.Request) -> web.Response:
         return web.Response(status=302, headers={"location": "http://[::1"})
 
     canvas.handlers["available"] = broken
     run = run_task(start())
-    assert type(run.error) is ValueError
-    assert run.message == "Invalid IPv6 URL"
+    assert type(run.error).__name__ == "CanvasResponseError"
+    assert run.message == (
+        "Canvas redirected the request to list the available reports on account self to a malformed URL "
+        "instead of answering: the connection host is not the Canvas API host (a vanity domain, http "
+        "instead of https, or an SSO page). Set the connection host to the Canvas URL itself."
+    )
     assert canvas.count("available") == 1
     assert canvas.count("start") == 0
