@@ -87,23 +87,27 @@ def base_url(host: str | None, *, allow_http: bool = False, port: int | None = N
     return f"{scheme}://{netloc}{path}"
 
 
-# First path segments of Canvas's pages and API. A host path holding one was pasted from the
-# browser or an API call; Canvas (even behind a path prefix) lives before it.
-_PAGE_SEGMENTS = frozenset({"accounts", "api", "courses", "login", "profile", "users"})
+# Paths of Canvas's pages and API calls: a host path holding one was pasted from the browser or
+# an API call, and Canvas (even behind a path prefix, which may hold words like "api") lives
+# before it. Only whole Canvas routes count: an API call, an account, course or user page by id,
+# a login or profile page.
+_PAGE_PATH = re.compile(
+    r"/api/v1/|/(?P<kind>accounts|courses|users)/(?P<id>\d+|self|sis_[^/]+)(?:/|$)|/(?:login|profile)(?:/|$)",
+    re.IGNORECASE,
+)
 
 
 def _refuse_page_path(path: str, origin_url: str) -> None:
-    segments = path.split("/")
-    for index, segment in enumerate(segments):
-        if segment.lower() not in _PAGE_SEGMENTS:
-            continue
-        base = origin_url + "/".join(segments[:index]).rstrip("/")
-        account = segments[index + 1] if segment.lower() == "accounts" and index + 1 < len(segments) else ""
-        extra = f", and the connection extra's account_id to {account!r}" if account else ""
-        raise CanvasConfigError(
-            f"The Canvas connection host has the path {path!r}: that is a page of Canvas, not where Canvas "
-            f"is. Set the host to {base}{extra}."
-        )
+    match = _PAGE_PATH.search(path)
+    if match is None:
+        return
+    base = origin_url + path[: match.start()]
+    account = match.group("id") if (match.group("kind") or "").lower() == "accounts" else None
+    extra = f", and the connection extra's account_id to {account!r}" if account else ""
+    raise CanvasConfigError(
+        f"The Canvas connection host has the path {path!r}: that is a page of Canvas, not where Canvas "
+        f"is. Set the host to {base}{extra}."
+    )
 
 
 Origin = tuple[str, str, int | None]  # scheme, host, port (the default port filled in)

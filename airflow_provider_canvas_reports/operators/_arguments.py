@@ -23,6 +23,9 @@ def duration(value: Any, *, name: str, default: float | None = None, allow_zero:
     """
     if value is None and default is not None:
         return default
+    # A string of a number is taken: it is what Variable.get() gives for a value kept there.
+    if isinstance(value, str) and _is_number(value):
+        value = float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float, timedelta)):
         raise TypeError(f"{name} must be a duration, {_DURATION}, not {value!r}")
     number = value.total_seconds() if isinstance(value, timedelta) else float(value)
@@ -35,7 +38,10 @@ def duration(value: Any, *, name: str, default: float | None = None, allow_zero:
 
 
 def flag(value: Any, *, name: str) -> bool:
-    """A switch: True or False only. The string "false" is truthy, so it would mean the opposite."""
+    """A switch: True or False, or those words (as Variable.get() gives them). Anything else is
+    refused: the string "false" is truthy, so read as Python reads it, it would mean the opposite."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, not {value!r}")
     return value
@@ -43,11 +49,21 @@ def flag(value: Any, *, name: str) -> bool:
 
 def count(value: Any, *, name: str) -> int:
     """A number of times (attempts, errors in a row): a whole number, 1 or more."""
+    if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be a whole number, 1 or more, not {value!r}")
     if value < 1:
         raise ValueError(f"{name} must be at least 1, not {value!r}")
     return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def retry_policy(value: Any) -> RetryPolicy | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
@@ -141,7 +142,7 @@ class DownloadReportOperator(BaseOperator):
         asset_alias: str | None = DEFAULT_ASSET_ALIAS,
         download_attempts: int = 3,
         download_retry_delay: float = 5.0,
-        spool_dir: str | None = None,
+        spool_dir: str | os.PathLike[str] | None = None,
         canvas_retry_policy: RetryPolicy | Mapping[str, float] | None = None,
         start_spacing: timedelta | float = 0.2,
         **kwargs: Any,
@@ -176,9 +177,9 @@ class DownloadReportOperator(BaseOperator):
         self.download_retry_delay = duration(
             download_retry_delay, name="download_retry_delay", allow_zero=True
         )
-        if spool_dir is not None and not isinstance(spool_dir, str):
-            raise TypeError(f"spool_dir must be a local folder path (a string) or None, not {spool_dir!r}")
-        self.spool_dir = spool_dir
+        if spool_dir is not None and not isinstance(spool_dir, (str, os.PathLike)):
+            raise TypeError(f"spool_dir must be a local folder path or None, not {spool_dir!r}")
+        self.spool_dir = None if spool_dir is None else os.fspath(spool_dir)
         self.canvas_retry_policy = retry_policy(canvas_retry_policy)
         self.start_spacing = duration(start_spacing, name="start_spacing", allow_zero=True)
         # Filled by execute() for get_openlineage_facets_on_complete (same operator instance).

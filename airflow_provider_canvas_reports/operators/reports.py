@@ -159,8 +159,9 @@ class StartAccountReportOperator(BaseOperator):
         start_spacing: timedelta | float = 0.2,
         **kwargs: Any,
     ) -> None:
+        inherited = (kwargs.get("default_args") or {}).get("params") or {}
         super().__init__(**kwargs)
-        if parameters is None and (own := _own_params(self)):
+        if parameters is None and (own := _own_params(self, inherited)):
             # `params` is Airflow's own argument (values for templates), so the mistake is silent:
             # the report would start with none of the parameters meant for it.
             raise ValueError(
@@ -444,10 +445,12 @@ class StartAccountReportOperator(BaseOperator):
         describe_cancel(self.hook, report, report_id, account, self.log)
 
 
-def _own_params(task: BaseOperator) -> set[str]:
-    """The names in the task's `params` that its DAG does not define (Airflow merges the DAG's in)."""
+def _own_params(task: BaseOperator, inherited: Mapping[str, Any]) -> set[str]:
+    """The names in the task's `params` given to this task itself. Airflow merges in those of its
+    DAG and of every level's default_args (DAG, TaskGroup, the task's), which arrive as
+    `inherited`: those are template values meant for many tasks, not a misnamed `parameters`."""
     dag = task.dag if task.has_dag() else None
-    return set(task.params) - set(dag.params if dag is not None else ())
+    return set(task.params) - set(dag.params if dag is not None else ()) - set(inherited)
 
 
 # -- task state helpers (task_state_store exists from Airflow 3.3) ----------------------------

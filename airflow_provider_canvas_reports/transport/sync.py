@@ -127,6 +127,17 @@ class _HeadersAsGiven(requests.auth.AuthBase):
 _NO_COOKIES = http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
 
 
+def _unreadable_redirect(exc: BaseException) -> bool:
+    """Whether requests raised `exc` reading a redirect's Location, which it does even when told
+    not to follow redirects; not, say, a malformed proxy URL from the environment."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name in ("resolve_redirects", "get_redirect_target"):
+            return True
+        tb = tb.tb_next
+    return False
+
+
 def classify(exc: requests.RequestException) -> Failure:
     """Whether the request can have reached Canvas: only a refused connection surely did not."""
     if isinstance(exc, requests.ConnectTimeout):
@@ -249,11 +260,12 @@ class SyncTransport:
                     allow_redirects=False,
                     stream=True,
                 )
-        except (requests.exceptions.InvalidURL, ValueError):
-            # requests parses a redirect's Location even when not following it: only a 3xx gets here.
-            raise redirected_error(request.context, None, None) from None
-        except requests.RequestException as exc:
-            return Failed(classify(exc))
+        except (requests.RequestException, ValueError) as exc:
+            if _unreadable_redirect(exc):
+                raise redirected_error(request.context, None, None) from None
+            if isinstance(exc, requests.RequestException):
+                return Failed(classify(exc))
+            raise
         try:
             limit = MAX_JSON_BODY if 200 <= resp.status_code < 300 else MAX_ERROR_BODY
             body = _read_bounded(resp, limit)
@@ -315,13 +327,14 @@ class SyncTransport:
                         allow_redirects=False,
                         timeout=self._timeout,
                     )
-            except (requests.exceptions.InvalidURL, ValueError):
-                # requests parses a redirect's Location even when not following it.
-                raise DownloadError(
-                    "The report download points at a malformed URL; refusing to follow it."
-                ) from None
-            except requests.RequestException as exc:
-                return Failed(classify(exc))
+            except (requests.RequestException, ValueError) as exc:
+                if _unreadable_redirect(exc):
+                    raise DownloadError(
+                        "The report download points at a malformed URL; refusing to follow it."
+                    ) from None
+                if isinstance(exc, requests.RequestException):
+                    return Failed(classify(exc))
+                raise
             holder["resp"] = resp
             return Opened(resp.status_code, resp.headers)
 

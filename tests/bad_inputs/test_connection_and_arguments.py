@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from airflow.sdk import DAG
+from airflow.sdk import DAG, TaskGroup
 from canvas_harness import HANG_GUARD, REPORT, Sim, env_name, run_task, simulator
 
 from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
@@ -411,8 +411,8 @@ def test_bad_report_id_for_the_download(canvas: Sim, lake: Any, report_id: Any, 
             id="zero-max-consecutive-errors",
         ),
         pytest.param(
-            lambda: start(wait_for_completion=True, max_consecutive_errors="3"),
-            "max_consecutive_errors must be a whole number, 1 or more, not '3'",
+            lambda: start(wait_for_completion=True, max_consecutive_errors="three"),
+            "max_consecutive_errors must be a whole number, 1 or more, not 'three'",
             id="string-max-consecutive-errors",
         ),
         pytest.param(
@@ -436,13 +436,13 @@ def test_bad_report_id_for_the_download(canvas: Sim, lake: Any, report_id: Any, 
             id="list-start-spacing",
         ),
         pytest.param(
-            lambda: start(wait_for_completion="false"),
-            "wait_for_completion must be True or False, not 'false'",
+            lambda: start(wait_for_completion="no"),
+            "wait_for_completion must be True or False, not 'no'",
             id="string-wait-for-completion",
         ),
         pytest.param(
-            lambda: DownloadReportOperator(task_id="d", report=REPORT, report_id=1, destination="/x", extract_zip="false"),
-            "extract_zip must be True or False, not 'false'",
+            lambda: DownloadReportOperator(task_id="d", report=REPORT, report_id=1, destination="/x", extract_zip="no"),
+            "extract_zip must be True or False, not 'no'",
             id="string-extract-zip",
         ),
         pytest.param(
@@ -457,7 +457,7 @@ def test_bad_report_id_for_the_download(canvas: Sim, lake: Any, report_id: Any, 
         ),
         pytest.param(
             lambda: DownloadReportOperator(task_id="d", report=REPORT, report_id=1, destination="/x", spool_dir=5),
-            "spool_dir must be a local folder path (a string) or None, not 5",
+            "spool_dir must be a local folder path or None, not 5",
             id="number-spool-dir",
         ),
         pytest.param(
@@ -486,15 +486,27 @@ def test_bad_arguments_are_refused_at_parse_time(build: Any, message: str) -> No
 
 def test_the_dags_own_params_are_no_sign_of_a_misnamed_parameters() -> None:
     # Airflow merges the DAG's params into every task's: only the task's own count.
-    with DAG("params_dag", schedule=None, params={"region": "north"}):
+    with (
+        DAG(
+            "params_dag", schedule=None, params={"region": "north"}, default_args={"params": {"env": "prod"}}
+        ),
+        TaskGroup("north", default_args={"params": {"campus": "main"}}),
+    ):
         task = StartAccountReportOperator(task_id="s", report="last_user_access_csv")
         mapped = StartAccountReportOperator.partial(task_id="m", report="last_user_access_csv").expand(
             account_id=["1", "2"]
         )
+        shared = StartAccountReportOperator(
+            task_id="t",
+            report="last_user_access_csv",
+            default_args={"retries": 2, "params": {"tier": "gold"}},
+        )
     assert task.parameters is None
-    assert task.params["region"] == "north"
+    assert dict(task.params) == {"region": "north", "env": "prod", "campus": "main"}
+    assert shared.params["tier"] == "gold"
     unmapped = mapped.unmap({"account_id": "1"})  # as a worker builds each mapped instance
-    assert (unmapped.account_id, dict(unmapped.params)) == ("1", {"region": "north"})
+    assert unmapped.account_id == "1"
+    assert dict(unmapped.params) == {"region": "north", "env": "prod", "campus": "main"}
     with (
         pytest.raises(ValueError, match=re.escape("params= (course_id) is Airflow's template values")),
         DAG("params_dag_2", schedule=None, params={"region": "north"}),

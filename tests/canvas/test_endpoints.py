@@ -52,6 +52,9 @@ STORE = "https://instfs.example.com/files/xyz?X-Amz-Signature=deadbeef&X-Amz-Cre
         ("school.instructure.com/api/v1", "https://school.instructure.com"),
         ("https://lms.example.edu/canvas/api/v1/", "https://lms.example.edu/canvas"),
         ("https://lms.example.edu/canvas/", "https://lms.example.edu/canvas"),
+        ("https://gw.example.edu/api/canvas", "https://gw.example.edu/api/canvas"),  # a gateway's prefix
+        ("https://gw.example.edu/users-lms/", "https://gw.example.edu/users-lms"),
+        ("https://lms.example.edu/canvas/api/v1", "https://lms.example.edu/canvas"),
         ("https://lms.example.edu:8443", "https://lms.example.edu:8443"),
         ("lms.example.edu:8443", "https://lms.example.edu:8443"),
         ("https://school.instructure.com/?x=1#frag", "https://school.instructure.com"),

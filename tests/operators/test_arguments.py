@@ -29,7 +29,15 @@ def test_none_is_the_default_where_there_is_one():
         duration(None, name="expected_run_time")
 
 
-@pytest.mark.parametrize("bad", ["60", "1h", [60], True])
+def test_a_number_in_a_string_is_a_duration():
+    # What Variable.get() gives for a value kept in a Variable.
+    assert duration("120", name="poll_interval", default=60.0) == 120.0
+    assert duration(" 0.5 ", name="start_spacing", allow_zero=True) == 0.5
+    with pytest.raises(ValueError, match=r"poll_interval must be a positive duration, not -3\.0"):
+        duration("-3", name="poll_interval", default=60.0)
+
+
+@pytest.mark.parametrize("bad", ["1h", "", "60s", [60], True])
 def test_a_duration_is_a_number_or_a_timedelta(bad):
     with pytest.raises(
         TypeError, match=r"timeout must be a duration, seconds \(a number\) or a datetime.timedelta"
@@ -37,7 +45,14 @@ def test_a_duration_is_a_number_or_a_timedelta(bad):
         duration(bad, name="timeout", default=1.0)
 
 
-@pytest.mark.parametrize("bad", ["false", "true", 1, 0, None])
+@pytest.mark.parametrize(
+    ("word", "expected"), [("true", True), ("False", False), (" false ", False), (True, True)]
+)
+def test_a_switch_is_a_bool_or_its_word(word, expected):
+    assert flag(word, name="extract_zip") is expected
+
+
+@pytest.mark.parametrize("bad", ["no", "yes", "0", 1, 0, None])
 def test_a_switch_is_a_bool(bad):
     with pytest.raises(TypeError, match="extract_zip must be True or False"):
         flag(bad, name="extract_zip")
@@ -45,12 +60,32 @@ def test_a_switch_is_a_bool(bad):
 
 @pytest.mark.parametrize(
     ("bad", "error"),
-    [(0, ValueError), (-2, ValueError), ("3", TypeError), (2.0, TypeError), (True, TypeError)],
+    [
+        (0, ValueError),
+        (-2, ValueError),
+        ("0", ValueError),
+        ("three", TypeError),
+        ("1.5", TypeError),
+        (2.0, TypeError),
+        (True, TypeError),
+    ],
 )
 def test_a_count_is_a_whole_number_from_one(bad, error):
     with pytest.raises(error, match="download_attempts must be"):
         count(bad, name="download_attempts")
     assert count(3, name="download_attempts") == 3
+    assert count("3", name="download_attempts") == 3
+
+
+def test_a_spool_dir_may_be_a_path():
+    from pathlib import Path
+
+    from airflow_provider_canvas_reports.operators.download import DownloadReportOperator
+
+    task = DownloadReportOperator(
+        task_id="d", report="r", report_id=1, destination="/x", spool_dir=Path("/tmp/s")
+    )
+    assert task.spool_dir == "/tmp/s"
 
 
 def test_a_retry_policy_or_a_dict_of_its_fields():

@@ -248,6 +248,25 @@ async def test_a_page_echoing_the_request_headers_does_not_put_the_token_in_the_
         assert TOKEN not in repr(error)
 
 
+def test_a_malformed_proxy_url_is_not_taken_for_a_redirect(
+    peers: tuple[Peer, Peer, Peer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # requests reads a Location even when not following it, and fails on a bad one: only that is
+    # "Canvas redirected". A bad proxy URL in the worker's environment is a connection failure.
+    canvas, _, _ = peers
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://svc:pa#ss@proxy.corp:3128")
+    transport = SyncTransport(CanvasSettings(canvas.url(), TOKEN, POLICY))
+    try:
+        with pytest.raises(CanvasError, match="the connection to Canvas was reset") as info:
+            transport.call(api.status("self", "provisioning_csv", 1))
+    finally:
+        transport.close()
+    assert "redirected" not in str(info.value)
+    assert canvas.seen == []
+
+
 # -- a session cookie from Canvas ---------------------------------------------------------------
 
 
