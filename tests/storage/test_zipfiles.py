@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 import zipfile
 
 import pytest
@@ -216,8 +217,10 @@ def test_a_task_killed_mid_extraction_rolls_back_and_stays_killed(tmp_path):
     from airflow.sdk.io import attach
 
     store = _KilledWhileWriting()
-    attach(protocol="memory", fs=store)
-    folder = ObjectStoragePath(f"memory://canvas-killed-{os.getpid()}/reports/")
+    # attach() keeps the first store of a (protocol, conn_id): a conn_id of this test's own.
+    conn_id = f"killed-{time.monotonic_ns()}"
+    attach(protocol="memory", conn_id=conn_id, fs=store)
+    folder = ObjectStoragePath(f"memory://canvas-killed-{os.getpid()}/reports/", conn_id=conn_id)
     archive = build_zip(tmp_path / "set.zip", [("users.csv", USERS), ("courses.csv", COURSES)])
     try:
         assert folder.fs is store
@@ -229,7 +232,6 @@ def test_a_task_killed_mid_extraction_rolls_back_and_stays_killed(tmp_path):
     finally:
         if store.exists(folder.path):
             store.rm(folder.path, recursive=True)
-        attach(protocol="memory", fs=MemoryFileSystem())
 
 
 # -- ZIP bombs ---------------------------------------------------------------------------------
