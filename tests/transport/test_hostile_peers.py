@@ -248,7 +248,7 @@ async def test_a_page_echoing_the_request_headers_does_not_put_the_token_in_the_
         assert TOKEN not in repr(error)
 
 
-def test_a_malformed_proxy_url_is_not_taken_for_a_redirect(
+async def test_a_malformed_proxy_url_is_not_taken_for_a_redirect(
     peers: tuple[Peer, Peer, Peer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # requests reads a Location even when not following it, and fails on a bad one: only that is
@@ -257,12 +257,9 @@ def test_a_malformed_proxy_url_is_not_taken_for_a_redirect(
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", "http://svc:pa#ss@proxy.corp:3128")
-    transport = SyncTransport(CanvasSettings(canvas.url(), TOKEN, POLICY))
-    try:
-        with pytest.raises(CanvasError, match="the connection to Canvas was reset") as info:
-            transport.call(api.status("self", "provisioning_csv", 1))
-    finally:
-        transport.close()
+    settings = CanvasSettings(canvas.url(), TOKEN, POLICY)
+    with pytest.raises(CanvasError, match="the connection to Canvas was reset") as info:
+        await one_call("sync", settings, api.status("self", "provisioning_csv", 1))
     assert "redirected" not in str(info.value)
     assert canvas.seen == []
 
