@@ -37,8 +37,8 @@ def base_url(host: str | None, *, allow_http: bool = False, port: int | None = N
         raise CanvasConfigError(
             "The Canvas connection has no host. Set it to your Canvas URL, e.g. https://school.instructure.com"
         )
-    if any(ch == "\\" or ch.isspace() or not ch.isprintable() for ch in raw):
-        # Where URL parsers disagree on the host (see _resolve): the token's origin must be one.
+    if _parsers_may_disagree(raw):
+        # The token's origin must be the one every HTTP client reads out of it.
         raise CanvasConfigError(
             "The Canvas connection host contains a backslash, a space or a control character. Use "
             "https://<your canvas host>."
@@ -210,6 +210,12 @@ def next_hop(canvas_base: str, current: str, location: str | None, hops: int) ->
     return Hop(target, same_origin(target, canvas_base))
 
 
+def _parsers_may_disagree(url: str) -> bool:
+    """Whether `url` holds a backslash, space or control character: where URL parsers differ on the
+    host (urllib3 ends the host at a backslash, urlsplit does not)."""
+    return any(ch == "\\" or ch.isspace() or not ch.isprintable() for ch in url)
+
+
 def _resolve(current: str, reference: str) -> str:
     """An absolute http(s) URL with a valid host and port, or a DownloadError (never a bare ValueError)."""
     try:
@@ -221,10 +227,9 @@ def _resolve(current: str, reference: str) -> str:
     if parts.scheme.lower() not in ("http", "https"):
         raise DownloadError("The report download points at a non-HTTP URL; refusing to follow it.")
     # The token's destination is decided on this parse; HTTP clients must not read another host
-    # out of the same URL. Backslashes, spaces and control characters are where parsers differ
-    # (urllib3 ends the host at a backslash, urlsplit does not), and userinfo is where clients add
-    # credentials of their own. Genuine file and store URLs have none of them.
-    if any(ch == "\\" or ch.isspace() or not ch.isprintable() for ch in target):
+    # out of the same URL. Userinfo is where clients add credentials of their own. Genuine file
+    # and store URLs have neither.
+    if _parsers_may_disagree(target):
         raise DownloadError(
             "The report download points at a URL with a backslash, space or control character; "
             "refusing to follow it."
