@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from airflow_provider_canvas_reports.canvas.endpoints import Hop, first_hop, next_hop, redact_url
 from airflow_provider_canvas_reports.canvas.errors import DownloadError
-from airflow_provider_canvas_reports.canvas.exchange import Failed, Pacer, Sleep
+from airflow_provider_canvas_reports.canvas.exchange import Failed, Pacer, Sleep, retry_sleep
 from airflow_provider_canvas_reports.canvas.headers import header
 from airflow_provider_canvas_reports.canvas.report import Phase, Report
 from airflow_provider_canvas_reports.canvas.retry import Attempt, Done, GiveUp, RetryPolicy, decide
@@ -48,11 +48,11 @@ def is_encoded(headers: Mapping[str, str] | None) -> bool:
 
 
 def check_response(
-    status: int, headers: Mapping[str, str], report: Report, *, hop_sent_auth: bool = False
+    status: int, headers: Mapping[str, str], report: Report, *, hop_sent_auth: bool = False, where: str = ""
 ) -> int | None:
     """The final answer of the redirect chain: 200, not an HTML page, and the attachment's size.
 
-    Returns the size the body must have.
+    Returns the size the body must have. `where` is the answering host (scheme and host only).
     """
     if status in (401, 403) and hop_sent_auth:
         raise DownloadError(
@@ -61,9 +61,13 @@ def check_response(
             "use another token."
         )
     if status != 200:
+        # Each attempt follows a fresh link from Canvas, so a refusal that repeats is not an old link.
+        at = f" from {where}" if where else ""
         raise DownloadError(
-            f"The download of report #{report.id} ended with HTTP {status} instead of the file. The link may "
-            "have expired: run the download task again."
+            f"The download of report #{report.id} ended with HTTP {status}{at} instead of the file. "
+            "A signed link that expired or was refused gets a fresh one on the next attempt; if every "
+            "attempt is refused, check that the host's clock is right and that the report's file still "
+            "exists in Canvas."
         )
     ctype = (header(headers, "content-type") or "").lower()
     if "text/html" in ctype:
@@ -177,16 +181,27 @@ def open_chain(
             attempt = Attempt(number, clock() - started, failure=outcome.failure)
         else:  # pragma: no cover - a driver bug
             raise TypeError(f"open_chain expected Opened or Failed, got {type(outcome).__name__}")
-        decision = decide(policy, attempt, rng)
+        # Only the first hop is Canvas's API host; the later ones are its files host and the store.
+        decision = decide(policy, attempt, rng, peer="Canvas" if hop.send_auth else "the file host")
         if isinstance(decision, Done):
             assert isinstance(outcome, Opened)
-            return Ready(check_response(outcome.status, outcome.headers, report, hop_sent_auth=hop.send_auth))
+            return Ready(
+                check_response(
+                    outcome.status,
+                    outcome.headers,
+                    report,
+                    hop_sent_auth=hop.send_auth,
+                    where=redact_url(hop.url),
+                )
+            )
         if isinstance(decision, GiveUp):
             raise DownloadError(
                 f"Could not download report #{report.id}: {decision.reason} "
                 f"({redact_url(hop.url)}). The task can be retried."
             )
-        yield Sleep(decision.delay, decision.reason)
+        yield retry_sleep(
+            decision, f"to download report #{report.id} from {redact_url(hop.url)}", number, policy
+        )
 
 
 class ChunkChecker:

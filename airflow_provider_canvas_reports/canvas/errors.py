@@ -111,6 +111,13 @@ class RequestContext:
     # A 404 to an abort means "not running" (AbortNotPossibleError), not "no such report".
     abort: bool = False
 
+    @property
+    def doing(self) -> str:
+        """The request in words, naming the report when there is one: what a log reader needs to
+        tell one task's retries from another's."""
+        about = f" (report {self.report} #{self.report_id})" if self.report_id is not None else ""
+        return f"{self.action} on account {self.account_id}{about}"
+
 
 _TAG = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")
@@ -187,12 +194,13 @@ def error_from_response(
     said = said or excerpt or "(empty body)"
     where = f"account {context.account_id}"
     what = context.action
+    doing = context.doing  # names the report too; the 404s below name it themselves
 
     if status == 401:
         lowered = said.lower()
         if "insufficient scopes" in lowered:
             return InsufficientScopesError(
-                f"Canvas refused to {what} on {where}: the token's developer key lacks the scope for this "
+                f"Canvas refused to {doing}: the token's developer key lacks the scope for this "
                 "endpoint (Canvas said: "
                 f"{said}). Add the account-reports scopes (url:GET|/api/v1/accounts/:account_id/reports ...) "
                 "to the developer key, or use an unscoped token.",
@@ -200,13 +208,13 @@ def error_from_response(
             )
         if header(headers, "www-authenticate") is None and "not authorized" in lowered:
             return PermissionDeniedError(
-                f"Canvas refused to {what} on {where}: the token is valid but its user lacks the "
+                f"Canvas refused to {doing}: the token is valid but its user lacks the "
                 f"'read_reports' permission there (Canvas said: {said}). Give the user an admin role "
                 "with 'Reports - manage' on that account, or use another account_id.",
                 status=status,
             )
         return InvalidTokenError(
-            f"Canvas refused to {what} on {where}: the API token is missing, invalid or expired "
+            f"Canvas refused to {doing}: the API token is missing, invalid or expired "
             f"(Canvas said: {said}). Put a current token in the connection's password field.",
             status=status,
         )
@@ -239,30 +247,29 @@ def error_from_response(
     if status == 400:
         if "enrollment_term_id" in said:
             return InvalidEnrollmentTermError(
-                f"Canvas rejected the parameters to {what} on {where}: {said}. Use 'active_terms', a "
+                f"Canvas rejected the parameters to {doing}: {said}. Use 'active_terms', a "
                 "term id, 'sis_term_id:<id>' or a comma-separated list of those.",
                 status=status,
             )
         return CanvasBadRequestError(
-            f"Canvas rejected the request to {what} on {where} with 400: {said}. Check the report "
-            "parameters.",
+            f"Canvas rejected the request to {doing} with 400: {said}. Check the report parameters.",
             status=status,
         )
     if is_rate_limited(status, excerpt):
         return CanvasRetryExhaustedError(
-            f"Canvas kept throttling the request to {what} on {where} (HTTP {status}) beyond the retry "
+            f"Canvas kept throttling the request to {doing} (HTTP {status}) beyond the retry "
             "budget. Lower the number of concurrent tasks sharing this token, or raise the retry budget.",
             status=status,
         )
     if status >= 500:
         return CanvasRetryExhaustedError(
-            f"Canvas answered HTTP {status} to {what} on {where} beyond the retry budget: {said}. "
+            f"Canvas answered HTTP {status} to {doing} beyond the retry budget: {said}. "
             "Canvas may be deploying or overloaded; the task can be retried later.",
             status=status,
         )
     if 300 <= status < 400:
         return redirected_error(context, status, header(headers, "location"))
-    return CanvasResponseError(f"Canvas answered HTTP {status} to {what} on {where}: {said}.", status=status)
+    return CanvasResponseError(f"Canvas answered HTTP {status} to {doing}: {said}.", status=status)
 
 
 def redirected_error(
@@ -277,7 +284,7 @@ def redirected_error(
     else:
         how = f" (HTTP {status})" + (f" to {redact_url(location)}" if location and "://" in location else "")
     return CanvasResponseError(
-        f"Canvas redirected the request to {context.action} on account {context.account_id}{how} instead "
+        f"Canvas redirected the request to {context.doing}{how} instead "
         "of answering: the connection host is not the Canvas API host (a vanity domain, http instead "
         "of https, or an SSO page). Set the connection host to the Canvas URL itself.",
         status=status,
@@ -294,8 +301,8 @@ def not_json_error(
         else f"'{content_type or 'no content type'}'"
     )
     return CanvasResponseError(
-        f"Canvas answered HTTP {status} with {kind} instead of JSON to {context.action} on "
-        f"account {context.account_id}: {sanitise_excerpt(body, secrets=secrets) or '(empty body)'}. Check the connection "
+        f"Canvas answered HTTP {status} with {kind} instead of JSON to {context.doing}: "
+        f"{sanitise_excerpt(body, secrets=secrets) or '(empty body)'}. Check the connection "
         "host is the Canvas URL (not an SSO or proxy page).",
         status=status,
     )

@@ -9,6 +9,7 @@ headers, or raises a typed CanvasError. The sync transport drives it with `reque
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
@@ -30,6 +31,7 @@ from airflow_provider_canvas_reports.canvas.retry import (
     Done,
     Failure,
     GiveUp,
+    Retry,
     RetryPolicy,
     decide,
     pace,
@@ -58,6 +60,9 @@ class Send:
 class Sleep:
     seconds: float
     reason: str = ""  # why: the drivers log it, so a long retry budget is never silent
+    # How loudly: a retry after an error is a warning; waiting out Canvas's throttle, which many
+    # tasks on one token meet every night, is news (info); pacing is routine (debug).
+    level: int = logging.WARNING
 
 
 @dataclass(frozen=True)
@@ -93,7 +98,7 @@ class Pacer:
     def pause(self) -> Sleep | None:
         """The wait a request on this token must take now, if any (the drivers log its reason)."""
         wait = self.not_before - self.clock()
-        return Sleep(wait, PACING) if wait > 0 else None
+        return Sleep(wait, PACING, logging.DEBUG) if wait > 0 else None
 
     def note(self, policy: RetryPolicy, headers: Mapping[str, str]) -> None:
         delay = pace(policy, headers)
@@ -113,7 +118,10 @@ def api_call(
     secrets: Sequence[str] = (),
     clock: Callable[[], float] = time.monotonic,
     rng: random.Random | None = None,
+    base_url: str = "",
 ) -> Generator[Step, Outcome, ApiResponse]:
+    """The conversation for one API call (see the module's docstring); `base_url` names the
+    Canvas host in an error when it could not be reached."""
     started = clock()
     number = 0
     while True:
@@ -159,8 +167,17 @@ def api_call(
                     "not repeated; look in the report index before starting again."
                 ) from None
         if isinstance(decision, GiveUp):
-            raise _give_up(decision, outcome, request, secrets)
-        yield Sleep(decision.delay, decision.reason)
+            raise _give_up(decision, outcome, request, secrets, base_url)
+        yield retry_sleep(decision, f"to {request.context.doing}", number, policy)
+
+
+def retry_sleep(decision: Retry, doing: str, number: int, policy: RetryPolicy) -> Sleep:
+    """The wait before attempt `number` + 1, saying which request it repeats and how many are left."""
+    return Sleep(
+        decision.delay,
+        f"{decision.reason} {doing}, attempt {number} of {policy.max_attempts}",
+        logging.INFO if decision.throttled else logging.WARNING,
+    )
 
 
 def interpret(received: Received, context: RequestContext, *, secrets: Sequence[str] = ()) -> ApiResponse:
@@ -178,17 +195,22 @@ def interpret(received: Received, context: RequestContext, *, secrets: Sequence[
     return ApiResponse(received.status, received.headers, data)
 
 
-def _give_up(decision: GiveUp, outcome: Outcome, request: ApiRequest, secrets: Sequence[str]) -> Exception:
+def _give_up(
+    decision: GiveUp, outcome: Outcome, request: ApiRequest, secrets: Sequence[str], base_url: str
+) -> Exception:
     ctx = request.context
     if decision.outcome_unknown:
         return StartOutcomeUnknownError(
-            f"Canvas may have received the request to {ctx.action} on account {ctx.account_id}, but "
+            f"Canvas may have received the request to {ctx.doing}, but "
             f"{decision.reason}. It was not repeated, so that no second report starts; look in the report "
             "index before starting again."
         )
     if isinstance(outcome, Received):
         return error_from_response(outcome.status, outcome.headers, outcome.body, ctx, secrets=secrets)
+    from airflow_provider_canvas_reports.canvas.endpoints import redact_url
+
+    host = f" ({redact_url(base_url)})" if base_url else ""
     return CanvasRetryExhaustedError(
-        f"Could not {ctx.action} on account {ctx.account_id}: {decision.reason}. Check that the Canvas host "
+        f"Could not {ctx.doing}: {decision.reason}. Check that the Canvas host{host} "
         "is reachable from the worker; the task can be retried."
     )

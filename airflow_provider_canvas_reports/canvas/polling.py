@@ -341,11 +341,14 @@ def poll_log_level(
 ) -> int:
     """The level of a poll's "not finished yet" line, the same in every wait.
 
-    INFO for a failed poll (`seen` None), the first line (`logged_at` None), a status or progress
-    other than the last INFO line's (`logged`), and once `every` seconds have passed since that
-    line; DEBUG for a poll that only repeats it. Times come from one clock of the caller's.
+    WARNING for a failed poll (`seen` None: the wait ends after a few in a row); INFO for the
+    first line (`logged_at` None), a status or progress other than the last INFO line's
+    (`logged`), and once `every` seconds have passed since that line; DEBUG for a poll that only
+    repeats it. Times come from one clock of the caller's.
     """
-    if seen is None or logged_at is None or seen != logged or now - logged_at >= every:
+    if seen is None:
+        return logging.WARNING
+    if logged_at is None or seen != logged or now - logged_at >= every:
         return logging.INFO
     return logging.DEBUG
 
@@ -360,7 +363,7 @@ class PollLog:
     def level(self, seen: PollState | None, now: float) -> int:
         """The level for this poll's line (see `poll_log_level`); an INFO line is remembered."""
         level = poll_log_level(seen, self.logged, self.logged_at, now)
-        if level == logging.INFO:
+        if level >= logging.INFO:
             self.logged, self.logged_at = seen, now
         return level
 
@@ -488,10 +491,16 @@ class Waiter:
             if self.last is not None and self.last.progress is not None
             else ""
         )
+        queued = (
+            " It never started: Canvas runs one report at a time per root account, so others were "
+            "ahead of it, or its job workers are stopped."
+            if self.seen_status == "created"
+            else ""
+        )
         return Outcome(
             TIMEOUT,
             f"{self.name} did not finish within {describe_duration(self.deadline - self.started_at)} "
-            f"(the timeout){last}{progress}.",
+            f"(the timeout){last}{progress}.{queued}",
             self.last,
         )
 
@@ -576,9 +585,12 @@ class Waiter:
     def summary(self, now: float) -> str:
         """One line for the worker's log when the wait ends."""
         state = self.last.summary() if self.last is not None else self.name
-        parts = [state, f"waited {describe_duration(self.waited(now))}", f"{self.polls} polls"]
+        polls = f"{self.polls} poll{'' if self.polls == 1 else 's'}"
         if self.failed_polls:
-            parts.append(f"{self.failed_polls} failed polls tolerated")
+            polls += f" ({self.failed_polls} failed)"
+        parts = [state, f"waited {describe_duration(self.waited(now))}", polls]
         if self.last is not None and self.last.run_time is not None:
-            parts.append(f"Canvas run time {describe_duration(self.last.run_time)}")
+            # Canvas counts a report's run_time from its creation until it starts.
+            what = "queued for" if self.last.started_at is None else "Canvas run time"
+            parts.append(f"{what} {describe_duration(self.last.run_time)}")
         return "; ".join(parts)

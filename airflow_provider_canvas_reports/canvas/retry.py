@@ -97,6 +97,7 @@ class Done:
 class Retry:
     delay: float
     reason: str
+    throttled: bool = False  # Canvas's rate limit, not an error: callers log it more quietly
 
 
 @dataclass(frozen=True)
@@ -146,8 +147,10 @@ def throttled_wait(policy: RetryPolicy, hinted: float, rng: random.Random | None
     return hinted * (1.0 + policy.throttle_jitter * (rng or random).random())
 
 
-def decide(policy: RetryPolicy, attempt: Attempt, rng: random.Random | None = None) -> Decision:
-    """Retry, give up or accept, after one attempt."""
+def decide(
+    policy: RetryPolicy, attempt: Attempt, rng: random.Random | None = None, *, peer: str = "Canvas"
+) -> Decision:
+    """Retry, give up or accept, after one attempt; `peer` names who answered, in the reasons."""
     remaining = rate_limit_remaining(attempt.headers)
     throttled = attempt.status is not None and (
         is_rate_limited(attempt.status, attempt.body_excerpt)
@@ -163,10 +166,10 @@ def decide(policy: RetryPolicy, attempt: Attempt, rng: random.Random | None = No
     # Canvas's middleware before the request is handled, and a refused connection never arrived.
     may_have_run = attempt.failure in (Failure.RESET, Failure.TIMEOUT) or (attempt.status in RETRYABLE_STATUS)
     if not attempt.idempotent and may_have_run:
-        return GiveUp(_describe(attempt), outcome_unknown=True)
+        return GiveUp(_describe(attempt, peer), outcome_unknown=True)
 
     if attempt.number >= policy.max_attempts:
-        return GiveUp(f"{_describe(attempt)} after {attempt.number} attempts")
+        return GiveUp(f"{_describe(attempt, peer)} after {attempt.number} attempts")
 
     hinted = retry_after(attempt.headers) if throttled else None
     if hinted is not None:
@@ -178,9 +181,9 @@ def decide(policy: RetryPolicy, attempt: Attempt, rng: random.Random | None = No
         least = delay = backoff(policy, attempt.number, rng)
 
     if attempt.elapsed + least > policy.max_elapsed:
-        return GiveUp(f"{_describe(attempt)}; the retry budget of {policy.max_elapsed:.0f}s is spent")
+        return GiveUp(f"{_describe(attempt, peer)}; the retry budget of {policy.max_elapsed:.0f}s is spent")
     delay = min(delay, policy.max_elapsed - attempt.elapsed)
-    return Retry(delay=delay, reason=_describe(attempt))
+    return Retry(delay=delay, reason=_describe(attempt, peer), throttled=throttled)
 
 
 def pace(policy: RetryPolicy, headers: Mapping[str, str] | None) -> float:
@@ -192,13 +195,13 @@ def pace(policy: RetryPolicy, headers: Mapping[str, str] | None) -> float:
     return policy.pace_delay * (1.0 - max(0.0, remaining) / policy.low_remaining)
 
 
-def _describe(attempt: Attempt) -> str:
+def _describe(attempt: Attempt, peer: str) -> str:
     if attempt.failure is not None:
         return {
-            Failure.CONNECT: "could not connect to Canvas",
-            Failure.RESET: "the connection to Canvas was reset",
-            Failure.TIMEOUT: "Canvas did not answer in time",
+            Failure.CONNECT: f"could not connect to {peer}",
+            Failure.RESET: f"the connection to {peer} was reset",
+            Failure.TIMEOUT: f"{peer} did not answer in time",
         }[attempt.failure]
     if attempt.status is not None and is_rate_limited(attempt.status, attempt.body_excerpt):
-        return f"Canvas throttled the request (HTTP {attempt.status})"
-    return f"Canvas answered HTTP {attempt.status}"
+        return f"{peer} throttled the request (HTTP {attempt.status})"
+    return f"{peer} answered HTTP {attempt.status}"

@@ -287,7 +287,10 @@ class CanvasHook(BaseHook):
         except CanvasConfigError as exc:  # the connection itself is wrong: nothing was sent
             return False, str(exc)
         except CanvasError as exc:
-            return False, f"{exc} (Canvas URL: {probe.base_url})"
+            said = str(exc)  # names the URL it tried, once
+            return False, said if probe.base_url.rstrip(
+                "/"
+            ) in said else f"{said} (Canvas URL: {probe.base_url})"
         finally:
             probe.close()
         return True, (

@@ -306,10 +306,14 @@ def conclude(
     on_failure: Callable[[str], Exception],
     on_timeout: Callable[[str], Exception],
     on_error: Callable[[str], Exception],
+    after_failure: str,
+    after_error: str,
 ) -> dict[str, Any]:
     """The end of a wait, from either side: the final Report dict, or the right exception.
 
-    A timeout cancels the report in Canvas first (abort if running, delete if queued).
+    A timeout cancels the report in Canvas first (abort if running, delete if queued). A failed
+    report's error ends with `after_failure`, and a failed wait's with where the report can be
+    seen and `after_error`: what the person reading the log does next.
     """
     from airflow_provider_canvas_reports.triggers.events import parse_event
 
@@ -323,7 +327,7 @@ def conclude(
         assert event.report_json is not None  # parse_event guarantees it
         return event.report_json
     if event.status == FAILURE:
-        raise on_failure(event.message)
+        raise on_failure(f"{event.message} {after_failure}")
     if event.status == TIMEOUT:
         account = event.account_id or hook.account(None)
         note, completed = describe_cancel(hook, event.report, event.report_id, account, log)
@@ -332,4 +336,14 @@ def conclude(
             return completed.as_json()
         raise on_timeout(f"{event.message} {note}")
     assert event.status == ERROR
-    raise on_error(event.message)
+    # The wait gave up, not the report: it was left as it was, for a retry to pick up.
+    raise on_error(f"{event.message} {_left_running(hook, event)} {after_error}")
+
+
+def _left_running(hook: CanvasHook, event: ReportEvent) -> str:
+    """Where a report the wait stopped following can be seen (and stopped by hand)."""
+    left = f"Canvas report {event.report} #{event.report_id} was not cancelled and may still be running"
+    try:
+        return f"{left}: {hook.reports_page_url(event.account_id or None)}."
+    except Exception:  # the connection itself may be what failed; the rest of the message stands
+        return f"{left}."

@@ -16,11 +16,15 @@ Every DAG parse imports this module (the operators check their pauses with `paus
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+# Host-turn waits shorter than this are logged at DEBUG: routine, not worth a line.
+NOTEWORTHY_WAIT = 0.5
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator, Context
@@ -70,7 +74,9 @@ def take_turn(
     turn = take_host_turn(key, spacing)
     pause = 0.0 if turn is None else turn - time.time()
     if pause > 0:
-        task.log.info(
+        # A wait of a few hundredths of a second is routine (a task's own upstream just went).
+        task.log.log(
+            logging.INFO if pause >= NOTEWORTHY_WAIT else logging.DEBUG,
             "Waiting %.2fs for this worker's turn on the Canvas token: other tasks here sent their "
             "first requests just now (start_spacing %gs).",
             pause,

@@ -316,7 +316,13 @@ class DownloadReportOperator(BaseOperator):
                 "Received the ZIP (%s, sha256 %s); extracting", _format_size(spooled.size), spooled.sha256
             )
             self._clean_partials(folder, landing_names(spooled.path))
-            return extract_zip(spooled.path, folder, limits=self.zip_limits, overwrite=self.overwrite)
+            return extract_zip(
+                spooled.path,
+                folder,
+                limits=self.zip_limits,
+                overwrite=self.overwrite,
+                name=report.attachment.name if report.attachment else None,
+            )
 
     def _clean_partials(self, folder: ObjectStoragePath, names: list[str]) -> None:
         # Leftovers of an earlier try killed mid-write (kill -9, OOM): only our own object names,

@@ -54,6 +54,8 @@ DEFAULT_TIMEOUT = timedelta(hours=24)
 LOST_START_RECHECKS = (2.0, 5.0, 10.0)
 # Canvas stamps created_at to the second and its clock is not ours: widen the reconcile window.
 RECONCILE_MARGIN = timedelta(seconds=15)
+# A failed report stays failed; a retry of the start task passes over it and starts another.
+RESTART_HINT = "Retrying or clearing this task starts a new report."
 
 
 class StartAccountReportOperator(BaseOperator):
@@ -264,7 +266,8 @@ class StartAccountReportOperator(BaseOperator):
                 # this task looks in the index again before it starts anything.
                 raise AirflowException(
                     f"{exc} The report index shows no matching {self.report} report created since the "
-                    "request, so none was adopted; the task's retry will look again before starting one."
+                    "request, so none was adopted. Retrying or clearing this task looks in the index "
+                    f"again before it starts one (the account's reports: {hook.reports_page_url(account)})."
                 ) from None
             return found
         self.log.info(
@@ -375,7 +378,7 @@ class StartAccountReportOperator(BaseOperator):
         if report.phase is Phase.SUCCESS:
             return report.as_json()
         if report.phase is Phase.FAILURE:
-            raise ReportFailedError(report.failure_message())
+            raise ReportFailedError(f"{report.failure_message()} {RESTART_HINT}")
         started = time.time()
         # An adopted report may itself be last_run: the rule never takes the run waited for.
         expected = self.wait.expected(
@@ -435,6 +438,8 @@ class StartAccountReportOperator(BaseOperator):
             on_failure=ReportFailedError,
             on_timeout=ReportWaitTimeoutError,
             on_error=ReportWaitError,
+            after_failure=RESTART_HINT,
+            after_error="Retrying or clearing this task reconnects to it.",
         )
 
     def on_kill(self) -> None:

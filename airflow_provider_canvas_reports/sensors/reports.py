@@ -20,9 +20,6 @@ from airflow.providers.common.compat.sdk import (
 from airflow_provider_canvas_reports.canvas.polling import (
     DEFAULT_MAX_CONSECUTIVE_ERRORS,
     DEFAULT_MAX_POLL_INTERVAL,
-    ERROR,
-    FAILURE,
-    SUCCESS,
     Outcome,
     PollAgain,
     PollLog,
@@ -191,6 +188,8 @@ class ReportCompleteSensor(BaseSensorOperator):
             on_failure=self._failed,
             on_timeout=self._timed_out,
             on_error=ReportWaitError,
+            after_failure="Waiting again cannot change that: clear the task that started it to start a new one.",
+            after_error="Retrying or clearing this task waits for it again.",
         )
 
     # -- execute ---------------------------------------------------------------------------
@@ -215,12 +214,12 @@ class ReportCompleteSensor(BaseSensorOperator):
             return self._execute_deferrable()
         try:
             return super().execute(context)
-        except (AirflowSensorTimeout, AirflowSkipException) as exc:
+        except (AirflowSensorTimeout, AirflowSkipException):
             if not self._pending:
                 raise  # not the timeout: raised by poke itself
-            return self._after_timeout(exc)
+            return self._after_timeout()
 
-    def _after_timeout(self, exc: Exception) -> dict[str, Any]:
+    def _after_timeout(self) -> dict[str, Any]:
         """BaseSensorOperator's timeout hit while the report still ran: cancel it, then fail."""
         report_id = self._report_id()
         account = self._account_id()
@@ -234,7 +233,8 @@ class ReportCompleteSensor(BaseSensorOperator):
             f"Canvas report {self.report} #{report_id} did not finish within "
             f"{describe_duration(self.timeout)} (the sensor's timeout){seen}. {note}"
         )
-        raise self._timed_out(message) from exc
+        # From None: the framework's own timeout message says less than this one.
+        raise self._timed_out(message) from None
 
     def _execute_deferrable(self) -> Any:
         report_id = self._report_id()
@@ -316,14 +316,11 @@ class ReportCompleteSensor(BaseSensorOperator):
             self._next_interval = step.seconds
             self._pending = True
             return False
-        if step.kind == SUCCESS:
-            assert step.report is not None
-            self.log.info("Canvas report wait ended: %s", waiter.summary(time.time()))
-            return PokeReturnValue(is_done=True, xcom_value=step.report.as_json())
-        if step.kind == FAILURE:
-            raise self._failed(step.message)
-        assert step.kind == ERROR
-        raise ReportWaitError(step.message)
+        # The wait is over: the same ending as a deferred wait's, from the same event.
+        from airflow_provider_canvas_reports.triggers.events import event_payload
+
+        payload = event_payload(step, waiter, account_id=self._account_id(), now=time.time())
+        return PokeReturnValue(is_done=True, xcom_value=self._conclude(payload))
 
     def _get_next_poke_interval(
         self, started_at: Any, run_duration: Callable[[], float], poke_count: int

@@ -301,8 +301,11 @@ def extract_zip(
     *,
     limits: ZipLimits | None = None,
     overwrite: OverwritePolicy | str = OverwritePolicy.REPLACE,
+    name: str | None = None,
 ) -> list[LandedObject]:
     """Land each file member of the local ZIP ``zip_path`` as ``<dest_dir>/<member basename>``.
+
+    ``name`` is what logs and errors call the archive (the report's file name), else its path's.
 
     All-or-nothing: the whole archive is validated before the first write, and if a member still
     fails mid-way (corrupt data, forged sizes, storage error), the objects already written by this
@@ -318,7 +321,7 @@ def extract_zip(
     limits = limits or ZipLimits()
     policy = OverwritePolicy.coerce(overwrite)
     path = os.fspath(zip_path)
-    label = f"ZIP {os.path.basename(path)!r}"
+    label = f"ZIP {name or os.path.basename(path)!r}"
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
@@ -339,8 +342,17 @@ def extract_zip(
         written: list[ObjectStoragePath] = []
         current = ""
         try:
-            for member, target in zip(members, targets, strict=True):
+            for number, (member, target) in enumerate(zip(members, targets, strict=True), start=1):
                 current = member.info.orig_filename
+                # A large member can take minutes to reach a store: say which one is under way.
+                log.info(
+                    "Extracting member %d of %d of %s: %r (%s bytes)",
+                    number,
+                    len(members),
+                    label,
+                    current,
+                    f"{member.info.file_size:,}",
+                )
                 landed_object = write_stream(
                     _member_chunks(fp, member.info, budget),
                     target,

@@ -206,7 +206,13 @@ class AsyncTransport:
                 return Failed(classify(exc))
 
     async def execute(self, request: ApiRequest) -> ApiResponse:
-        gen = api_call(request, self.settings.policy, pacer=self._shared().pacer, secrets=self._secrets)
+        gen = api_call(
+            request,
+            self.settings.policy,
+            pacer=self._shared().pacer,
+            secrets=self._secrets,
+            base_url=self.settings.base_url,
+        )
         return await drive(gen, lambda send: self._send(send.request))
 
     async def call(self, call: Call[T]) -> T:

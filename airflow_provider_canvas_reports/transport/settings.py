@@ -13,11 +13,11 @@ from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
 
 
 def log_sleep(log: logging.Logger, sleep: Sleep) -> None:
-    """Say why a request waits: retries at warning level, pacing at debug. Never a URL or header."""
-    if sleep.reason.startswith("pacing"):
+    """Say why a request waits, at the wait's level. Never a URL or header."""
+    if sleep.level <= logging.DEBUG:
         log.debug("Waiting %.1fs before the next Canvas request: %s", sleep.seconds, sleep.reason)
     elif sleep.reason:
-        log.warning("%s; retrying in %.1fs", sleep.reason, sleep.seconds)
+        log.log(sleep.level, "%s; retrying in %.1fs", sleep.reason, sleep.seconds)
 
 
 USER_AGENT = f"airflow-provider-canvas-reports/{__version__}"

@@ -279,7 +279,13 @@ class SyncTransport:
         return Received(resp.status_code, resp.headers, body)
 
     def execute(self, request: ApiRequest) -> ApiResponse:
-        gen = api_call(request, self.settings.policy, pacer=self.pacer, secrets=self._secrets)
+        gen = api_call(
+            request,
+            self.settings.policy,
+            pacer=self.pacer,
+            secrets=self._secrets,
+            base_url=self.settings.base_url,
+        )
         return drive(gen, lambda send: self._send(send.request))
 
     def call(self, call: Call[T]) -> T:

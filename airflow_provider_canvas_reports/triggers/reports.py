@@ -15,6 +15,7 @@ from airflow_provider_canvas_reports.canvas import endpoints
 from airflow_provider_canvas_reports.canvas.polling import (
     DEFAULT_MAX_CONSECUTIVE_ERRORS,
     DEFAULT_MAX_POLL_INTERVAL,
+    SUCCESS,
     Outcome,
     PollAgain,
     PollLog,
@@ -46,6 +47,10 @@ def _seconds(value: float | timedelta) -> float:
 
 ON_KILL_TIMEOUT = 25.0
 T = TypeVar("T")
+
+
+# Task states after which nobody waits for the report any more: on_kill cancels it.
+GIVEN_UP_STATES = frozenset({"failed", "upstream_failed", "gone"})
 
 
 class ReportStatusTrigger(BaseTrigger):
@@ -172,7 +177,12 @@ class ReportStatusTrigger(BaseTrigger):
             except asyncio.TimeoutError:
                 outcome = waiter.timed_out()
             payload = event_payload(outcome, waiter, account_id=self._account, now=time.time())
-            self.log.info("Wait ended (%s): %s", outcome.kind, payload["summary"])
+            if outcome.kind == SUCCESS:
+                self.log.info("Wait ended (%s): %s", outcome.kind, payload["summary"])
+            else:  # the triggerer's log says why, not only the task's
+                self.log.warning(
+                    "Wait ended (%s): %s (%s)", outcome.kind, outcome.message, payload["summary"]
+                )
             yield TriggerEvent(payload)
 
     async def _wait(self, hook: CanvasHook, waiter: Waiter) -> Outcome:
@@ -229,7 +239,11 @@ class ReportStatusTrigger(BaseTrigger):
     _stopping: set[asyncio.Task[None]] = set()
 
     async def on_kill(self) -> None:
-        """A user marked the deferred task failed or success, or cleared it: stop the report.
+        """A user marked the deferred task failed (or its run was deleted): stop the report.
+
+        Marked success or skipped, or cleared, the task still has a use for the report (the tasks
+        after it download it; a cleared task's next try waits for it again), so it is left to
+        finish.
 
         Airflow 3.3 means this hook for user actions only, but 3.3.2 also calls it for a trigger
         that moved to another triggerer while this one was thought dead (a late heartbeat) and
@@ -259,7 +273,7 @@ class ReportStatusTrigger(BaseTrigger):
             # running only costs Canvas time. Unsure, leave it.
             self.log.warning(
                 "Leaving Canvas report %s #%s running: could not tell whether its task still waits for "
-                "it (%s). If the task was marked failed or success, or cleared, stop the report by hand "
+                "it (%s). If the task was marked failed, stop the report by hand "
                 "in Canvas (Account > Settings > Reports).",
                 self.report,
                 self.report_id,
@@ -273,6 +287,16 @@ class ReportStatusTrigger(BaseTrigger):
                 "keeps waiting for the report).",
                 self.report,
                 self.report_id,
+            )
+            return
+        if state not in GIVEN_UP_STATES:
+            self.log.info(
+                "Not cancelling Canvas report %s #%s: its task is now '%s' (marked success or skipped, or "
+                "cleared), and the report may still be needed: by the tasks after it, or by the task's "
+                "next try, which waits for the same report.",
+                self.report,
+                self.report_id,
+                state,
             )
             return
         hook = self._hook()

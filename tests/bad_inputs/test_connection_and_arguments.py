@@ -142,7 +142,8 @@ def test_unreachable_host_fails_within_the_budget(monkeypatch: pytest.MonkeyPatc
     assert run.elapsed < HANG_GUARD
     assert run.message == (
         "Could not list the available reports on account self: could not connect to Canvas after 2 attempts. "
-        "Check that the Canvas host is reachable from the worker; the task can be retried."
+        f"Check that the Canvas host (http://127.0.0.1:{port}) is reachable from the worker; the task can be "
+        "retried."
     )
 
 
@@ -156,8 +157,11 @@ def test_unreachable_host_while_waiting(monkeypatch: pytest.MonkeyPatch) -> None
     assert run.message == (
         "Gave up waiting for Canvas report provisioning_csv #5 after 2 consecutive failed polls (each one "
         "already retried by the client). Last error: CanvasRetryExhaustedError: Could not read the report "
-        "status on account self: could not connect to Canvas after 2 attempts. Check that the Canvas host is "
-        "reachable from the worker; the task can be retried."
+        "status on account self (report provisioning_csv #5): could not connect to Canvas after 2 attempts. "
+        f"Check that the Canvas host (http://127.0.0.1:{port}) is reachable from the worker; the task can be "
+        "retried. Canvas report provisioning_csv #5 was not cancelled and may still be running: "
+        f"http://127.0.0.1:{port}/accounts/self/settings#tab-reports. Retrying or clearing this task waits for "
+        "it again."
     )
 
 

@@ -120,9 +120,11 @@ def test_check_response_without_attachment_size_uses_content_length():
 @pytest.mark.parametrize("status", [201, 204, 206, 302, 400, 401, 403, 404, 500])
 def test_check_response_refuses_anything_but_200(status):
     with pytest.raises(DownloadError, match=f"HTTP {status}") as info:
-        check_response(status, {"Content-Type": "text/csv"}, CSV)
+        check_response(status, {"Content-Type": "text/csv"}, CSV, where="https://files.example")
     assert "#12" in str(info.value)
-    assert "run the download task again" in str(info.value)
+    # The answering host is named, and the advice fits a refusal that follows a fresh link.
+    assert "from https://files.example instead of the file" in str(info.value)
+    assert "gets a fresh one on the next attempt" in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -279,5 +281,5 @@ def test_refused_download_on_the_canvas_host_names_the_token(status):
 
 
 def test_refused_download_on_a_store_is_an_expired_link():
-    with pytest.raises(DownloadError, match="The link may have expired"):
+    with pytest.raises(DownloadError, match="A signed link that expired or was refused"):
         check_response(403, {}, make(), hop_sent_auth=False)

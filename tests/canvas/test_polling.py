@@ -386,6 +386,8 @@ class TestWaiter:
         waiter = self.make(deadline=T0 + 10, last_status="created")
         assert waiter.timed_out().message == (
             "Canvas report provisioning_csv #7 did not finish within 10s (the timeout); last status 'created'."
+            " It never started: Canvas runs one report at a time per root account, so others were ahead "
+            "of it, or its job workers are stopped."
         )
         waiter.seen(report("running", 40), T0 + 5)
         assert waiter.timed_out().message.endswith("; last status 'running', progress 40%.")
@@ -405,16 +407,24 @@ class TestWaiter:
     def test_summary(self):
         waiter = self.make()
         waiter.failed(CanvasRetryExhaustedError("x"), T0 + 1)
-        waiter.seen(report("complete", 100, run_time=12.6), T0 + 65)
+        waiter.seen(report("complete", 100, run_time=12.6, started=T0 + 52), T0 + 65)
         summary = waiter.summary(T0 + 65)
         assert "status=complete" in summary
         assert "1m05s" in summary
-        assert "2 polls" in summary
-        assert "1 failed polls tolerated" in summary
-        assert "13s" in summary
+        assert "2 polls (1 failed)" in summary
+        assert "Canvas run time 13s" in summary
+
+    def test_summary_of_a_report_that_never_started(self):
+        # Canvas's run_time counts from creation while a report is queued: not a run time.
+        waiter = self.make()
+        waiter.seen(report("created", 0, run_time=40.0), T0 + 1)
+        summary = waiter.summary(T0 + 41)
+        assert "1 poll;" in summary
+        assert "queued for 40s" in summary
+        assert "run time" not in summary
 
 
-INFO, DEBUG = logging.INFO, logging.DEBUG
+INFO, DEBUG, WARNING = logging.INFO, logging.DEBUG, logging.WARNING
 QUEUED = ("created", 0)
 
 
@@ -431,8 +441,10 @@ class TestPollLogLevel:
     def test_a_new_status_or_progress_is_info(self, seen):
         assert poll_log_level(seen, QUEUED, 100.0, 101.0) == INFO
 
-    def test_a_failed_poll_is_always_info(self):
-        assert poll_log_level(None, None, 100.0, 101.0) == INFO
+    def test_a_failed_poll_is_always_a_warning(self):
+        # A few in a row end the wait: the reader must see each one.
+        assert poll_log_level(None, None, 100.0, 101.0) == WARNING
+        assert poll_log_level(None, QUEUED, 100.0, 101.0) == WARNING
 
     def test_the_interval_can_be_given(self):
         assert poll_log_level(QUEUED, QUEUED, 100.0, 105.0, every=5.0) == INFO
@@ -454,7 +466,7 @@ class TestPollLog:
                 (("running", 10), QUIET_POLL_LOG_INTERVAL + 4),
             ]
         ]
-        assert levels == [INFO, DEBUG, DEBUG, INFO, INFO, INFO, INFO, DEBUG]
+        assert levels == [INFO, DEBUG, DEBUG, INFO, WARNING, INFO, INFO, DEBUG]
 
     def test_fed_by_the_waiter_state(self):
         waiter = Waiter(

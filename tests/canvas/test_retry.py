@@ -124,9 +124,11 @@ def test_plain_403_is_not_throttling(body):
 def test_429_waits_retry_after_plus_up_to_as_much_again():
     # Workers refused together must not come back together: the wait is 1-2x the hint.
     reason = "Canvas throttled the request (HTTP 429)"
-    assert decide(POLICY, attempt(status=429, headers={"Retry-After": "17"}), LOW) == Retry(17.0, reason)
+    assert decide(POLICY, attempt(status=429, headers={"Retry-After": "17"}), LOW) == Retry(
+        17.0, reason, throttled=True
+    )
     assert decide(POLICY, attempt(status=429, headers={"Retry-After": "17"}), FixedRandom(0.5)) == Retry(
-        25.5, reason
+        25.5, reason, throttled=True
     )
     high = decide(POLICY, attempt(status=429, headers={"Retry-After": "17"}), HIGH)
     assert isinstance(high, Retry)
@@ -148,7 +150,7 @@ def test_throttle_jitter_uses_the_default_rng_when_none_given():
 
 def test_429_retry_after_lowercase_header():
     assert decide(POLICY, attempt(status=429, headers={"retry-after": "3.5"}), LOW) == Retry(
-        3.5, "Canvas throttled the request (HTTP 429)"
+        3.5, "Canvas throttled the request (HTTP 429)", throttled=True
     )
 
 
@@ -163,7 +165,7 @@ def test_429_retry_after_is_capped_before_the_jitter():
 
 def test_429_without_retry_after_backs_off():
     assert decide(POLICY, attempt(number=3, status=429), LOW) == Retry(
-        2.0, "Canvas throttled the request (HTTP 429)"
+        2.0, "Canvas throttled the request (HTTP 429)", throttled=True
     )
     assert (
         decide(POLICY, attempt(number=3, status=429, headers={"Retry-After": "Tue, 1 Jan"}), LOW).delay == 2.0
@@ -173,7 +175,7 @@ def test_429_without_retry_after_backs_off():
 @pytest.mark.parametrize("body", [RATE_LIMIT_403, "rate limit exceeded"])
 def test_403_rate_limit_text_is_throttling(body):
     decision = decide(POLICY, attempt(status=403, body=body, headers={"X-Rate-Limit-Remaining": "0.0"}), LOW)
-    assert decision == Retry(0.5, "Canvas throttled the request (HTTP 403)")
+    assert decision == Retry(0.5, "Canvas throttled the request (HTTP 403)", throttled=True)
 
 
 def test_403_rate_limit_honours_retry_after():
@@ -189,7 +191,7 @@ def test_throttled_non_idempotent_start_is_retried(status):
         attempt(status=status, body=RATE_LIMIT_403, idempotent=False, headers={"Retry-After": "4"}),
         LOW,
     )
-    assert decision == Retry(4.0, f"Canvas throttled the request (HTTP {status})")
+    assert decision == Retry(4.0, f"Canvas throttled the request (HTTP {status})", throttled=True)
 
 
 # --------------------------------------------------------------------------- decide: 5xx and network
@@ -406,7 +408,9 @@ def test_any_bounded_retry_after_is_honoured_then_jittered(
         FixedRandom(draw),
     )
     honoured = min(float(hinted), cap)
-    assert decision == Retry(honoured * (1 + jitter * draw), f"Canvas throttled the request (HTTP {status})")
+    assert decision == Retry(
+        honoured * (1 + jitter * draw), f"Canvas throttled the request (HTTP {status})", throttled=True
+    )
     assert honoured <= decision.delay <= honoured * (1 + jitter)
 
 

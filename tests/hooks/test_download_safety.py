@@ -64,7 +64,7 @@ async def test_expired_store_link_is_an_error_not_a_file(canvas: Canvas, client:
     with pytest.raises(DownloadError, match="HTTP 403") as info:
         await client.download(report)
 
-    assert "may have expired" in str(info.value)
+    assert "A signed link that expired or was refused gets a fresh one" in str(info.value)
     # The signed store URL is a credential too: it is not in the message.
     assert "X-Amz" not in str(info.value)
 

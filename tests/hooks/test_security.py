@@ -360,8 +360,7 @@ def test_test_connection_unreachable(canvas: Canvas) -> None:
     # The UI waits for this answer: two attempts, then the URL that failed (a wrong scheme shows here).
     assert message == (
         "Could not list the available reports on account self: could not connect to Canvas after 2 attempts. "
-        "Check that the Canvas host is reachable from the worker; the task can be retried. "
-        "(Canvas URL: http://127.0.0.1:9)"
+        "Check that the Canvas host (http://127.0.0.1:9) is reachable from the worker; the task can be retried."
     )
 
 
@@ -371,7 +370,8 @@ def test_test_connection_plain_http_server_behind_a_host_without_scheme(canvas: 
     ok, message = hook.test_connection()
 
     assert ok is False
-    assert message.endswith(f"(Canvas URL: {canvas.url.replace('http://', 'https://')})"), message
+    # The https:// the client chose is shown (once), so the wrong scheme can be seen.
+    assert message.count(canvas.url.replace("http://", "https://")) == 1, message
 
 
 def test_test_connection_on_an_unknown_account(canvas: Canvas) -> None:

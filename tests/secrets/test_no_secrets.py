@@ -306,7 +306,7 @@ def test_no_files_host_signature_in_a_failed_download(
                                            download_attempts=1))  # fmt: skip
     files_port = sim.running.files_url.rsplit(":", 1)[1]
     assert land.message == (
-        f"Could not download report #{start.result['id']}: Canvas answered HTTP 503 after 2 attempts "
+        f"Could not download report #{start.result['id']}: the file host answered HTTP 503 after 2 attempts "
         f"(http://127.0.0.1:{files_port}). The task can be retried."
     )
     assert secrets.signatures  # the files host's ticket was issued, and is what must not show

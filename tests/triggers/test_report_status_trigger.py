@@ -288,7 +288,8 @@ class TestOutcomes:
         assert payload["status"] == "timeout"
         assert payload["message"] == (
             f"Canvas report provisioning_csv #{report_id} did not finish within 0s (the timeout); "
-            "last status 'created'."
+            "last status 'created'. It never started: Canvas runs one report at a time per root account, "
+            "so others were ahead of it, or its job workers are stopped."
         )
 
     async def test_a_first_poll_time_past_polls_at_once(self, canvas: CanvasSimulator):
@@ -337,7 +338,7 @@ class TestTransientFailures:
             trigger(report_id, retry_policy=retry_policy_kwargs(FAST_RETRIES), max_consecutive_errors=5)
         )
         assert payload["status"] == "success", payload["message"]
-        assert "failed polls tolerated" in payload["summary"]
+        assert re.search(r"\d+ polls \(\d+ failed\)", payload["summary"]), payload["summary"]
         assert sum(f.used for f in faults) == sum(f.times or 0 for f in faults)
 
     async def test_beyond_the_budget_gives_an_error_event(self, canvas: CanvasSimulator):

@@ -173,9 +173,10 @@ def cancel_calls(canvas: CanvasSimulator) -> int:
 
 @pytest.mark.usefixtures("supervisor_comms")
 class TestUserAction:
-    """The task left ``deferred`` (marked failed or success, cleared): the report is stopped."""
+    """The task left ``deferred``: marked failed, the report is stopped; marked success or skipped, or
+    cleared, it is left for the tasks after it, or for the next try."""
 
-    @pytest.mark.parametrize("state", ["failed", "success", None], ids=["failed", "success", "cleared"])
+    @pytest.mark.parametrize("state", ["failed", "upstream_failed"])
     async def test_a_running_report_is_aborted(
         self, canvas: CanvasSimulator, run: Run, state: str | None, capsys: pytest.CaptureFixture[str]
     ):
@@ -190,7 +191,19 @@ class TestUserAction:
         await trig.on_kill()
         assert canvas.counters.requests["abort"] == 1
         assert canvas.reports[report_id].status == "aborted"
-        assert f"(task state {state or 'none'})" in capsys.readouterr().out
+        assert f"(task state {state})" in capsys.readouterr().out
+
+    @pytest.mark.parametrize("state", ["success", "skipped", None], ids=["success", "skipped", "cleared"])
+    async def test_a_report_still_needed_keeps_running(
+        self, canvas: CanvasSimulator, run: Run, state: str | None, capsys: pytest.CaptureFixture[str]
+    ):
+        # Marked success, the tasks after it download the report; cleared, the next try waits for it.
+        report_id = start(canvas)
+        run.set_state(state)
+        await trigger_for(report_id, run.task_instance()).on_kill()
+        assert cancel_calls(canvas) == 0
+        assert canvas.reports[report_id].status == "running"
+        assert f"its task is now '{state or 'none'}'" in capsys.readouterr().out
 
     async def test_cancelled_again_meanwhile_as_airflow_does_the_stop_still_happens(
         self, canvas: CanvasSimulator, run: Run
