@@ -233,8 +233,21 @@ def same_parameters(report: Report, sent: Mapping[str, Any]) -> bool:
     return True
 
 
+# Canvas keeps and echoes any parameter it is sent; a report reads only the names it knows. The
+# start operator sends this one, naming the task instance (DAG, run, task, map index) that started
+# the run, so that looking in the index for "the report this task started" (after a lost answer,
+# or on a retry) never takes the report of another run of the same DAG started with the same
+# parameters at about the same time (catchup, backfill, several runs at once).
+STARTED_BY = "airflow_task"
+
 # What Canvas adds to the echo, and what does not change the file.
-_ECHO_ONLY = frozenset({"locale", "extra_text", "skip_message"})
+_ECHO_ONLY = frozenset({"locale", "extra_text", "skip_message", STARTED_BY})
+
+
+def started_by(report: Report) -> str | None:
+    """The task instance that started `report`, as its `STARTED_BY` parameter says; None if unsaid."""
+    value = report.parameters.get(STARTED_BY)
+    return value if isinstance(value, str) and value else None
 
 
 def as_sent(report: Report) -> dict[str, Any]:

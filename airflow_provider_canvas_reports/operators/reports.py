@@ -78,8 +78,11 @@ class StartAccountReportOperator(BaseOperator):
       before starting on a retry where ``task_state_store`` is missing (Airflow < 3.3), it looks
       in the report index (newest first) for a run of the same type with the same parameters,
       created since the try's POST (lost answer) or the DAG run's start (retry), not failed,
-      and adopts it. Below 3.3 this also means that clearing a successful task in the same
-      DAG run returns its report again instead of starting a new one.
+      and not started by another task instance, and adopts it. Each start sends the parameter
+      ``airflow_task`` (``<dag_id>/<run_id>/<task_id>[<map_index>]``), which Canvas keeps and
+      echoes, so the report of another run of this DAG (catchup, backfill) is never taken for
+      this one's. Below 3.3 this also means that clearing a successful task in the same DAG run
+      returns its report again instead of starting a new one.
 
     :param report: the report type, e.g. ``provisioning_csv`` (templated).
     :param parameters: report parameters, e.g. ``{"users": True, "enrollment_term_id":
@@ -135,6 +138,8 @@ class StartAccountReportOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("report", "parameters", "account_id")
     template_fields_renderers = {"parameters": "json"}
+    # This task instance's name, sent with the start as the `airflow_task` parameter (set by execute).
+    _started_by: str | None = None
     operator_extra_links = (CanvasReportsLink(),)
     ui_color = "#e4f0e8"
 
@@ -216,6 +221,7 @@ class StartAccountReportOperator(BaseOperator):
         sent = canvas_parameters.prepare(self.parameters, skip_message=self.skip_message)
         store = _state_store(context)
         saved, store_ok = _store_get(store, self.log)
+        self._started_by = _task_instance_name(context)
 
         take_turn(
             self,
@@ -247,10 +253,15 @@ class StartAccountReportOperator(BaseOperator):
 
     def _start(self, hook: CanvasHook, account: str, sent: dict[str, Any]) -> Report:
         from airflow_provider_canvas_reports.canvas.errors import StartOutcomeUnknownError
+        from airflow_provider_canvas_reports.canvas.parameters import STARTED_BY
 
         posted_at = datetime.now(timezone.utc)
         try:
-            report = hook.start_report(self.report, sent, account_id=account, skip_message=self.skip_message)
+            # Named after this task instance, so that the index tells its report from a sibling's.
+            signed = {**sent, STARTED_BY: self._started_by} if self._started_by else sent
+            report = hook.start_report(
+                self.report, signed, account_id=account, skip_message=self.skip_message
+            )
         except StartOutcomeUnknownError as exc:
             self.log.warning("The start's answer was lost: %s Looking in the report index.", exc)
             found = self._reconcile(hook, account, sent, posted_at, why="the start's answer was lost")
@@ -296,6 +307,11 @@ class StartAccountReportOperator(BaseOperator):
             if candidate.created_at < bound:
                 break  # newest first: everything after this is older still
             if candidate.phase is Phase.FAILURE or not canvas_parameters.same_parameters(candidate, sent):
+                continue
+            # Another task instance's report (another run of this DAG: catchup, backfill): never ours.
+            # One that names none was started by hand or by an older version: taken as before.
+            theirs = canvas_parameters.started_by(candidate)
+            if theirs is not None and theirs != self._started_by:
                 continue
             self.log.warning(
                 "Adopting Canvas report %s #%s (status %s, created %s) instead of starting another, because "
@@ -481,6 +497,17 @@ def _store_set(store: Any, value: dict[str, Any], log: Any) -> None:
         store.set(STATE_KEY, value)
     except Exception as exc:
         log.warning("Could not save the report id in task_state_store: %s", exc)
+
+
+def _task_instance_name(context: Context) -> str | None:
+    """DAG, run, task and map index of this task instance: the same for all its tries."""
+    ti = context.get("ti")  # type: ignore[misc]
+    parts = [getattr(ti, name, None) for name in ("dag_id", "run_id", "task_id")]
+    if not all(isinstance(part, str) and part for part in parts):
+        return None
+    map_index = getattr(ti, "map_index", None)
+    suffix = f"[{map_index}]" if isinstance(map_index, int) and map_index >= 0 else ""
+    return "/".join(parts) + suffix  # type: ignore[arg-type]
 
 
 def _try_number(context: Context) -> int:

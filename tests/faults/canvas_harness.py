@@ -113,7 +113,7 @@ class FakeTaskInstance:
         self.try_number = try_number
         self.dag_id = "fault_matrix"
         self.task_id = "task"
-        self.run_id = f"manual__{time.time_ns()}"
+        self.run_id = "manual__fault_matrix"  # the same for every try, as Airflow's is
         self.map_index = -1
         self.xcoms: dict[str, Any] = {}
 

@@ -77,6 +77,13 @@ def make_context(
     return context
 
 
+def make_context_of_run(run_id: str, try_number: int = 1) -> dict[str, Any]:
+    """A context of another DAG run (another logical date) of the same task."""
+    context = make_context(try_number)
+    context["ti"] = FakeTaskInstance(try_number, run_id=run_id)
+    return context
+
+
 def operator(**kwargs: Any) -> StartAccountReportOperator:
     kwargs.setdefault("task_id", "start")
     kwargs.setdefault("report", REPORT)
@@ -685,6 +692,34 @@ class TestNoDuplicates:
         assert again["id"] != first["id"]
         assert canvas.counters.starts[REPORT] == 2
         assert canvas.counters.requests["index"] == (0 if case == "first-try" else 1)
+
+    def test_the_start_names_its_task_instance_and_canvas_echoes_it(self, canvas: CanvasSimulator):
+        result = operator().execute(make_context(map_index=3))
+        assert result["parameters"]["airflow_task"] == "test_dag/manual__test/start[3]"
+
+    def test_a_retry_never_adopts_the_report_of_another_run_of_the_dag(self, canvas: CanvasSimulator):
+        # Catchup: two runs of one DAG start the same report with the same parameters. A retry of
+        # the first (no task_state_store) must find its own report, not the newer sibling's.
+        ours = operator().execute(make_context())
+        sibling = operator().execute(make_context_of_run("scheduled__2026-11-27"))
+        assert sibling["id"] > ours["id"]
+        again = operator().execute(make_context(try_number=2))
+        assert again["id"] == ours["id"]
+        assert canvas.counters.starts[REPORT] == 2
+
+    def test_a_retry_with_only_a_siblings_report_starts_its_own(self, canvas: CanvasSimulator):
+        sibling = operator().execute(make_context_of_run("scheduled__2026-11-27"))
+        again = operator().execute(make_context(try_number=2))
+        assert again["id"] != sibling["id"]
+        assert again["parameters"]["airflow_task"] == "test_dag/manual__test/start"
+        assert canvas.counters.starts[REPORT] == 2
+
+    def test_a_report_that_names_no_task_instance_is_still_adopted(self, canvas: CanvasSimulator):
+        # Started by hand, or by an older version of this provider, in the retry's window.
+        started = CanvasHook().start_report(REPORT, {"users": True})
+        again = operator().execute(make_context(try_number=2))
+        assert again["id"] == started.id
+        assert canvas.counters.starts[REPORT] == 1
 
     def test_lost_start_answer_adopts_the_report_canvas_created(self, canvas: CanvasSimulator):
         canvas.faults.add(Fault(endpoint="start", kind="reset_after_send", times=1))
