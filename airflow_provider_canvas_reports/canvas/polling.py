@@ -297,6 +297,16 @@ def listed_previous_run(waited_for: Report, last_run: Report | None) -> Previous
     return previous_run([waited_for, last_run], waited_for.id) if last_run is not None else None
 
 
+def never_started(status: str | None) -> str:
+    """Why a report may still be queued at a timeout, for its message ("" when it had started)."""
+    if status != "created":
+        return ""
+    return (
+        " It never started: Canvas runs one report at a time per root account, so others were "
+        "ahead of it, or its job workers are stopped."
+    )
+
+
 def describe_duration(seconds: float | None) -> str:
     """Short human form for logs: 42s, 3m05s, 2h07m."""
     if seconds is None or not math.isfinite(seconds):
@@ -491,16 +501,10 @@ class Waiter:
             if self.last is not None and self.last.progress is not None
             else ""
         )
-        queued = (
-            " It never started: Canvas runs one report at a time per root account, so others were "
-            "ahead of it, or its job workers are stopped."
-            if self.seen_status == "created"
-            else ""
-        )
         return Outcome(
             TIMEOUT,
             f"{self.name} did not finish within {describe_duration(self.deadline - self.started_at)} "
-            f"(the timeout){last}{progress}.{queued}",
+            f"(the timeout){last}{progress}.{never_started(self.seen_status)}",
             self.last,
         )
 

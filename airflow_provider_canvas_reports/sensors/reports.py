@@ -26,6 +26,7 @@ from airflow_provider_canvas_reports.canvas.polling import (
     PollPolicy,
     Waiter,
     describe_duration,
+    never_started,
 )
 from airflow_provider_canvas_reports.links.canvas import XCOM_KEY, CanvasReportsLink, remember_link
 from airflow_provider_canvas_reports.operators._arguments import count, duration, flag, retry_policy
@@ -231,7 +232,8 @@ class ReportCompleteSensor(BaseSensorOperator):
             return completed.as_json()
         message = (
             f"Canvas report {self.report} #{report_id} did not finish within "
-            f"{describe_duration(self.timeout)} (the sensor's timeout){seen}. {note}"
+            f"{describe_duration(self.timeout)} (the sensor's timeout){seen}."
+            f"{never_started(last.status if last is not None else None)} {note}"
         )
         # From None: the framework's own timeout message says less than this one.
         raise self._timed_out(message) from None
@@ -280,6 +282,10 @@ class ReportCompleteSensor(BaseSensorOperator):
             if self.reschedule:
                 # The wait began at the first try: adaptive polling and logs count from there.
                 first = context["ti"].get_first_reschedule_date(context)
+                if isinstance(first, str):  # early Airflow 3.1 releases' dag.test() (apache/airflow#58777)
+                    import pendulum
+
+                    first = pendulum.parse(first)
                 if first is not None:
                     started = first.timestamp()
             if self.reschedule and self.wait.expected_run_time == AUTO:

@@ -142,11 +142,13 @@ LOOP = (
 
 def persistent_message(hop: str, kind: str) -> str:
     """The error a task ends with when `kind` hits `hop` on every attempt."""
+    # Only the first hop is Canvas; the files host and the store are named as "the file host".
+    peer = "Canvas" if hop == "download" else "the file host"
     chain = {
-        "503": "Canvas answered HTTP 503",
-        "throttle": r"Canvas throttled the request \(HTTP 429\)",
-        "reset": "the connection to Canvas was reset",
-        "slow": "Canvas did not answer in time",
+        "503": f"{peer} answered HTTP 503",
+        "throttle": rf"{peer} throttled the request \(HTTP 429\)",
+        "reset": f"the connection to {peer} was reset",
+        "slow": f"{peer} did not answer in time",
     }
     if kind in chain:
         return PERSISTENT_CHAIN.format(id="{id}", why=chain[kind], port="{port:" + hop + "}")
@@ -163,8 +165,10 @@ def persistent_message(hop: str, kind: str) -> str:
     if kind in ("expired", "404"):
         status = {"expired": 403, "404": 404}[kind]
         return (
-            rf"The download of report #{{id}} ended with HTTP {status} instead of the file\. The link may have "
-            r"expired: run the download task again\."
+            rf"The download of report #{{id}} ended with HTTP {status} from http://127\.0\.0\.1:{{port:{hop}}} "
+            r"instead of the file\. A signed link that expired or was refused gets a fresh one on the next "
+            r"attempt; if every attempt is refused, check that the host's clock is right and that the report's "
+            r"file still exists in Canvas\."
         )
     if kind == "wrong_length":
         return (

@@ -159,7 +159,8 @@ def test_polls_failing_in_the_triggerer_fail_the_sensor_and_nothing_lands(
     text = output()
     assert "Gave up waiting for Canvas report provisioning_csv #101 after 2 consecutive failed polls" in text
     assert (
-        "Canvas answered HTTP 503 to read the report status on account self beyond the retry budget" in text
+        "Canvas answered HTTP 503 to read the report status on account self (report provisioning_csv #101) "
+        "beyond the retry budget" in text
     )
 
 
@@ -170,7 +171,7 @@ def test_store_down_fails_the_download_and_the_lake_stays_empty(
     result = timed(dag_runner, pipeline("faults_store_down", lake))
     assert result.states() == {"start": "success", "wait": "success", "land": "failed"}
     assert listing(lake) == {}
-    assert "Could not download report #101: Canvas answered HTTP 503 after 3 attempts" in output()
+    assert "Could not download report #101: the file host answered HTTP 503 after 3 attempts" in output()
 
 
 def test_report_error_fails_the_waiting_start_with_canvas_reason(

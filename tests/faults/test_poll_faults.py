@@ -62,20 +62,33 @@ GAVE_UP = (
     r"Gave up waiting for Canvas report provisioning_csv #101 after 2 consecutive failed polls \(each "
     r"one already retried by the client\)\. Last error: "
 )
+# The status request, as errors name it.
+READING = r"read the report status on account self \(report provisioning_csv #101\)"
+# How a wait that gave up ends: the report was left for a retry, and here is where to see it.
+LEFT = (
+    r" Canvas report provisioning_csv #101 was not cancelled and may still be running: "
+    r"http://127\.0\.0\.1:\d+/accounts/self/settings#tab-reports\. Retrying or clearing this task waits "
+    r"for it again\."
+)
+REACHABLE = (
+    r"Check that the Canvas host \(http://127\.0\.0\.1:\d+\) is reachable from the worker; the task can "
+    r"be retried\."
+)
 NOT_JSON = r"Check the connection host is the Canvas URL \(not an SSO or proxy page\)\."
 # A reset before the answer and a truncated body end the same way.
 RESET = (
-    GAVE_UP + r"CanvasRetryExhaustedError: Could not read the report status on account self: the connection "
-    r"to Canvas was reset after 2 attempts\. Check that the Canvas host is reachable from the worker; the "
-    r"task can be retried\."
+    GAVE_UP + r"CanvasRetryExhaustedError: Could not " + READING + r": the connection to Canvas was reset "
+    r"after 2 attempts\. " + REACHABLE + LEFT
 )
 # A redirect loop and a redirect to a login page are both a wrong connection host.
 REDIRECTED = (
-    GAVE_UP + r"CanvasResponseError: Canvas redirected the request to read the report status on account self "
-    r"\(HTTP 302\) to http://127\.0\.0\.1:\d+ instead of answering: the connection host is not the Canvas "
-    r"API host \(a vanity domain, http instead of https, or an SSO page\)\. Set the connection host to the "
-    r"Canvas URL itself\."
+    GAVE_UP + r"CanvasResponseError: Canvas redirected the request to " + READING + r" \(HTTP 302\) to "
+    r"http://127\.0\.0\.1:\d+ instead of answering: the connection host is not the Canvas API host \(a "
+    r"vanity domain, http instead of https, or an SSO page\)\. Set the connection host to the Canvas URL "
+    r"itself\." + LEFT
 )
+# A failed report: the sensor cannot start another one.
+NEW_ONE = r" Waiting again cannot change that: clear the task that started it to start a new one\."
 
 
 @dataclass(frozen=True)
@@ -95,17 +108,17 @@ STATUS_CASES: dict[str, StatusCase] = {
     "500-always": StatusCase(
         "500",
         None,
-        message=GAVE_UP + r"CanvasRetryExhaustedError: Canvas answered HTTP 500 to read the report status on "
-        r"account self beyond the retry budget: An error occurred\.\. Canvas may be deploying or "
-        r"overloaded; the task can be retried later\.",
+        message=GAVE_UP + r"CanvasRetryExhaustedError: Canvas answered HTTP 500 to " + READING + r" beyond "
+        r"the retry budget: An error occurred\.\. Canvas may be deploying or overloaded; the task can be "
+        r"retried later\." + LEFT,
         modes=("poke",),
     ),
     "503-always": StatusCase(
         "503",
         None,
-        message=GAVE_UP + r"CanvasRetryExhaustedError: Canvas answered HTTP 503 to read the report status on "
-        r"account self beyond the retry budget: 503 Service Temporarily Unavailable 503 Service "
-        r"Temporarily Unavailable\. Canvas may be deploying or overloaded; the task can be retried later\.",
+        message=GAVE_UP + r"CanvasRetryExhaustedError: Canvas answered HTTP 503 to " + READING + r" beyond "
+        r"the retry budget: 503 Service Temporarily Unavailable 503 Service Temporarily Unavailable\. Canvas "
+        r"may be deploying or overloaded; the task can be retried later\." + LEFT,
     ),
     "429-retry-after-burst": StatusCase("throttle", 2),
     "403-rate-limit-burst": StatusCase("throttle", 2, throttle="403"),
@@ -113,9 +126,11 @@ STATUS_CASES: dict[str, StatusCase] = {
     "429-always": StatusCase(
         "throttle",
         None,
-        message=GAVE_UP + r"CanvasRetryExhaustedError: Canvas kept throttling the request to read the report "
-        r"status on account self \(HTTP 429\) beyond the retry budget\. Lower the number of concurrent "
-        r"tasks sharing this token, or raise the retry budget\.",
+        message=GAVE_UP
+        + r"CanvasRetryExhaustedError: Canvas kept throttling the request to "
+        + READING
+        + r" \(HTTP 429\) beyond the retry budget\. Lower the number of concurrent tasks sharing this token, "
+        r"or raise the retry budget\." + LEFT,
         modes=("poke",),
     ),
     "reset-before-handling-once": StatusCase("reset"),
@@ -129,9 +144,8 @@ STATUS_CASES: dict[str, StatusCase] = {
     "slow-past-read-timeout-always": StatusCase(
         "slow",
         None,
-        message=GAVE_UP + r"CanvasRetryExhaustedError: Could not read the report status on account self: "
-        r"Canvas did not answer in time after 2 attempts\. Check that the Canvas host is reachable from "
-        r"the worker; the task can be retried\.",
+        message=GAVE_UP + r"CanvasRetryExhaustedError: Could not " + READING + r": Canvas did not answer in "
+        r"time after 2 attempts\. " + REACHABLE + LEFT,
         modes=("poke",),
     ),
     "stalled-body-once": StatusCase("stall"),
@@ -147,15 +161,14 @@ STATUS_CASES: dict[str, StatusCase] = {
         "wrong_length",
         None,
         message=GAVE_UP + r"CanvasResponseError: Canvas answered HTTP 200 with 'application/json; "
-        r"charset=utf-8' instead of JSON to read the report status on account self: \{\"id\":101,.*\.\.\.\. "
-        + NOT_JSON,
+        r"charset=utf-8' instead of JSON to " + READING + r": \{\"id\":101,.*\.\.\.\. " + NOT_JSON + LEFT,
     ),
     "html-login-page-once": StatusCase("html"),
     "html-login-page-always": StatusCase(
         "html",
         None,
         message=GAVE_UP + r"CanvasResponseError: Canvas answered HTTP 200 with an HTML page instead of JSON "
-        r"to read the report status on account self: Log In to Canvas Email Password Log In\. " + NOT_JSON,
+        r"to " + READING + r": Log In to Canvas Email Password Log In\. " + NOT_JSON + LEFT,
     ),
     "redirect-loop-always": StatusCase(
         "redirect_loop",
@@ -172,8 +185,8 @@ STATUS_CASES: dict[str, StatusCase] = {
     "store-403-always": StatusCase(
         "expired",
         None,
-        message=GAVE_UP + r"CanvasResponseError: Canvas answered HTTP 403 to read the report status on "
-        r"account self: AccessDenied Request has expired SIMULATOR\.",
+        message=GAVE_UP + r"CanvasResponseError: Canvas answered HTTP 403 to " + READING + r": AccessDenied "
+        r"Request has expired SIMULATOR\." + LEFT,
         modes=("poke",),
     ),
     # Poking, the 404 is the first answer: the id may be wrong. Deferred, the worker's check saw
@@ -181,20 +194,20 @@ STATUS_CASES: dict[str, StatusCase] = {
     "404-once": StatusCase(
         "404",
         message=r"Canvas has no report provisioning_csv #101 \(HTTP 404\): it was deleted, or the report id "
-        r"or report type is wrong\.",
+        r"or report type is wrong\." + NEW_ONE,
         modes=("poke",),
     ),
     "404-once-after-the-worker-saw-it": StatusCase(
         "404",
         message=r"Canvas report provisioning_csv #101 no longer exists in Canvas \(HTTP 404 while waiting; "
-        r"last status '(created|running)'\): it was deleted, so it will never complete\.",
+        r"last status '(created|running)'\): it was deleted, so it will never complete\." + NEW_ONE,
         modes=("deferrable",),
     ),
     "401-once": StatusCase(
         "401",
         message=r"Could not read the status of Canvas report provisioning_csv #101: InvalidTokenError: Canvas "
-        r"refused to read the report status on account self: the API token is missing, invalid or expired "
-        r"\(Canvas said: Invalid access token\.\)\. Put a current token in the connection's password field\.",
+        r"refused to " + READING + r": the API token is missing, invalid or expired \(Canvas said: Invalid "
+        r"access token\.\)\. Put a current token in the connection's password field\." + LEFT,
     ),
     "while1-prefix-always": StatusCase("while1", None),
 }
@@ -263,7 +276,15 @@ def timeout_message(wait: str, status: str, verb: str) -> str:
         seen = rf"\(the sensor's timeout\); last status '{status}'"
     else:
         seen = rf"\(the timeout\); last status '{status}', progress \d+%"
-    return rf"Canvas report provisioning_csv #101 did not finish within 1s {seen}\. Cancelled it in Canvas: {verb}\."
+    queued = QUEUED if status == "created" else ""
+    return rf"Canvas report provisioning_csv #101 did not finish within 1s {seen}\.{queued} Cancelled it in Canvas: {verb}\."
+
+
+# A timeout while queued says why a report may never start.
+QUEUED = (
+    r" It never started: Canvas runs one report at a time per root account, so others were ahead of it, "
+    r"or its job workers are stopped\."
+)
 
 
 FAILED_WITH = r"Canvas report provisioning_csv #101 ended with status '{status}': {reason}"
@@ -317,8 +338,13 @@ def test_report_fate(fate: str, wait: str) -> None:
             action = "delete" if fate == "stuck_created" else "abort"
             assert sim.counters.requests[action] == 1
         else:
-            # Ended by Canvas or someone else: nothing to cancel.
+            # Ended by Canvas or someone else: nothing to cancel; the message says what starts another.
             assert sim.counters.requests["abort"] == sim.counters.requests["delete"] == 0
+            pattern += (
+                NEW_ONE
+                if wait.startswith("sensor")
+                else r" Retrying or clearing this task starts a new report\."
+            )
         matches(run, pattern)
         assert sim.status(101) == final
         assert sim.running_reports() == []
@@ -354,7 +380,7 @@ def test_cancel_impossible_says_so_and_links_the_reports_page(mode: str) -> None
             run,
             rf"Canvas report provisioning_csv #101 did not finish within 1s {last}\. Could not cancel it in "
             r"Canvas \(CanvasRetryExhaustedError: Canvas answered HTTP 503 to abort a report on account self "
-            r"beyond the retry budget: 503 Service Temporarily Unavailable 503 Service Temporarily "
+            r"\(report provisioning_csv #101\) beyond the retry budget: 503 Service Temporarily Unavailable 503 Service Temporarily "
             r"Unavailable\. Canvas may be deploying or overloaded; the task can be retried later\.\); cancel it "
             rf"by hand on the account's reports page: {re.escape(sim.url)}/accounts/self/settings#tab-reports",
         )
