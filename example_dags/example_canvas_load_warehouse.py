@@ -4,6 +4,8 @@ Scheduled on the asset alias ``canvas-provisioning``: each time
 ``example_canvas_nightly_provisioning`` lands its objects (one asset event per table), this DAG
 runs and loads every landed CSV into a table ``canvas_<name>`` (``canvas_users``,
 ``canvas_enrollments``, ...). Triggered by hand instead, it loads the newest export it finds.
+An export older than one already landed (an old night cleared and landed again) is not loaded:
+it would replace newer tables with older data.
 
 The warehouse is any database with a common.sql ``DbApiHook``, named by the connection
 ``canvas_warehouse`` (Postgres, Snowflake, BigQuery, ...): the DAG only uses ``run`` and
@@ -26,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pendulum
+from airflow.providers.common.compat.sdk import AirflowSkipException  # airflow.sdk.exceptions on 3.2+
 from airflow.providers.common.sql.hooks.sql import DbApiHook
 from airflow.sdk import DAG, AssetAlias, BaseHook, ObjectStoragePath, Variable, task
 
@@ -52,11 +55,16 @@ def identifier(text: str, what: str) -> str:
     return text.lower()
 
 
+def newest_report_id(events: Sequence[Any]) -> int:
+    """The id of the newest report run among asset events (Canvas's ids only grow); 0 for none."""
+    return max((int(e.extra.get("report_id") or 0) for e in events), default=0)
+
+
 def newest_export(events: Sequence[Any]) -> list[dict[str, Any]]:
     """The objects of the newest report run among asset events, one per URI."""
     if not events:
         return []
-    newest = max(int(e.extra.get("report_id") or 0) for e in events)
+    newest = newest_report_id(events)
     objects: dict[str, dict[str, Any]] = {}
     for event in events:
         if int(event.extra.get("report_id") or 0) == newest:
@@ -115,12 +123,19 @@ with DAG(
     def load_tables(**context: Any) -> dict[str, int]:
         """Load every CSV of the export that triggered this run; return rows per table."""
         events = [e for batch in context["triggering_asset_events"].values() for e in batch]
+        recent = context["inlet_events"][ALIAS]
+        # Airflow 3.2+ can ask for the newest events only; 3.1 returns them all, as a list.
+        if hasattr(recent, "ascending"):
+            recent = recent.ascending(False).limit(1000)
+        landed = list(recent)
         if not events:  # a manual run (or dag.test) has none: load the newest export instead
-            recent = context["inlet_events"][ALIAS]
-            # Airflow 3.2+ can ask for the newest events only; 3.1 returns them all, as a list.
-            if hasattr(recent, "ascending"):
-                recent = recent.ascending(False).limit(1000)
-            events = list(recent)
+            events = landed
+        elif newest_report_id(landed) > newest_report_id(events):
+            raise AirflowSkipException(
+                f"This run was triggered by export #{newest_report_id(events)}, older than export "
+                f"#{newest_report_id(landed)}, which has landed since (an older night landed again): "
+                "loading it would replace newer tables with older data. Nothing was loaded."
+            )
         objects = [o for o in newest_export(events) if str(o.get("name", o["uri"])).endswith(".csv")]
         if not objects:
             raise ValueError(
