@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 common=(
     pyproject.toml requirements/dev.in
     --extra s3 --extra openlineage --extra sql
-    # One lock for Linux and macOS developers alike; CI runs Python 3.11.
-    --universal --python-version 3.11
+    # One lock for Linux and macOS developers alike, and for every Python the project supports
+    # (3.10 up: the lowest is what --python-version names in a universal lock); CI runs 3.11.
+    --universal --python-version 3.10
     --custom-compile-command "requirements/compile.sh"
 )
 uv pip compile "${common[@]}" -o requirements/dev.lock "$@"

@@ -151,7 +151,7 @@ async def test_a_token_pasted_with_its_bearer_prefix_is_refused_with_the_fix(
 @pytest.mark.parametrize(
     ("extra", "problem"),
     [
-        pytest.param('{"account_id": "2",}', "is not valid JSON (Expecting property name", id="trailing-comma"),
+        pytest.param('{"account_id": "2",}', "is not valid JSON (", id="trailing-comma"),
         pytest.param("[1, 2]", "must be a JSON object", id="list"),
         pytest.param({"accountid": "2"}, "unknown key(s) 'accountid'; it takes account_id and allow_http only", id="typo"),
         pytest.param({"allow-http": True}, "unknown key(s) 'allow-http'", id="dash"),
@@ -177,7 +177,7 @@ async def test_an_extra_that_would_be_misread_is_refused_before_any_request(
 @pytest.mark.parametrize(
     ("extra", "problem"),
     [
-        ('{"account_id": "2",}', "is not valid JSON (Expecting property name"),
+        ('{"account_id": "2",}', "is not valid JSON ("),
         ("[1, 2]", 'must be a JSON object, e.g. {"account_id": "2"}, not a JSON list'),
         ('{"account_id": "2", "accountid": "3"}', "unknown key(s) 'accountid'"),
     ],
