@@ -130,7 +130,10 @@ with DAG(
         landed = list(recent)
         if not events:  # a manual run (or dag.test) has none: load the newest export instead
             events = landed
-        elif newest_report_id(landed) > newest_report_id(events):
+        # Canvas numbers the runs of every report type in one sequence: compare like with like.
+        types = {e.extra.get("report") for e in events}
+        landed = [e for e in landed if e.extra.get("report") in types]
+        if newest_report_id(landed) > newest_report_id(events):
             raise AirflowSkipException(
                 f"This run was triggered by export #{newest_report_id(events)}, older than export "
                 f"#{newest_report_id(landed)}, which has landed since (an older night landed again): "

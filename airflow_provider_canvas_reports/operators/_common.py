@@ -327,7 +327,7 @@ def conclude(
         assert event.report_json is not None  # parse_event guarantees it
         return event.report_json
     if event.status == FAILURE:
-        raise on_failure(f"{event.message} {after_failure}")
+        raise on_failure(then(event.message, after_failure))
     if event.status == TIMEOUT:
         account = event.account_id or hook.account(None)
         note, completed = describe_cancel(hook, event.report, event.report_id, account, log)
@@ -337,7 +337,14 @@ def conclude(
         raise on_timeout(f"{event.message} {note}")
     assert event.status == ERROR
     # The wait gave up, not the report: it was left as it was, for a retry to pick up.
-    raise on_error(f"{event.message} {_left_running(hook, event)} {after_error}")
+    raise on_error(then(event.message, f"{_left_running(hook, event)} {after_error}"))
+
+
+def then(message: str, more: str) -> str:
+    """`more` after `message`, as the next sentence. Canvas's own reasons may end without a stop
+    ("Report has been aborted") or with a ';' ("... ErrorReport:42;"), which becomes one."""
+    message = message.rstrip().removesuffix(";")
+    return f"{message}{'' if message.endswith(('.', '!', '?')) else '.'} {more}"
 
 
 def _left_running(hook: CanvasHook, event: ReportEvent) -> str:

@@ -29,6 +29,7 @@ from airflow_provider_canvas_reports.operators._common import (
     describe_cancel,
     expected_run_time_setting,
     next_poll_at,
+    then,
     wait_in_worker,
 )
 from airflow_provider_canvas_reports.operators._turns import take_turn
@@ -81,8 +82,9 @@ class StartAccountReportOperator(BaseOperator):
       and not started by another task instance, and adopts it. Each start sends the parameter
       ``airflow_task`` (``<dag_id>/<run_id>/<task_id>[<map_index>]``), which Canvas keeps and
       echoes, so the report of another run of this DAG (catchup, backfill) is never taken for
-      this one's. Below 3.3 this also means that clearing a successful task in the same DAG run
-      returns its report again instead of starting a new one.
+      this one's. Below 3.3 this also means that clearing a successful task while its DAG run
+      is still running returns its report again; clearing a finished run restarts it, and the
+      search, which counts from the run's start, then starts a new report.
 
     :param report: the report type, e.g. ``provisioning_csv`` (templated).
     :param parameters: report parameters, e.g. ``{"users": True, "enrollment_term_id":
@@ -219,6 +221,14 @@ class StartAccountReportOperator(BaseOperator):
         hook = self.hook
         account = hook.account(self.account_id)
         sent = canvas_parameters.prepare(self.parameters, skip_message=self.skip_message)
+        if canvas_parameters.STARTED_BY in sent:
+            from airflow_provider_canvas_reports.canvas.errors import InvalidParametersError
+
+            raise InvalidParametersError(
+                f"The report parameter '{canvas_parameters.STARTED_BY}' is this operator's: it names the "
+                "task instance that started the report, so that a retry finds its own. Remove it from "
+                "parameters."
+            )
         store = _state_store(context)
         saved, store_ok = _store_get(store, self.log)
         self._started_by = _task_instance_name(context)
@@ -394,7 +404,7 @@ class StartAccountReportOperator(BaseOperator):
         if report.phase is Phase.SUCCESS:
             return report.as_json()
         if report.phase is Phase.FAILURE:
-            raise ReportFailedError(f"{report.failure_message()} {RESTART_HINT}")
+            raise ReportFailedError(then(report.failure_message(), RESTART_HINT))
         started = time.time()
         # An adopted report may itself be last_run: the rule never takes the run waited for.
         expected = self.wait.expected(

@@ -49,8 +49,9 @@ ON_KILL_TIMEOUT = 25.0
 T = TypeVar("T")
 
 
-# Task states after which nobody waits for the report any more: on_kill cancels it.
-GIVEN_UP_STATES = frozenset({"failed", "upstream_failed", "gone"})
+# Task states after which nobody waits for the report any more: on_kill cancels it. Skipped
+# covers a DAG run's timeout too (the scheduler skips its unfinished tasks, deferred ones included).
+GIVEN_UP_STATES = frozenset({"failed", "upstream_failed", "skipped", "removed", "gone"})
 
 
 class ReportStatusTrigger(BaseTrigger):
@@ -239,11 +240,12 @@ class ReportStatusTrigger(BaseTrigger):
     _stopping: set[asyncio.Task[None]] = set()
 
     async def on_kill(self) -> None:
-        """A user marked the deferred task failed (or its run was deleted): stop the report.
+        """A user marked the deferred task failed or skipped, its DAG run timed out, or the run was
+        deleted: stop the report.
 
-        Marked success or skipped, or cleared, the task still has a use for the report (the tasks
-        after it download it; a cleared task's next try waits for it again), so it is left to
-        finish.
+        Marked success, or cleared, the report may still be wanted (a cleared task's next try waits
+        for it again; after a success the download can land it once it completes), so it is left
+        to finish.
 
         Airflow 3.3 means this hook for user actions only, but 3.3.2 also calls it for a trigger
         that moved to another triggerer while this one was thought dead (a late heartbeat) and
@@ -291,9 +293,9 @@ class ReportStatusTrigger(BaseTrigger):
             return
         if state not in GIVEN_UP_STATES:
             self.log.info(
-                "Not cancelling Canvas report %s #%s: its task is now '%s' (marked success or skipped, or "
-                "cleared), and the report may still be needed: by the tasks after it, or by the task's "
-                "next try, which waits for the same report.",
+                "Not cancelling Canvas report %s #%s: its task is now '%s' (marked success, or cleared), "
+                "and the report may still be wanted: a cleared task's next try waits for the same report, "
+                "and after a success the download can land it once it completes.",
                 self.report,
                 self.report_id,
                 state,

@@ -285,7 +285,8 @@ def test_progress_100_with_error_is_a_failure_not_a_success(canvas: FakeCanvas) 
     run = run_task(sensor())
     assert run.message == (
         "Canvas report provisioning_csv #7 ended with status 'error': Failed, please report the following error "
-        "code: ErrorReport:42;"
+        "code: ErrorReport:42. Waiting again cannot change that: clear the task that started it to start a new "
+        "one."
     )
 
 

@@ -309,7 +309,7 @@ FATES: dict[str, tuple[str, str, str]] = {
     ),
     "aborted_by_other": (
         "AirflowFailException/ReportFailedError",
-        FAILED_WITH.format(status="aborted", reason="Report has been aborted"),
+        FAILED_WITH.format(status="aborted", reason=r"Report has been aborted\."),  # the stop is ours
         "aborted",
     ),
     "deleted_by_other": (

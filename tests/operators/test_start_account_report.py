@@ -714,6 +714,12 @@ class TestNoDuplicates:
         assert again["parameters"]["airflow_task"] == "test_dag/manual__test/start"
         assert canvas.counters.starts[REPORT] == 2
 
+    def test_airflow_task_is_the_operators_parameter(self, canvas: CanvasSimulator):
+        # A value of the user's would be overwritten, and no retry would then find its report.
+        with pytest.raises(InvalidParametersError, match="'airflow_task' is this operator's"):
+            operator(parameters={"users": True, "airflow_task": "mine"}).execute(make_context())
+        assert sum(canvas.counters.starts.values()) == 0
+
     def test_a_report_that_names_no_task_instance_is_still_adopted(self, canvas: CanvasSimulator):
         # Started by hand, or by an older version of this provider, in the retry's window.
         started = CanvasHook().start_report(REPORT, {"users": True})

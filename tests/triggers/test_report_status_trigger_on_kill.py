@@ -173,10 +173,10 @@ def cancel_calls(canvas: CanvasSimulator) -> int:
 
 @pytest.mark.usefixtures("supervisor_comms")
 class TestUserAction:
-    """The task left ``deferred``: marked failed, the report is stopped; marked success or skipped, or
-    cleared, it is left for the tasks after it, or for the next try."""
+    """The task left ``deferred``: marked failed or skipped (a DAG run's timeout skips it too), the
+    report is stopped; marked success, or cleared, it is left for the download or the next try."""
 
-    @pytest.mark.parametrize("state", ["failed", "upstream_failed"])
+    @pytest.mark.parametrize("state", ["failed", "upstream_failed", "skipped", "removed"])
     async def test_a_running_report_is_aborted(
         self, canvas: CanvasSimulator, run: Run, state: str | None, capsys: pytest.CaptureFixture[str]
     ):
@@ -193,7 +193,7 @@ class TestUserAction:
         assert canvas.reports[report_id].status == "aborted"
         assert f"(task state {state})" in capsys.readouterr().out
 
-    @pytest.mark.parametrize("state", ["success", "skipped", None], ids=["success", "skipped", "cleared"])
+    @pytest.mark.parametrize("state", ["success", None], ids=["success", "cleared"])
     async def test_a_report_still_needed_keeps_running(
         self, canvas: CanvasSimulator, run: Run, state: str | None, capsys: pytest.CaptureFixture[str]
     ):
