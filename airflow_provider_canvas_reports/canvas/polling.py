@@ -322,9 +322,15 @@ def describe_duration(seconds: float | None) -> str:
 
 
 def progress_line(
-    report: Report, *, waited: float, estimate: Estimate | None, expected_run_time: float | None = None
+    report: Report,
+    *,
+    waited: float,
+    estimate: Estimate | None,
+    expected_run_time: float | None = None,
+    timeout_in: float | None = None,
 ) -> str:
-    """One log line per poll: status, progress, current line, time waited, time left."""
+    """One log line per poll: status, progress, current line, time waited, time left, and how long
+    until the wait's deadline cancels the report (`timeout_in`, when the wait has one)."""
     parts = [f"Canvas report {report.report} #{report.id}: status={report.status}"]
     if report.progress is not None:
         parts.append(f"progress={report.progress}%")
@@ -335,6 +341,8 @@ def progress_line(
         parts.append(f"estimated_left={describe_duration(estimate.remaining)}")
     if expected_run_time is not None and classify(report.status) is Phase.WAITING:
         parts.append(f"expected_run_time={describe_duration(expected_run_time)}")
+    if timeout_in is not None and classify(report.status) is Phase.WAITING:
+        parts.append(f"timeout_in={describe_duration(timeout_in)}")
     return " ".join(parts)
 
 
@@ -545,7 +553,11 @@ class Waiter:
         return PollAgain(
             sleep_for(interval, now=now, deadline=self.deadline),
             progress_line(
-                report, waited=self.waited(now), estimate=estimate, expected_run_time=self.expected_run_time
+                report,
+                waited=self.waited(now),
+                estimate=estimate,
+                expected_run_time=self.expected_run_time,
+                timeout_in=self.time_left(now),
             ),
             warning,
         )

@@ -404,6 +404,14 @@ class TestWaiter:
         waiter.seen(report("running", 10), T0)
         assert "last status 'running'" in waiter.gone(T0).message  # a poll's status is newer
 
+    def test_each_poll_line_says_when_the_timeout_cancels_the_report(self):
+        # A long quiet wait logs a line every few minutes: the reader sees how long is left.
+        step = self.make(deadline=T0 + 4 * 3600).seen(report("created", 0), T0 + 600)
+        assert isinstance(step, PollAgain)
+        assert step.line.endswith("timeout_in=3h50m")
+        # Where Airflow keeps the deadline (a poking sensor), the line has none.
+        assert "timeout_in" not in self.make(deadline=None).seen(report("created", 0), T0).line
+
     def test_summary(self):
         waiter = self.make()
         waiter.failed(CanvasRetryExhaustedError("x"), T0 + 1)
