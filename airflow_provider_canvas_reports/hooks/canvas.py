@@ -287,10 +287,10 @@ class CanvasHook(BaseHook):
         except CanvasConfigError as exc:  # the connection itself is wrong: nothing was sent
             return False, str(exc)
         except CanvasError as exc:
-            said = str(exc)  # names the URL it tried, once
-            return False, said if probe.base_url.rstrip(
-                "/"
-            ) in said else f"{said} (Canvas URL: {probe.base_url})"
+            said = str(exc)
+            if probe.base_url.rstrip("/") not in said:  # the URL it tried, shown once
+                said = f"{said} (Canvas URL: {probe.base_url})"
+            return False, said
         finally:
             probe.close()
         return True, (
