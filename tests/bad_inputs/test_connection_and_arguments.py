@@ -36,6 +36,11 @@ def start(**kwargs: Any) -> StartAccountReportOperator:
     return StartAccountReportOperator(task_id="start", **kwargs)
 
 
+def download(**kwargs: Any) -> DownloadReportOperator:
+    """A download task with one argument under test; the others as a DAG would give them."""
+    return DownloadReportOperator(task_id="d", report=REPORT, report_id=1, destination="/x", **kwargs)
+
+
 @pytest.fixture
 def canvas() -> Iterator[Sim]:
     with simulator() as sim:
@@ -388,12 +393,12 @@ def test_bad_report_id_for_the_download(canvas: Sim, lake: Any, report_id: Any, 
             id="nan-poll-interval",
         ),
         pytest.param(
-            lambda: DownloadReportOperator(task_id="d", report=REPORT, report_id=1, destination="/x", download_attempts=0),
+            lambda: download(download_attempts=0),
             "download_attempts must be at least 1, not 0",
             id="zero-download-attempts",
         ),
         pytest.param(
-            lambda: DownloadReportOperator(task_id="d", report=REPORT, report_id=1, destination="/x", overwrite="sometimes"),
+            lambda: download(overwrite="sometimes"),
             "overwrite='sometimes' is not a known policy: use one of 'replace', 'fail', 'skip_identical'",
             id="unknown-overwrite-policy",
         ),
@@ -445,22 +450,22 @@ def test_bad_report_id_for_the_download(canvas: Sim, lake: Any, report_id: Any, 
             id="string-wait-for-completion",
         ),
         pytest.param(
-            lambda: DownloadReportOperator(task_id="d", report=REPORT, report_id=1, destination="/x", extract_zip="no"),
+            lambda: download(extract_zip="no"),
             "extract_zip must be True or False, not 'no'",
             id="string-extract-zip",
         ),
         pytest.param(
-            lambda: DownloadReportOperator(task_id="d", report=REPORT, report_id=1, destination="/x", download_attempts=1.5),
+            lambda: download(download_attempts=1.5),
             "download_attempts must be a whole number, 1 or more, not 1.5",
             id="float-download-attempts",
         ),
         pytest.param(
-            lambda: DownloadReportOperator(task_id="d", report=REPORT, report_id=1, destination="/x", download_retry_delay="5s"),
+            lambda: download(download_retry_delay="5s"),
             "download_retry_delay must be a duration, seconds (a number) or a datetime.timedelta, not '5s'",
             id="string-download-retry-delay",
         ),
         pytest.param(
-            lambda: DownloadReportOperator(task_id="d", report=REPORT, report_id=1, destination="/x", spool_dir=5),
+            lambda: download(spool_dir=5),
             "spool_dir must be a local folder path or None, not 5",
             id="number-spool-dir",
         ),
