@@ -132,13 +132,24 @@ def sanitise_excerpt(body: bytes | str, *, secrets: Iterable[str] = (), limit: i
         text = text.replace(secret, "***")
     text = text[: limit * 20]
     text = _SCRIPT.sub(" ", text)
-    text = html.unescape(_TAG.sub(" ", text))
+    text = " ".join(_without_repeats(html.unescape(piece) for piece in _TAG.split(text)))
     text = "".join(ch if ch.isprintable() else " " for ch in text)
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
     text = _SPACE.sub(" ", text).strip()
     return text[:limit] + ("..." if len(text) > limit else "")
+
+
+def _without_repeats(pieces: Iterable[str]) -> list[str]:
+    """The text between tags, each piece once where it repeats the one before: an error page's
+    title and heading are usually the same words (nginx: `503 Service Temporarily Unavailable`)."""
+    kept: list[str] = []
+    for piece in pieces:
+        words = _SPACE.sub(" ", piece).strip()
+        if words and (not kept or words != kept[-1]):
+            kept.append(words)
+    return kept
 
 
 def _messages(payload: Any) -> list[str]:

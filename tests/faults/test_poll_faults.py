@@ -117,7 +117,7 @@ STATUS_CASES: dict[str, StatusCase] = {
         "503",
         None,
         message=GAVE_UP + r"CanvasRetryExhaustedError: Canvas answered HTTP 503 to " + READING + r" beyond "
-        r"the retry budget: 503 Service Temporarily Unavailable 503 Service Temporarily Unavailable\. Canvas "
+        r"the retry budget: 503 Service Temporarily Unavailable\. Canvas "
         r"may be deploying or overloaded; the task can be retried later\." + LEFT,
     ),
     "429-retry-after-burst": StatusCase("throttle", 2),
@@ -380,8 +380,8 @@ def test_cancel_impossible_says_so_and_links_the_reports_page(mode: str) -> None
             run,
             rf"Canvas report provisioning_csv #101 did not finish within 1s {last}\. Could not cancel it in "
             r"Canvas \(CanvasRetryExhaustedError: Canvas answered HTTP 503 to abort a report on account self "
-            r"\(report provisioning_csv #101\) beyond the retry budget: 503 Service Temporarily Unavailable 503 Service Temporarily "
-            r"Unavailable\. Canvas may be deploying or overloaded; the task can be retried later\.\); cancel it "
+            r"\(report provisioning_csv #101\) beyond the retry budget: 503 Service Temporarily Unavailable\. "
+            r"Canvas may be deploying or overloaded; the task can be retried later\.\); cancel it "
             rf"by hand on the account's reports page: {re.escape(sim.url)}/accounts/self/settings#tab-reports",
         )
         assert sim.counters.requests["abort"] == POLICY.max_attempts  # the client's budget, then the message

@@ -165,7 +165,7 @@ CASES: dict[str, Case] = {
         times=None,
         expect="fail",
         message="Canvas answered HTTP 503 to list the available reports on account self beyond the retry "
-        "budget: 503 Service Temporarily Unavailable 503 Service Temporarily Unavailable. Canvas may be "
+        "budget: 503 Service Temporarily Unavailable. Canvas may be "
         "deploying or overloaded; the task can be retried later.",
         starts=0,
     ),
@@ -284,7 +284,7 @@ def test_index_failing_while_reconciling_a_lost_start(sim: Sim) -> None:
     assert run.elapsed < HANG_GUARD
     assert run.message == (
         "Canvas answered HTTP 503 to list report runs on account self beyond the retry budget: 503 Service "
-        "Temporarily Unavailable 503 Service Temporarily Unavailable. Canvas may be deploying or overloaded; "
+        "Temporarily Unavailable. Canvas may be deploying or overloaded; "
         "the task can be retried later."
     )
     assert sim.starts == 1
