@@ -206,6 +206,8 @@ class StartAccountReportOperator(BaseOperator):
         )
         # The report this try waits for in the worker: on_kill cancels it.
         self._waiting_for: tuple[str, int, str] | None = None
+        # Earlier tries' reports with other parameters, already named in the log as left running.
+        self._told_left_running: set[int] = set()
 
     @cached_property
     def hook(self) -> CanvasHook:
@@ -316,11 +318,15 @@ class StartAccountReportOperator(BaseOperator):
                 continue
             if candidate.created_at < bound:
                 break  # newest first: everything after this is older still
-            if candidate.phase is Phase.FAILURE or not canvas_parameters.same_parameters(candidate, sent):
+            theirs = canvas_parameters.started_by(candidate)
+            if candidate.phase is Phase.FAILURE:
+                continue
+            if not canvas_parameters.same_parameters(candidate, sent):
+                if theirs is not None and theirs == self._started_by:
+                    self._left_running(hook, account, candidate)
                 continue
             # Another task instance's report (another run of this DAG: catchup, backfill): never ours.
             # One that names none was started by hand or by an older version: taken as before.
-            theirs = canvas_parameters.started_by(candidate)
             if theirs is not None and theirs != self._started_by:
                 continue
             self.log.warning(
@@ -362,6 +368,7 @@ class StartAccountReportOperator(BaseOperator):
                 "The report an earlier try started (#%s) has other parameters than this try's; starting afresh.",
                 report_id,
             )
+            self._left_running(hook, account, current)
             return None
         if current.phase is Phase.FAILURE:
             self.log.warning(
@@ -379,6 +386,24 @@ class StartAccountReportOperator(BaseOperator):
                 current.status,
             )
         return current
+
+    def _left_running(self, hook: CanvasHook, account: str, report: Report) -> None:
+        """Say that an earlier try's report, which this try will not wait for (its parameters were
+        edited since), is still running in Canvas: nothing else will ever cancel it."""
+        from airflow_provider_canvas_reports.canvas.report import Phase
+
+        if report.phase is not Phase.WAITING or report.id in self._told_left_running:
+            return
+        self._told_left_running.add(report.id)
+        self.log.warning(
+            "Canvas report %s #%s, which an earlier try of this task started with other parameters, is "
+            "still %s and is left to run; cancel it on the account's reports page if it is no longer "
+            "needed: %s",
+            report.report or self.report,
+            report.id,
+            report.status,
+            hook.reports_page_url(account),
+        )
 
     def _remember(self, context: Context, store: Any, report: Report, account: str) -> None:
         """Persist the id for retries, and push what downstream tasks and the link need."""

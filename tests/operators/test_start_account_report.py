@@ -646,14 +646,48 @@ class TestNoDuplicates:
         assert again["id"] != first_id
         assert canvas.counters.starts[REPORT] == 2
 
-    def test_retry_starts_afresh_when_the_parameters_changed(self, canvas: CanvasSimulator):
+    def test_retry_starts_afresh_when_the_parameters_changed(
+        self, canvas: CanvasSimulator, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+    ):
+        canvas.script_report(REPORT, "stuck_running")
         store = FakeStateStore()
         first_id = crashed_try(store)
-        again = operator(parameters={"users": True, "terms": True}).execute(
-            make_context(try_number=2, store=store)
-        )
+        wait_until(canvas, first_id, "running")
+        with caplog.at_level(logging.INFO):
+            again = operator(parameters={"users": True, "terms": True}).execute(
+                make_context(try_number=2, store=store)
+            )
         assert again["id"] != first_id
         assert canvas.counters.starts[REPORT] == 2
+        # The edited task will never wait for the old report: the log says it is left running.
+        assert canvas.reports[first_id].status == "running"
+        assert _left_running_lines(caplog.text + capsys.readouterr().out) == [
+            f"#{first_id}, which an earlier try of this task started with other parameters, is still running "
+            "and is left to run; cancel it on the account's reports page if it is no longer needed: "
+            f"{canvas.url}/accounts/self/settings#tab-reports"
+        ]
+
+    @pytest.mark.parametrize("whose", ["this-task", "another-run"])
+    def test_without_a_store_a_retry_names_its_earlier_report_with_other_parameters(
+        self,
+        canvas: CanvasSimulator,
+        caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str],
+        whose: str,
+    ):
+        canvas.script_report(REPORT, "stuck_running")
+        first_context = (
+            make_context() if whose == "this-task" else make_context_of_run("scheduled__2026-11-27")
+        )
+        first = operator().execute(first_context)
+        wait_until(canvas, first["id"], "running")
+        with caplog.at_level(logging.INFO):
+            again = operator(parameters={"users": True, "terms": True}).execute(make_context(try_number=2))
+        assert again["id"] != first["id"]
+        lines = _left_running_lines(caplog.text + capsys.readouterr().out)
+        # Only this task instance's own earlier report is named; a sibling run's is its own business.
+        assert len(lines) == (1 if whose == "this-task" else 0)
+        assert canvas.reports[first["id"]].status == "running"
 
     def test_an_unreadable_store_falls_back_to_the_index(self, canvas: CanvasSimulator):
         class Broken(FakeStateStore):
@@ -743,6 +777,11 @@ class TestNoDuplicates:
         assert sum(canvas.counters.starts.values()) == 0
         # One look right away, then one after each pause: Canvas may still be handling the start.
         assert canvas.counters.requests["index"] == 3
+
+
+def _left_running_lines(logged: str) -> list[str]:
+    """What the operator said of earlier tries' reports it leaves running, once per report."""
+    return re.findall(rf"Canvas report {REPORT} (#\d+, which an earlier try .*?#tab-reports)", logged)
 
 
 def _logged_pause(logged: str) -> float:
