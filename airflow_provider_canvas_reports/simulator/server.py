@@ -172,7 +172,7 @@ class CanvasSimulator:
         runner = web.AppRunner(app, **kwargs)
         await runner.setup()
         self._runners.append(runner)
-        site = web.TCPSite(runner, self.config.host, port, shutdown_timeout=0.5)
+        site = web.TCPSite(runner, self.config.host, port)  # shutdown_timeout is the runner's (above)
         await site.start()
         host, bound = runner.addresses[0][:2]
         if host in ("0.0.0.0", "::"):

@@ -166,9 +166,8 @@ def scan_airflow_home(secrets: Secrets) -> dict[str, list[str]]:
 
 def db_rows(dag_ids: list[str]) -> dict[str, list[str]]:
     """The rows of these DAGs' runs that could hold a secret, as text."""
-    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields as Rendered
     from airflow.models.taskinstance import TaskInstance
-    from airflow.models.taskinstancehistory import TaskInstanceHistory
     from airflow.models.trigger import Trigger
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
@@ -184,21 +183,43 @@ def db_rows(dag_ids: list[str]) -> dict[str, list[str]]:
     with create_session() as session:
         for xcom in session.scalars(select(XComModel).where(XComModel.dag_id.in_(dag_ids))):
             rows["xcom"].append(json.dumps(XComModel.deserialize_value(xcom), default=str))
-        for rtif in session.scalars(
-            select(RenderedTaskInstanceFields).where(RenderedTaskInstanceFields.dag_id.in_(dag_ids))
-        ):
+        if hasattr(Rendered, "dag_id"):
+            rendered = select(Rendered).where(Rendered.dag_id.in_(dag_ids))
+        else:  # Airflow 3.4+: the rows are keyed by the task instance (try) they belong to
+            rendered = (
+                select(Rendered)
+                .join(TaskInstance, Rendered.task_instance_id == TaskInstance.id)  # type: ignore[attr-defined]
+                .where(TaskInstance.dag_id.in_(dag_ids))
+                .execution_options(include_all_attempts=True)
+            )
+        for rtif in session.scalars(rendered):
             rows["rendered"].append(json.dumps(rtif.rendered_fields, default=str))
         for ti in session.scalars(select(TaskInstance).where(TaskInstance.dag_id.in_(dag_ids))):
             rows["task_instance"].append(
                 json.dumps([ti.next_kwargs, ti.next_method, ti.rendered_map_index], default=str)
             )
-        for old in session.scalars(
-            select(TaskInstanceHistory).where(TaskInstanceHistory.dag_id.in_(dag_ids))
-        ):
+        for old in session.scalars(_earlier_tries(dag_ids)):
             rows["history"].append(json.dumps([old.next_kwargs, old.next_method], default=str))
         for trigger in session.scalars(select(Trigger)):
             rows["trigger"].append(json.dumps([trigger.classpath, trigger.kwargs], default=str))
     return rows
+
+
+def _earlier_tries(dag_ids: list[str]) -> Any:
+    """The rows of the tries before each task instance's latest: TaskInstanceHistory up to
+    Airflow 3.3; from 3.4, task_instance rows outside the working set."""
+    from airflow.models.taskinstance import TaskInstance
+    from sqlalchemy import select
+
+    try:
+        from airflow.models.taskinstancehistory import TaskInstanceHistory
+    except ModuleNotFoundError:
+        return (
+            select(TaskInstance)
+            .where(TaskInstance.dag_id.in_(dag_ids), TaskInstance.working_set.is_(None))  # type: ignore[attr-defined]
+            .execution_options(include_all_attempts=True)
+        )
+    return select(TaskInstanceHistory).where(TaskInstanceHistory.dag_id.in_(dag_ids))
 
 
 def flow(dag_id: str, lake: Path, *, wait: dict[str, Any] | None = None) -> DAG:
