@@ -32,6 +32,7 @@ from airflow_provider_canvas_reports.canvas.exchange import (
 )
 from airflow_provider_canvas_reports.canvas.report import Report
 from airflow_provider_canvas_reports.canvas.retry import Failure
+from airflow_provider_canvas_reports.transport.proxies import EnvironmentProxies
 from airflow_provider_canvas_reports.transport.settings import (
     CHUNK_SIZE,
     MAX_JSON_BODY,
@@ -61,6 +62,8 @@ class _Shared:
     slots: asyncio.Semaphore
     # Of every API request, built once rather than per request; it holds the token, so no repr.
     headers: dict[str, str] = field(repr=False)
+    # HTTP(S)_PROXY / NO_PROXY, as the worker's requests reads them (may hold credentials).
+    proxies: EnvironmentProxies = field(default_factory=EnvironmentProxies, repr=False)
 
 
 _SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], _Shared]] = (
@@ -190,14 +193,16 @@ class AsyncTransport:
             if (pause := shared.pacer.pause()) is not None:
                 await _pace(shared.pacer, pause)
             try:
+                url = self.settings.url(request.path)
                 async with shared.session.request(
                     request.method,
-                    self.settings.url(request.path),
+                    url,
                     params=list(request.query) if request.query else None,
                     data=list(request.form) if request.form else None,
                     headers=shared.headers,
                     allow_redirects=False,
                     timeout=self._timeout,
+                    proxy=shared.proxies.for_url(url),
                 ) as resp:
                     limit = MAX_JSON_BODY if 200 <= resp.status < 300 else MAX_ERROR_BODY
                     body = await _read_bounded(resp.content, limit)
@@ -261,7 +266,11 @@ class AsyncTransport:
                 headers.update(self.settings.auth_headers)
             try:
                 resp = await shared.session.get(
-                    step.hop.url, headers=headers, allow_redirects=False, timeout=self._timeout
+                    step.hop.url,
+                    headers=headers,
+                    allow_redirects=False,
+                    timeout=self._timeout,
+                    proxy=shared.proxies.for_url(step.hop.url),
                 )
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 hop.release()

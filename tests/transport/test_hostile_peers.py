@@ -248,19 +248,22 @@ async def test_a_page_echoing_the_request_headers_does_not_put_the_token_in_the_
         assert TOKEN not in repr(error)
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_a_malformed_proxy_url_is_not_taken_for_a_redirect(
-    peers: tuple[Peer, Peer, Peer], monkeypatch: pytest.MonkeyPatch
+    peers: tuple[Peer, Peer, Peer], monkeypatch: pytest.MonkeyPatch, mode: str
 ) -> None:
     # requests reads a Location even when not following it, and fails on a bad one: only that is
-    # "Canvas redirected". A bad proxy URL in the worker's environment is a connection failure.
+    # "Canvas redirected". A bad proxy URL in the worker's (or triggerer's) environment is a
+    # connection failure, and its credentials are never shown.
     canvas, _, _ = peers
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", "http://svc:pa#ss@proxy.corp:3128")
     settings = CanvasSettings(canvas.url(), TOKEN, POLICY)
     with pytest.raises(CanvasError, match="the connection to Canvas was reset") as info:
-        await one_call("sync", settings, api.status("self", "provisioning_csv", 1))
+        await one_call(mode, settings, api.status("self", "provisioning_csv", 1))
     assert "redirected" not in str(info.value)
+    assert "pa#ss" not in str(info.value)
     assert canvas.seen == []
 
 
