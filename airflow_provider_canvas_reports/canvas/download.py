@@ -12,7 +12,15 @@ from airflow_provider_canvas_reports.canvas.errors import DownloadError
 from airflow_provider_canvas_reports.canvas.exchange import Failed, Pacer, Sleep, retry_sleep
 from airflow_provider_canvas_reports.canvas.headers import header
 from airflow_provider_canvas_reports.canvas.report import Phase, Report
-from airflow_provider_canvas_reports.canvas.retry import Attempt, Done, GiveUp, RetryPolicy, decide
+from airflow_provider_canvas_reports.canvas.retry import (
+    CERTIFICATE_ADVICE,
+    Attempt,
+    Done,
+    Failure,
+    GiveUp,
+    RetryPolicy,
+    decide,
+)
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 HTML_STARTS = (b"<!doctype", b"<html", b"<head", b"<body", b"<?xml", b"<!--")
@@ -178,7 +186,7 @@ def open_chain(
         if isinstance(outcome, Opened):
             attempt = Attempt(number, clock() - started, status=outcome.status, headers=outcome.headers)
         elif isinstance(outcome, Failed):
-            attempt = Attempt(number, clock() - started, failure=outcome.failure)
+            attempt = Attempt(number, clock() - started, failure=outcome.failure, detail=outcome.detail)
         else:  # pragma: no cover - a driver bug
             raise TypeError(f"open_chain expected Opened or Failed, got {type(outcome).__name__}")
         # Only the first hop is Canvas's API host; the later ones are its files host and the store.
@@ -195,6 +203,11 @@ def open_chain(
                 )
             )
         if isinstance(decision, GiveUp):
+            if isinstance(outcome, Failed) and outcome.failure is Failure.CERTIFICATE:
+                raise DownloadError(
+                    f"Could not download report #{report.id} from {redact_url(hop.url)}: {decision.reason}. "
+                    f"{CERTIFICATE_ADVICE}"
+                )
             raise DownloadError(
                 f"Could not download report #{report.id}: {decision.reason} "
                 f"({redact_url(hop.url)}). The task can be retried."

@@ -27,6 +27,7 @@ from airflow_provider_canvas_reports.canvas.errors import (
 )
 from airflow_provider_canvas_reports.canvas.headers import header
 from airflow_provider_canvas_reports.canvas.retry import (
+    CERTIFICATE_ADVICE,
     Attempt,
     Done,
     Failure,
@@ -130,7 +131,9 @@ def api_call(
             yield pause
         outcome = yield Send(request)
         if isinstance(outcome, Failed):
-            attempt = Attempt(number, clock() - started, request.idempotent, failure=outcome.failure)
+            attempt = Attempt(
+                number, clock() - started, request.idempotent, failure=outcome.failure, detail=outcome.detail
+            )
         elif isinstance(outcome, Received):
             if pacer is not None:
                 pacer.note(policy, outcome.headers)
@@ -210,6 +213,10 @@ def _give_up(
     from airflow_provider_canvas_reports.canvas.endpoints import redact_url
 
     host = f" ({redact_url(base_url)})" if base_url else ""
+    if isinstance(outcome, Failed) and outcome.failure is Failure.CERTIFICATE:
+        return CanvasRetryExhaustedError(
+            f"Could not {ctx.doing} at {redact_url(base_url)}: {decision.reason}. {CERTIFICATE_ADVICE}"
+        )
     return CanvasRetryExhaustedError(
         f"Could not {ctx.doing}: {decision.reason}. Check that the Canvas host{host} "
         "is reachable from the worker; the task can be retried."

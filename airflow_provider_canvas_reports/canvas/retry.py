@@ -22,6 +22,15 @@ class Failure(str, enum.Enum):
     CONNECT = "connect"  # never reached Canvas: safe to repeat anything
     RESET = "reset"  # the connection dropped: the request may have been processed
     TIMEOUT = "timeout"  # no answer in time: the request may have been processed
+    CERTIFICATE = "certificate"  # the server's TLS certificate was refused: never reached, never retried
+
+
+#: What to do about a refused certificate, said after the error names whose it was and why.
+CERTIFICATE_ADVICE = (
+    "If a private certificate authority signed it (a self-hosted Canvas, or a proxy that inspects "
+    "TLS), set REQUESTS_CA_BUNDLE to a file of that authority's certificates for the workers and the "
+    "triggerer; the task can then be retried."
+)
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,7 @@ class Attempt:
     headers: Mapping[str, str] | None = None
     body_excerpt: str = ""
     failure: Failure | None = None
+    detail: str = ""  # of a failure: why a certificate was refused
 
 
 @dataclass(frozen=True)
@@ -162,6 +172,9 @@ def decide(
     if attempt.failure is None and not throttled and attempt.status not in RETRYABLE_STATUS:
         return Done()
 
+    if attempt.failure is Failure.CERTIFICATE:  # a retry would meet the same certificate
+        return GiveUp(_describe(attempt, peer))
+
     # A start that may have reached Canvas is never repeated blindly; throttling is decided by
     # Canvas's middleware before the request is handled, and a refused connection never arrived.
     may_have_run = attempt.failure in (Failure.RESET, Failure.TIMEOUT) or (attempt.status in RETRYABLE_STATUS)
@@ -201,6 +214,7 @@ def _describe(attempt: Attempt, peer: str) -> str:
             Failure.CONNECT: f"could not connect to {peer}",
             Failure.RESET: f"the connection to {peer} was reset",
             Failure.TIMEOUT: f"{peer} did not answer in time",
+            Failure.CERTIFICATE: f"the TLS certificate of {peer} could not be verified: {attempt.detail}",
         }[attempt.failure]
     if attempt.status is not None and is_rate_limited(attempt.status, attempt.body_excerpt):
         return f"{peer} throttled the request (HTTP {attempt.status})"

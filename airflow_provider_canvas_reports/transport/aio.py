@@ -32,7 +32,11 @@ from airflow_provider_canvas_reports.canvas.exchange import (
 )
 from airflow_provider_canvas_reports.canvas.report import Report
 from airflow_provider_canvas_reports.canvas.retry import Failure
-from airflow_provider_canvas_reports.transport.proxies import EnvironmentProxies
+from airflow_provider_canvas_reports.transport.environment import (
+    EnvironmentProxies,
+    certificate_refusal,
+    tls_context,
+)
 from airflow_provider_canvas_reports.transport.settings import (
     CHUNK_SIZE,
     MAX_JSON_BODY,
@@ -71,13 +75,15 @@ _SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, st
 )
 
 
-def classify(exc: BaseException) -> Failure:
+def failed(exc: BaseException) -> Failed:
+    if (refused := certificate_refusal(exc)) is not None:
+        return Failed(Failure.CERTIFICATE, refused)
     # A connect timeout or a refused connection never reached Canvas: even a start may be repeated.
     if isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)):
-        return Failure.CONNECT
+        return Failed(Failure.CONNECT)
     if isinstance(exc, asyncio.TimeoutError):
-        return Failure.TIMEOUT
-    return Failure.RESET
+        return Failed(Failure.TIMEOUT)
+    return Failed(Failure.RESET)
 
 
 async def drive(gen: Generator[Any, Any, R], step: Callable[[Any], Any]) -> R:
@@ -173,7 +179,9 @@ class AsyncTransport:
         if shared is None or shared.session.closed:
             shared = _Shared(
                 aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(limit_per_host=CONNECTIONS_PER_HOST),
+                    # The proxy (per request, below) and the trusted certificates are the ones
+                    # the worker's requests takes from the environment.
+                    connector=aiohttp.TCPConnector(limit_per_host=CONNECTIONS_PER_HOST, ssl=tls_context()),
                     timeout=self._timeout,
                     headers={"User-Agent": USER_AGENT},
                     # Canvas's cookies must not follow a download to a files host or store on the
@@ -208,7 +216,7 @@ class AsyncTransport:
                     body = await _read_bounded(resp.content, limit)
                     return Received(resp.status, resp.headers, body)
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                return Failed(classify(exc))
+                return failed(exc)
 
     async def execute(self, request: ApiRequest) -> ApiResponse:
         gen = api_call(
@@ -274,7 +282,7 @@ class AsyncTransport:
                 )
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 hop.release()
-                return Failed(classify(exc))
+                return failed(exc)
             hop.resp = resp
             if resp.status != 200:
                 # Not the file (a redirect, an error): its connection and slot are freed now, not

@@ -39,6 +39,7 @@ from airflow_provider_canvas_reports.canvas.exchange import (
 )
 from airflow_provider_canvas_reports.canvas.report import Report
 from airflow_provider_canvas_reports.canvas.retry import Failure
+from airflow_provider_canvas_reports.transport.environment import certificate_refusal
 from airflow_provider_canvas_reports.transport.settings import (
     CHUNK_SIZE,
     MAX_JSON_BODY,
@@ -138,17 +139,20 @@ def _unreadable_redirect(exc: BaseException) -> bool:
     return False
 
 
-def classify(exc: requests.RequestException) -> Failure:
-    """Whether the request can have reached Canvas: only a refused connection surely did not."""
+def failed(exc: requests.RequestException) -> Failed:
+    """Whether the request can have reached Canvas: only a refused connection (or certificate)
+    surely did not."""
+    if (refused := certificate_refusal(exc)) is not None:
+        return Failed(Failure.CERTIFICATE, refused)
     if isinstance(exc, requests.ConnectTimeout):
-        return Failure.CONNECT
+        return Failed(Failure.CONNECT)
     if isinstance(exc, requests.ReadTimeout):
-        return Failure.TIMEOUT
+        return Failed(Failure.TIMEOUT)
     if isinstance(exc, requests.ConnectionError):
         text = repr(exc.args[0]) if exc.args else ""
         if "NewConnectionError" in text or "NameResolutionError" in text or "Connection refused" in text:
-            return Failure.CONNECT
-    return Failure.RESET
+            return Failed(Failure.CONNECT)
+    return Failed(Failure.RESET)
 
 
 def drive(gen: Generator[Any, Any, R], step: Callable[[Any], Any]) -> R:
@@ -264,7 +268,7 @@ class SyncTransport:
             if _unreadable_redirect(exc):
                 raise redirected_error(request.context, None, None) from None
             if isinstance(exc, requests.RequestException):
-                return Failed(classify(exc))
+                return failed(exc)
             raise
         try:
             limit = MAX_JSON_BODY if 200 <= resp.status_code < 300 else MAX_ERROR_BODY
@@ -273,7 +277,7 @@ class SyncTransport:
             return Failed(Failure.TIMEOUT)
         # resp.raw is urllib3's: a body cut short raises its ProtocolError, which is not an OSError.
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-            return Failed(classify(exc) if isinstance(exc, requests.RequestException) else Failure.RESET)
+            return failed(exc) if isinstance(exc, requests.RequestException) else Failed(Failure.RESET)
         finally:
             resp.close()
         return Received(resp.status_code, resp.headers, body)
@@ -339,7 +343,7 @@ class SyncTransport:
                         "The report download points at a malformed URL; refusing to follow it."
                     ) from None
                 if isinstance(exc, requests.RequestException):
-                    return Failed(classify(exc))
+                    return failed(exc)
                 raise
             holder["resp"] = resp
             return Opened(resp.status_code, resp.headers)

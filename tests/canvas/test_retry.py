@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 from hypothesis import assume, given, settings
@@ -226,6 +227,16 @@ def test_network_failures_retried_when_idempotent(failure, reason):
 def test_connect_failure_retried_for_non_idempotent():
     assert decide(POLICY, attempt(failure=Failure.CONNECT, idempotent=False), LOW) == Retry(
         0.5, "could not connect to Canvas"
+    )
+
+
+@pytest.mark.parametrize("idempotent", [True, False])
+def test_a_refused_certificate_is_given_up_at_once_and_never_outcome_unknown(idempotent):
+    # No request left the client: a start is known not to have run; a retry meets the same certificate.
+    refused = attempt(failure=Failure.CERTIFICATE, idempotent=idempotent)
+    decision = decide(POLICY, replace(refused, detail="certificate has expired"), LOW, peer="the file host")
+    assert decision == GiveUp(
+        "the TLS certificate of the file host could not be verified: certificate has expired"
     )
 
 
