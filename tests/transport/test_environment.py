@@ -14,11 +14,10 @@ import http.client
 import ipaddress
 import json
 import ssl
-import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,7 +38,9 @@ from airflow_provider_canvas_reports.transport.environment import EnvironmentPro
 from airflow_provider_canvas_reports.transport.settings import CanvasSettings
 from airflow_provider_canvas_reports.transport.sync import SyncTransport
 from airflow_provider_canvas_reports.triggers.reports import ReportStatusTrigger
+from tests.fixtures.http_servers import QuietHandler, serving, start
 from tests.fixtures.simulator import connection_json, wait_until
+from tests.fixtures.transports import one_call
 
 POLICY = RetryPolicy(connect_timeout=2.0, read_timeout=5.0, max_elapsed=30.0)
 REPORT = "provisioning_csv"
@@ -63,7 +64,7 @@ class ForwardProxy:
 
 
 def _serve(proxy: ForwardProxy) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"
 
         def relay(self) -> None:
@@ -90,13 +91,9 @@ def _serve(proxy: ForwardProxy) -> ThreadingHTTPServer:
 
         do_GET = do_POST = do_PUT = do_DELETE = relay
 
-        def log_message(self, *args: object) -> None:
-            pass
-
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     proxy.port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    return server
+    return start(server)
 
 
 @pytest.fixture
@@ -106,11 +103,9 @@ def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[ForwardProxy]:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
     relay = ForwardProxy()
-    server = _serve(relay)
-    monkeypatch.setenv("HTTP_PROXY", relay.url)
-    yield relay
-    server.shutdown()
-    server.server_close()
+    with serving(_serve(relay)):
+        monkeypatch.setenv("HTTP_PROXY", relay.url)
+        yield relay
 
 
 @pytest.fixture
@@ -313,7 +308,7 @@ class TlsCanvas:
 
 
 def _serve_tls(authority: Authority, handshakes: list[str]) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:
@@ -323,9 +318,6 @@ def _serve_tls(authority: Authority, handshakes: list[str]) -> ThreadingHTTPServ
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
 
     class Server(ThreadingHTTPServer):
         def get_request(self) -> tuple[Any, Any]:
@@ -339,18 +331,14 @@ def _serve_tls(authority: Authority, handshakes: list[str]) -> ThreadingHTTPServ
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(authority.cert_file, authority.key_file)
-    server = Server(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    return server
+    return Server(("127.0.0.1", 0), Handler)
 
 
 def tls_canvas(tmp_path: Path, names: list[x509.GeneralName]) -> Iterator[TlsCanvas]:
     authority = _certificates(tmp_path, names=names)
     handshakes: list[str] = []
-    server = _serve_tls(authority, handshakes)
-    yield TlsCanvas(f"https://127.0.0.1:{server.server_address[1]}", authority, handshakes)
-    server.shutdown()
-    server.server_close()
+    with serving(_serve_tls(authority, handshakes)) as server:
+        yield TlsCanvas(f"https://127.0.0.1:{server.server_address[1]}", authority, handshakes)
 
 
 @pytest.fixture
@@ -370,18 +358,10 @@ def misnamed_canvas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
 
 async def status(mode: str, url: str) -> Report:
-    settings = CanvasSettings(url, "t0ken-for-tls", POLICY)
-    call = api.status("self", REPORT, 1)
-    if mode == "sync":
-        transport = SyncTransport(settings)
-        try:
-            return transport.call(call)
-        finally:
-            transport.close()
-    try:
-        return await aio.AsyncTransport(settings).call(call)
-    finally:
-        await aio.close_shared_sessions()
+    report: Report = await one_call(
+        mode, CanvasSettings(url, "t0ken-for-tls", POLICY), api.status("self", REPORT, 1)
+    )
+    return report
 
 
 async def open_download(mode: str, settings: CanvasSettings, report: Report) -> None:

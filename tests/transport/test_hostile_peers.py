@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
@@ -27,6 +25,8 @@ from airflow_provider_canvas_reports.transport import aio
 from airflow_provider_canvas_reports.transport.aio import AsyncTransport
 from airflow_provider_canvas_reports.transport.settings import CanvasSettings
 from airflow_provider_canvas_reports.transport.sync import SyncTransport
+from tests.fixtures.http_servers import QuietHandler, start
+from tests.fixtures.transports import one_call
 
 TOKEN = "tok-HOSTILE-8e1f0a2b4c6d-do-not-send"
 SIGNATURE = "X-Amz-Signature=SIGNED-9d8c7b6a"
@@ -49,7 +49,7 @@ class Peer:
 
 
 def _serve(peer: Peer) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             peer.seen.append((self.path, dict(self.headers)))
             route = peer.routes.get(self.path.split("?")[0])
@@ -62,13 +62,9 @@ def _serve(peer: Peer) -> ThreadingHTTPServer:
 
         do_POST = do_GET
 
-        def log_message(self, *args: object) -> None:
-            pass
-
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     peer.port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    return server
+    return start(server)
 
 
 @pytest.fixture
@@ -163,19 +159,6 @@ async def async_download(base: str, file_url: str) -> bytes:
 
 async def download(mode: str, base: str, file_url: str) -> bytes:
     return sync_download(base, file_url) if mode == "sync" else await async_download(base, file_url)
-
-
-async def one_call(mode: str, settings: CanvasSettings, call: api.Call[Any]) -> Any:
-    if mode == "sync":
-        transport = SyncTransport(settings)
-        try:
-            return transport.call(call)
-        finally:
-            transport.close()
-    try:
-        return await AsyncTransport(settings).call(call)
-    finally:
-        await aio.close_shared_sessions()
 
 
 # -- a redirect that two URL parsers read differently -----------------------------------------

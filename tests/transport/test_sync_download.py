@@ -8,10 +8,9 @@ A tiny local server stands in for the file store, to send what the simulator nev
 from __future__ import annotations
 
 import gzip
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 
@@ -21,6 +20,7 @@ from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
 from airflow_provider_canvas_reports.storage.streaming import Readable
 from airflow_provider_canvas_reports.transport.settings import CanvasSettings
 from airflow_provider_canvas_reports.transport.sync import Download, SyncTransport
+from tests.fixtures.http_servers import QuietHandler, serving
 
 POLICY = RetryPolicy(max_attempts=1, connect_timeout=2.0, read_timeout=5.0)
 CSV = b"canvas_user_id,user_id,last_access_at\n" + b"".join(
@@ -29,7 +29,7 @@ CSV = b"canvas_user_id,user_id,last_access_at\n" + b"".join(
 HTML = b"<!DOCTYPE html><html><body>Log in to Canvas</body></html>\n" * 3
 
 
-class _Store(BaseHTTPRequestHandler):
+class _Store(QuietHandler):
     """``/<how>``: ``plain`` (Content-Length), ``chunked`` (7-byte chunks), ``gzip`` (with the
     encoded Content-Length), ``gzip-chunked``, ``html-chunked``."""
 
@@ -63,18 +63,11 @@ class _Store(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, *args: object) -> None:
-        pass
-
 
 @pytest.fixture(scope="module")
 def store() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Store)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), _Store)) as server:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
 
 
 def _report(url: str, size: int | None) -> Report:
