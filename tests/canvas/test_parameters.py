@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -498,3 +499,39 @@ def test_a_bound_that_is_not_a_date_is_refused(bad):
         f"Report parameter 'end_at' is {bad!r}, which is not a date or date-time. Use ISO 8601, e.g. "
         "'2026-11-12' (what '{{ ds }}' renders) or '2026-11-12T00:00:00Z'."
     )
+
+
+@pytest.mark.parametrize("given", [{"start_at": "2026-01-01"}, {"end_at": "2026-01-15"}, {}])
+def test_a_missing_bound_is_left_to_canvas(given):
+    # Where the catalogue does not require both bounds, Canvas fills in a missing one: nothing here
+    # can tell the span, so nothing is refused.
+    optional = [
+        replace(entry, parameters={"start_at": spec(), "end_at": spec()})
+        if entry.report == NO_SUBMISSIONS
+        else entry
+        for entry in CATALOGUE
+    ]
+    assert validate(NO_SUBMISSIONS, given, optional, "1").report == NO_SUBMISSIONS
+
+
+@pytest.mark.parametrize(
+    ("start_at", "end_at"),
+    [
+        # Datetimes keep their time and offset: 14 days and 6 hours is more than two weeks.
+        (dt.datetime(2026, 11, 1, 12, tzinfo=UTC), dt.datetime(2026, 11, 15, 18, tzinfo=UTC)),
+        ("2026-11-01T12:00:00z", "2026-11-15T18:00:00z"),  # a lowercase z is UTC too
+    ],
+)
+def test_the_time_of_day_of_a_bound_counts(start_at, end_at):
+    with pytest.raises(InvalidParametersError, match=r"covers at most 14 days, .* is 14\.25 days"):
+        validate(NO_SUBMISSIONS, {"start_at": start_at, "end_at": end_at}, CATALOGUE, "1")
+
+
+def test_an_end_hours_before_the_start_is_refused():
+    with pytest.raises(InvalidParametersError, match="end_at is before start_at"):
+        validate(
+            NO_SUBMISSIONS,
+            {"start_at": "2026-11-12T12:00:00Z", "end_at": "2026-11-12T06:00:00Z"},
+            CATALOGUE,
+            "1",
+        )
