@@ -34,6 +34,7 @@ from airflow_provider_canvas_reports.canvas.polling import (
     listed_previous_run,
     poll_log_level,
     previous_run,
+    run_time_of,
     sleep_for,
 )
 from airflow_provider_canvas_reports.canvas.report import Report
@@ -133,10 +134,20 @@ class TestPollPolicy:
             == 10.0
         )
 
+    def test_an_uncertain_start_counts_against_the_promise(self):
+        # A run seen at 3,000 s may really have run 500 s less: its margin is 5% of the shorter run.
+        policy = PollPolicy(60.0, max_poll_interval=300.0)
+        certain = Estimate(0, 3000.0, None, None)
+        uncertain = Estimate(0, 3000.0, None, None, start_uncertainty=500.0)
+        assert policy.next_interval(status="running", estimate=certain) == pytest.approx(149.95)
+        assert policy.next_interval(status="running", estimate=uncertain) == pytest.approx(124.95)
+
     @pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf")])
     def test_rejects_bad_intervals(self, bad):
         with pytest.raises(ValueError, match="poll_interval"):
             PollPolicy(bad)
+        with pytest.raises(ValueError, match="max_poll_interval"):
+            PollPolicy(10.0, max_poll_interval=bad)
 
     @pytest.mark.parametrize("bad", [0, -5, float("nan"), float("inf")])
     def test_rejects_bad_expected_run_times(self, bad):
@@ -199,7 +210,20 @@ class TestProgressTracker:
         tracker.observe(report("created"), T0)
         tracker.observe(report("created"), T0 + 60)
         tracker.observe(report("running", 10), T0 + 90)
-        assert tracker.estimate(T0 + 100).running_for == pytest.approx(40.0)  # type: ignore[union-attr]
+        estimate = tracker.estimate(T0 + 100)
+        assert estimate is not None
+        assert estimate.running_for == pytest.approx(40.0)
+        # It began somewhere in the 30 s between the last queued poll and the first running one.
+        assert estimate.start_uncertainty == pytest.approx(30.0)
+
+    def test_unchanged_progress_falls_back_to_the_rate_since_started_at(self):
+        # Two polls at 25%: no rate between them, but 25% in the 60 s since started_at is one.
+        tracker = ProgressTracker()
+        tracker.observe(report("running", 25, started=T0 - 50), T0)
+        tracker.observe(report("running", 25, started=T0 - 50), T0 + 10)
+        estimate = tracker.estimate(T0 + 10)
+        assert estimate is not None
+        assert estimate.remaining == pytest.approx(180.0)  # 75% left at 25% a minute
 
 
 def run(run_id: int, status: str = "complete", *, took: float | None = 120.0, **parameters) -> Report:
@@ -234,6 +258,22 @@ class TestPreviousRun:
             {**legacy.raw, "started_at": "2026-11-25T01:00:00Z", "ended_at": "2026-11-25T01:07:30Z"}
         )
         assert previous_run([legacy], 9) == PreviousRun(5, 450.0)
+
+    @pytest.mark.parametrize(
+        ("run_time", "started_at", "ended_at"),
+        [
+            (None, "2026-11-25T01:00:00Z", "2026-11-25T01:00:00Z"),  # under a second: no measure
+            (0, None, None),
+            (None, "2026-11-25T01:00:00Z", None),  # never ended
+        ],
+        ids=["same-second", "run-time-zero", "no-end"],
+    )
+    def test_no_run_time_from_a_run_that_cannot_be_measured(self, run_time, started_at, ended_at):
+        measured = Report.from_json(
+            {**run(5, took=run_time).raw, "started_at": started_at, "ended_at": ended_at}
+        )
+        assert run_time_of(measured) is None
+        assert previous_run([measured], 9) is None
 
     def test_none_when_nothing_fits(self):
         assert previous_run([], 9) is None
@@ -353,6 +393,14 @@ class TestWaiter:
         assert outcome.kind == ERROR
         assert "3 consecutive failed polls" in outcome.message
         assert "503" in outcome.message
+
+    def test_one_failed_poll_allowed_ends_at_the_first(self):
+        boom = CanvasRetryExhaustedError("Canvas answered HTTP 503 beyond the retry budget")
+        outcome = self.make(errors=1).failed(boom, T0)
+        assert isinstance(outcome, Outcome)
+        assert outcome.kind == ERROR
+        with pytest.raises(ValueError, match="max_consecutive_errors must be at least 1"):
+            self.make(errors=0)
 
     def test_permanent_errors_end_at_once(self):
         outcome = self.make().failed(InvalidTokenError("token expired"), T0)
