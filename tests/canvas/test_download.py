@@ -7,14 +7,20 @@ import pytest
 from airflow_provider_canvas_reports.canvas.download import (
     HTML_STARTS,
     ZIP_MAGIC,
+    Opened,
+    OpenHop,
+    Ready,
     check_first_bytes,
     check_response,
     check_size,
     is_zip,
+    open_chain,
     require_file,
 )
+from airflow_provider_canvas_reports.canvas.endpoints import MAX_REDIRECTS
 from airflow_provider_canvas_reports.canvas.errors import DownloadError
 from airflow_provider_canvas_reports.canvas.report import Report
+from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
 
 FILE_URL = "https://school.instructure.com/accounts/1/files/987/download"
 
@@ -283,3 +289,47 @@ def test_refused_download_on_the_canvas_host_names_the_token(status):
 def test_refused_download_on_a_store_is_an_expired_link():
     with pytest.raises(DownloadError, match="A signed link that expired or was refused"):
         check_response(403, {}, make(), hop_sent_auth=False)
+
+
+# --------------------------------------------------------------------------- the redirect chain
+
+
+def walk(redirects: list[tuple[int, str]]) -> tuple[Ready, list[str]]:
+    """Drive `open_chain` through these redirects to a 200: what it returned and the URLs it opened."""
+    gen = open_chain("https://school.instructure.com", CSV, RetryPolicy(max_attempts=1))
+    opened: list[str] = []
+    step = next(gen)
+    try:
+        for status, location in redirects:
+            assert isinstance(step, OpenHop)
+            opened.append(step.hop.url)
+            step = gen.send(Opened(status, {"location": location}))
+        assert isinstance(step, OpenHop)
+        opened.append(step.hop.url)
+        gen.send(Opened(200, {"content-length": "1234", "content-type": "text/csv"}))
+    except StopIteration as stop:
+        return stop.value, opened
+    raise AssertionError("open_chain did not finish at the 200")
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_every_redirect_status_is_followed(status):
+    # S3 answers 307 for a region redirect, other stores 303: each is a hop, not a refusal.
+    ready, opened = walk([(status, "https://files.example/f/987?sig=abc")])
+    assert ready.expected_size == 1234
+    assert opened == [FILE_URL, "https://files.example/f/987?sig=abc"]
+
+
+def test_five_redirects_are_followed_and_a_sixth_is_a_loop():
+    chain = [(302, f"https://files.example/hop/{n}") for n in range(MAX_REDIRECTS)]
+    assert len(walk(chain)[1]) == MAX_REDIRECTS + 1
+    with pytest.raises(DownloadError, match=f"redirected more than {MAX_REDIRECTS} times"):
+        walk([*chain, (302, "https://files.example/hop/last")])
+
+
+def test_a_body_longer_than_announced_is_refused_at_the_chunk_that_overflows():
+    from airflow_provider_canvas_reports.canvas.download import ChunkChecker
+
+    checker = ChunkChecker(make(size=10), 10)
+    with pytest.raises(DownloadError, match="longer than the 10 bytes Canvas announced"):
+        checker.feed(b"x" * 11)  # not only at finish(): the transfer stops here

@@ -63,6 +63,9 @@ def test_default_policy_values():
         {"max_elapsed": 0},
         {"base_delay": -1},
         {"max_delay": -0.5},
+        {"max_retry_after": -1},
+        {"low_remaining": 0},  # pace() divides by it
+        {"pace_delay": -1},
         {"throttle_jitter": -0.1},
     ],
 )
