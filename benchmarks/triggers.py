@@ -107,6 +107,7 @@ def naive_trigger_class() -> type:
 
 async def run_variant(variant: str, ids: list[int], interval: float, warmup: float, window: float) -> dict:
     import aiohttp  # noqa: F401 - imported before the baseline, for both variants
+    import requests.utils  # noqa: F401 - the proxy lookup's (transport/environment.py), once per process
 
     from airflow_provider_canvas_reports.transport import aio
     from airflow_provider_canvas_reports.triggers.reports import ReportStatusTrigger
