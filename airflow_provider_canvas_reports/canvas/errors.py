@@ -130,15 +130,19 @@ def sanitise_excerpt(body: bytes | str, *, secrets: Iterable[str] = (), limit: i
     secrets = [secret for secret in secrets if secret]
     for secret in secrets:  # before the cut, which could split a secret and leave its prefix
         text = text.replace(secret, "***")
+    cut = len(text) > limit * 20
     text = text[: limit * 20]
     text = _SCRIPT.sub(" ", text)
-    text = " ".join(_without_repeats(html.unescape(piece) for piece in _TAG.split(text)))
+    pieces = _without_repeats(html.unescape(piece) for piece in _TAG.split(text))
+    if cut and len(pieces) > 1:
+        pieces.pop()  # the cut may have split it mid-word
+    text = " ".join(pieces)
     text = "".join(ch if ch.isprintable() else " " for ch in text)
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
     text = _SPACE.sub(" ", text).strip()
-    return text[:limit] + ("..." if len(text) > limit else "")
+    return text[:limit] + ("..." if cut or len(text) > limit else "")
 
 
 def _without_repeats(pieces: Iterable[str]) -> list[str]:
