@@ -12,15 +12,7 @@ from airflow_provider_canvas_reports.canvas.errors import DownloadError
 from airflow_provider_canvas_reports.canvas.exchange import Failed, Pacer, Sleep, retry_sleep
 from airflow_provider_canvas_reports.canvas.headers import header
 from airflow_provider_canvas_reports.canvas.report import Phase, Report
-from airflow_provider_canvas_reports.canvas.retry import (
-    CERTIFICATE_ADVICE,
-    Attempt,
-    Done,
-    Failure,
-    GiveUp,
-    RetryPolicy,
-    decide,
-)
+from airflow_provider_canvas_reports.canvas.retry import Attempt, Done, GiveUp, RetryPolicy, decide
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 HTML_STARTS = (b"<!doctype", b"<html", b"<head", b"<body", b"<?xml", b"<!--")
@@ -203,10 +195,10 @@ def open_chain(
                 )
             )
         if isinstance(decision, GiveUp):
-            if isinstance(outcome, Failed) and outcome.failure is Failure.CERTIFICATE:
+            if decision.fix:
                 raise DownloadError(
                     f"Could not download report #{report.id} from {redact_url(hop.url)}: {decision.reason}. "
-                    f"{CERTIFICATE_ADVICE}"
+                    f"{decision.fix}"
                 )
             raise DownloadError(
                 f"Could not download report #{report.id}: {decision.reason} "

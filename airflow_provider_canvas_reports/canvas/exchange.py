@@ -27,7 +27,6 @@ from airflow_provider_canvas_reports.canvas.errors import (
 )
 from airflow_provider_canvas_reports.canvas.headers import header
 from airflow_provider_canvas_reports.canvas.retry import (
-    CERTIFICATE_ADVICE,
     Attempt,
     Done,
     Failure,
@@ -213,9 +212,9 @@ def _give_up(
     from airflow_provider_canvas_reports.canvas.endpoints import redact_url
 
     host = f" ({redact_url(base_url)})" if base_url else ""
-    if isinstance(outcome, Failed) and outcome.failure is Failure.CERTIFICATE:
+    if decision.fix:
         return CanvasRetryExhaustedError(
-            f"Could not {ctx.doing} at {redact_url(base_url)}: {decision.reason}. {CERTIFICATE_ADVICE}"
+            f"Could not {ctx.doing} at {redact_url(base_url)}: {decision.reason}. {decision.fix}"
         )
     return CanvasRetryExhaustedError(
         f"Could not {ctx.doing}: {decision.reason}. Check that the Canvas host{host} "

@@ -115,6 +115,8 @@ class GiveUp:
     reason: str
     # True when a non-idempotent request may have reached Canvas: the caller must reconcile.
     outcome_unknown: bool = False
+    # What the user must change before a retry can succeed, when it is not the network's mood.
+    fix: str | None = None
 
 
 Decision = Done | Retry | GiveUp
@@ -173,7 +175,7 @@ def decide(
         return Done()
 
     if attempt.failure is Failure.CERTIFICATE:  # a retry would meet the same certificate
-        return GiveUp(_describe(attempt, peer))
+        return GiveUp(_describe(attempt, peer), fix=CERTIFICATE_ADVICE)
 
     # A start that may have reached Canvas is never repeated blindly; throttling is decided by
     # Canvas's middleware before the request is handled, and a refused connection never arrived.

@@ -10,6 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_canvas_reports.canvas.retry import (
+    CERTIFICATE_ADVICE,
     RETRYABLE_STATUS,
     Attempt,
     Done,
@@ -239,7 +240,8 @@ def test_a_refused_certificate_is_given_up_at_once_and_never_outcome_unknown(ide
     refused = attempt(failure=Failure.CERTIFICATE, idempotent=idempotent)
     decision = decide(POLICY, replace(refused, detail="certificate has expired"), LOW, peer="the file host")
     assert decision == GiveUp(
-        "the TLS certificate of the file host could not be verified: certificate has expired"
+        "the TLS certificate of the file host could not be verified: certificate has expired",
+        fix=CERTIFICATE_ADVICE,
     )
 
 
