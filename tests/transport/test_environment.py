@@ -38,6 +38,7 @@ from airflow_provider_canvas_reports.transport.environment import EnvironmentPro
 from airflow_provider_canvas_reports.transport.settings import CanvasSettings
 from airflow_provider_canvas_reports.transport.sync import SyncTransport
 from airflow_provider_canvas_reports.triggers.reports import ReportStatusTrigger
+from tests.fixtures import transports
 from tests.fixtures.http_servers import QuietHandler, serving, start
 from tests.fixtures.simulator import connection_json, wait_until
 from tests.fixtures.transports import one_call
@@ -45,7 +46,15 @@ from tests.fixtures.transports import one_call
 POLICY = RetryPolicy(connect_timeout=2.0, read_timeout=5.0, max_elapsed=30.0)
 REPORT = "provisioning_csv"
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authorization", "proxy-connection", "transfer-encoding"}
+
+
+def clear_environment(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    """Unset these variables, in either case (requests reads both), for the test's duration."""
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
 
 
 @dataclass
@@ -99,9 +108,7 @@ def _serve(proxy: ForwardProxy) -> ThreadingHTTPServer:
 @pytest.fixture
 def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[ForwardProxy]:
     """A proxy the environment names for every http:// URL, loopback included."""
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
+    clear_environment(monkeypatch, *PROXY_VARIABLES)
     relay = ForwardProxy()
     with serving(_serve(relay)):
         monkeypatch.setenv("HTTP_PROXY", relay.url)
@@ -126,16 +133,7 @@ def start_complete(sim: RunningSimulator) -> Report:
 
 
 async def download(mode: str, sim: RunningSimulator, report: Report) -> bytes:
-    settings = CanvasSettings(sim.url, sim.token, POLICY)
-    if mode == "sync":
-        transport = SyncTransport(settings)
-        try:
-            with transport.download(report) as got:
-                return b"".join(got.chunks)
-        finally:
-            transport.close()
-    async with aio.AsyncTransport(settings).download(report) as got_async:
-        return b"".join([chunk async for chunk in got_async.chunks])
+    return await transports.download(mode, CanvasSettings(sim.url, sim.token, POLICY), report)
 
 
 def host_of(url: str) -> str:
@@ -216,9 +214,7 @@ async def test_no_proxy_sends_requests_straight_to_canvas(
 def test_the_proxy_is_the_one_requests_would_use(
     monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], url: str, expected: str | None
 ) -> None:
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
+    clear_environment(monkeypatch, *PROXY_VARIABLES)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     assert EnvironmentProxies().for_url(url) == expected
@@ -227,8 +223,7 @@ def test_the_proxy_is_the_one_requests_would_use(
 def test_the_environment_is_read_once_per_origin(monkeypatch: pytest.MonkeyPatch) -> None:
     proxies = EnvironmentProxies()
     monkeypatch.setenv("HTTPS_PROXY", "http://egress:3128")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
+    clear_environment(monkeypatch, "NO_PROXY")
     first = proxies.for_url("https://canvas.example.edu/api/v1/accounts/self/reports")
     monkeypatch.setenv("HTTPS_PROXY", "http://other:3128")
     # A poll does not re-read the environment: the same origin keeps its proxy.
@@ -343,17 +338,14 @@ def tls_canvas(tmp_path: Path, names: list[x509.GeneralName]) -> Iterator[TlsCan
 
 @pytest.fixture
 def private_canvas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TlsCanvas]:
-    for name in (*PROXY_VARIABLES, "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
+    clear_environment(monkeypatch, *PROXY_VARIABLES, *CA_VARIABLES)
     yield from tls_canvas(tmp_path, [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
 
 
 @pytest.fixture
 def misnamed_canvas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TlsCanvas]:
     """A certificate the authority signed for another host name."""
-    for name in (*PROXY_VARIABLES, "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        monkeypatch.delenv(name, raising=False)
+    clear_environment(monkeypatch, *PROXY_VARIABLES, *CA_VARIABLES)
     yield from tls_canvas(tmp_path, [x509.DNSName("canvas.school.test")])
 
 
@@ -362,21 +354,6 @@ async def status(mode: str, url: str) -> Report:
         mode, CanvasSettings(url, "t0ken-for-tls", POLICY), api.status("self", REPORT, 1)
     )
     return report
-
-
-async def open_download(mode: str, settings: CanvasSettings, report: Report) -> None:
-    if mode == "sync":
-        transport = SyncTransport(settings)
-        try:
-            with transport.download(report):
-                return
-        finally:
-            transport.close()
-    try:
-        async with aio.AsyncTransport(settings).download(report):
-            return
-    finally:
-        await aio.close_shared_sessions()
 
 
 @pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
@@ -429,7 +406,7 @@ async def test_a_download_from_an_unknown_authority_fails_at_once_with_the_fix(
     )
     settings = CanvasSettings(private_canvas.url, "t0ken-for-tls", POLICY)
     with pytest.raises(DownloadError) as info:
-        await open_download(mode, settings, report)
+        await transports.download(mode, settings, report)
     assert "the TLS certificate of Canvas could not be verified: unable to get local issuer" in str(
         info.value
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -20,13 +20,13 @@ from airflow_provider_canvas_reports.canvas import api
 from airflow_provider_canvas_reports.canvas.errors import CanvasError, DownloadError
 from airflow_provider_canvas_reports.canvas.report import Report
 from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
-from airflow_provider_canvas_reports.storage.streaming import Readable
 from airflow_provider_canvas_reports.transport import aio
 from airflow_provider_canvas_reports.transport.aio import AsyncTransport
 from airflow_provider_canvas_reports.transport.settings import CanvasSettings
 from airflow_provider_canvas_reports.transport.sync import SyncTransport
+from tests.fixtures import transports
 from tests.fixtures.http_servers import QuietHandler, start
-from tests.fixtures.transports import one_call
+from tests.fixtures.transports import one_call, read
 
 TOKEN = "tok-HOSTILE-8e1f0a2b4c6d-do-not-send"
 SIGNATURE = "X-Amz-Signature=SIGNED-9d8c7b6a"
@@ -130,35 +130,11 @@ def report(file_url: str) -> Report:
 
 
 def sync_download(base: str, file_url: str) -> bytes:
-    transport = SyncTransport(CanvasSettings(base, TOKEN, POLICY))
-    try:
-        with transport.download(report(file_url)) as download:
-            return read(download.body)
-    finally:
-        transport.close()
-
-
-def read(body: Iterable[bytes] | Readable) -> bytes:
-    if not isinstance(body, Readable):
-        return b"".join(body)
-    buffer = bytearray(64 * 1024)
-    parts = []
-    while n := body.readinto(memoryview(buffer)):
-        parts.append(bytes(buffer[:n]))
-    return b"".join(parts)
-
-
-async def async_download(base: str, file_url: str) -> bytes:
-    transport = AsyncTransport(CanvasSettings(base, TOKEN, POLICY))
-    try:
-        async with transport.download(report(file_url)) as download:
-            return b"".join([chunk async for chunk in download.chunks])
-    finally:
-        await aio.close_shared_sessions()
+    return transports.sync_download(CanvasSettings(base, TOKEN, POLICY), report(file_url))
 
 
 async def download(mode: str, base: str, file_url: str) -> bytes:
-    return sync_download(base, file_url) if mode == "sync" else await async_download(base, file_url)
+    return await transports.download(mode, CanvasSettings(base, TOKEN, POLICY), report(file_url))
 
 
 # -- a redirect that two URL parsers read differently -----------------------------------------
