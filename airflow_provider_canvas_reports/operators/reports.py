@@ -318,9 +318,9 @@ class StartAccountReportOperator(BaseOperator):
                 continue
             if candidate.created_at < bound:
                 break  # newest first: everything after this is older still
-            theirs = canvas_parameters.started_by(candidate)
             if candidate.phase is Phase.FAILURE:
                 continue
+            theirs = canvas_parameters.started_by(candidate)
             if not canvas_parameters.same_parameters(candidate, sent):
                 if theirs is not None and theirs == self._started_by:
                     self._left_running(hook, account, candidate)

@@ -61,7 +61,8 @@ class ReportCompleteSensor(BaseSensorOperator):
     The return value is the Report JSON as Canvas sent it (less the ``verifier`` query of
     ``attachment.url``), in poke, reschedule and deferrable modes alike. ``error``, ``aborted``
     and ``deleted`` (or the report vanishing from Canvas) fail the task with the report id,
-    status and Canvas's reason, or skip it with ``soft_fail``. An unknown status keeps the sensor waiting, with a warning.
+    status and Canvas's reason, or skip it with ``soft_fail``. An unknown status keeps the
+    sensor waiting, with a warning.
 
     At ``timeout`` the report is cancelled in Canvas (aborted if running, deleted if still
     queued) before the task fails (or skips with ``soft_fail``) saying so. In reschedule mode
