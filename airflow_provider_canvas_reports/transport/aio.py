@@ -34,8 +34,9 @@ from airflow_provider_canvas_reports.canvas.report import Report
 from airflow_provider_canvas_reports.canvas.retry import Failure
 from airflow_provider_canvas_reports.transport.environment import (
     EnvironmentProxies,
+    UnusableCertificates,
     certificate_refusal,
-    tls_context,
+    trusted_for,
 )
 from airflow_provider_canvas_reports.transport.settings import (
     CHUNK_SIZE,
@@ -179,9 +180,9 @@ class AsyncTransport:
         if shared is None or shared.session.closed:
             shared = _Shared(
                 aiohttp.ClientSession(
-                    # The proxy (per request, below) and the trusted certificates are the ones
+                    # The proxy and the trusted certificates (per request, below) are the ones
                     # the worker's requests takes from the environment.
-                    connector=aiohttp.TCPConnector(limit_per_host=CONNECTIONS_PER_HOST, ssl=tls_context()),
+                    connector=aiohttp.TCPConnector(limit_per_host=CONNECTIONS_PER_HOST),
                     timeout=self._timeout,
                     headers={"User-Agent": USER_AGENT},
                     # Canvas's cookies must not follow a download to a files host or store on the
@@ -197,11 +198,15 @@ class AsyncTransport:
 
     async def _send(self, request: ApiRequest) -> Received | Failed:
         shared = self._shared()
+        url = self.settings.url(request.path)
+        try:
+            trust = trusted_for(url)
+        except UnusableCertificates as exc:
+            return failed(exc)
         async with shared.slots:
             if (pause := shared.pacer.pause()) is not None:
                 await _pace(shared.pacer, pause)
             try:
-                url = self.settings.url(request.path)
                 async with shared.session.request(
                     request.method,
                     url,
@@ -211,6 +216,7 @@ class AsyncTransport:
                     allow_redirects=False,
                     timeout=self._timeout,
                     proxy=shared.proxies.for_url(url),
+                    ssl=trust or True,
                 ) as resp:
                     limit = MAX_JSON_BODY if 200 <= resp.status < 300 else MAX_ERROR_BODY
                     body = await _read_bounded(resp.content, limit)
@@ -261,6 +267,10 @@ class AsyncTransport:
 
         async def open_hop(step: OpenHop) -> Opened | Failed:
             hop.release()
+            try:
+                trust = trusted_for(step.hop.url)
+            except UnusableCertificates as exc:
+                return failed(exc)
             headers = {"Accept-Encoding": "identity"}
             if step.hop.send_auth:
                 # Only a hop to the Canvas host carries the token: it takes one of the token's slots,
@@ -279,6 +289,7 @@ class AsyncTransport:
                     allow_redirects=False,
                     timeout=self._timeout,
                     proxy=shared.proxies.for_url(step.hop.url),
+                    ssl=trust or True,
                 )
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 hop.release()

@@ -11,7 +11,9 @@ worker and fails from the triggerer, or the other way round.
 from __future__ import annotations
 
 import os
+import re
 import ssl
+import stat
 from urllib.parse import urlsplit
 
 
@@ -48,19 +50,64 @@ def _environment_proxy(url: str) -> str | None:
         return proxy
 
 
-def ca_bundle() -> str:
-    """The certificates requests verifies servers with: a file or a directory."""
+class UnusableCertificates(Exception):
+    """The certificates to trust (`ca_bundle`) cannot be loaded: no TLS peer can be verified.
+
+    Said before anything is sent, the same way by both transports: requests would raise a bare
+    OSError for a missing file, and take a file without certificates for a reset connection.
+    """
+
+
+def ca_bundle() -> tuple[str, str]:
+    """The certificates requests verifies servers with (a file or a directory), and who named them."""
+    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        if path := os.environ.get(variable):
+            return path, variable
     from requests.utils import DEFAULT_CA_BUNDLE_PATH
 
-    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or DEFAULT_CA_BUNDLE_PATH
+    return DEFAULT_CA_BUNDLE_PATH, "certifi's bundle"
+
+
+# The last context built, by the bundle's path and state on disk: loading a bundle parses every
+# certificate in it (about 16 ms for certifi's), and each event loop opens its own sessions
+# (``dag.test()`` runs each trigger in a loop of its own). A bundle replaced or rewritten (a CA
+# rotation) has another inode, mtime or size, so it is read again.
+_LAST_CONTEXT: tuple[tuple[str, int, int, int], ssl.SSLContext] | None = None
 
 
 def tls_context() -> ssl.SSLContext:
-    """A client TLS context that trusts what requests trusts (`ca_bundle`)."""
-    bundle = ca_bundle()
-    if os.path.isdir(bundle):
-        return ssl.create_default_context(capath=bundle)
-    return ssl.create_default_context(cafile=bundle)
+    """A client TLS context that trusts what requests trusts (`ca_bundle`); UnusableCertificates
+    when those cannot be loaded."""
+    global _LAST_CONTEXT
+    bundle, named_by = ca_bundle()
+    try:
+        found = os.stat(bundle)
+        key = (bundle, found.st_ino, found.st_mtime_ns, found.st_size)
+        if _LAST_CONTEXT is not None and _LAST_CONTEXT[0] == key:
+            return _LAST_CONTEXT[1]
+        if stat.S_ISDIR(found.st_mode):
+            context = ssl.create_default_context(capath=bundle)
+        else:
+            context = ssl.create_default_context(cafile=bundle)
+    except (OSError, ssl.SSLError) as exc:  # SSLError is an OSError; named for the reader
+        raise UnusableCertificates(
+            f"the certificates to trust could not be loaded from {bundle} ({named_by}): {_why(exc)}"
+        ) from None
+    _LAST_CONTEXT = (key, context)
+    return context
+
+
+def _why(exc: OSError) -> str:
+    # OpenSSL's text without its code and source line: "[X509: ...] no certificate or crl found (_ssl.c:4154)"
+    if isinstance(exc, ssl.SSLError):
+        return re.sub(r"^\[[^\]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", str(exc)) or str(exc)
+    return exc.strerror or str(exc)
+
+
+def trusted_for(url: str) -> ssl.SSLContext | None:
+    """The TLS context for a request to `url`: None for plain http, which needs none (as with
+    requests, an unusable bundle does not stop it)."""
+    return tls_context() if url[:6].lower() == "https:" else None
 
 
 def certificate_refusal(exc: BaseException) -> str | None:
@@ -74,6 +121,8 @@ def certificate_refusal(exc: BaseException) -> str | None:
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
+        if isinstance(current, UnusableCertificates):
+            return str(current)
         if isinstance(current, ssl.SSLCertVerificationError):
             # aiohttp's own error is one too, without the reason: that is in its args.
             if reason_text := getattr(current, "verify_message", None):

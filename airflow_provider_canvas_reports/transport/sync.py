@@ -39,7 +39,11 @@ from airflow_provider_canvas_reports.canvas.exchange import (
 )
 from airflow_provider_canvas_reports.canvas.report import Report
 from airflow_provider_canvas_reports.canvas.retry import Failure
-from airflow_provider_canvas_reports.transport.environment import certificate_refusal
+from airflow_provider_canvas_reports.transport.environment import (
+    UnusableCertificates,
+    certificate_refusal,
+    trusted_for,
+)
 from airflow_provider_canvas_reports.transport.settings import (
     CHUNK_SIZE,
     MAX_JSON_BODY,
@@ -139,7 +143,7 @@ def _unreadable_redirect(exc: BaseException) -> bool:
     return False
 
 
-def failed(exc: requests.RequestException) -> Failed:
+def failed(exc: requests.RequestException | UnusableCertificates) -> Failed:
     """Whether the request can have reached Canvas: only a refused connection (or certificate)
     surely did not."""
     if (refused := certificate_refusal(exc)) is not None:
@@ -252,11 +256,16 @@ class SyncTransport:
         self.session.close()
 
     def _send(self, request: ApiRequest) -> Received | Failed:
+        url = self.settings.url(request.path)
+        try:
+            trusted_for(url)  # the bundle requests will load: an unusable one is refused here, unsent
+        except UnusableCertificates as exc:
+            return failed(exc)
         try:
             with _requests_for(self._origin):
                 resp = self.session.request(
                     request.method,
-                    self.settings.url(request.path),
+                    url,
                     params=list(request.query) or None,
                     data=list(request.form) or None,
                     headers={**self.settings.auth_headers, "Accept": "application/json"},
@@ -328,6 +337,10 @@ class SyncTransport:
             headers = {"Accept-Encoding": "identity"}
             if step.hop.send_auth:
                 headers.update(self.settings.auth_headers)
+            try:
+                trusted_for(step.hop.url)
+            except UnusableCertificates as exc:
+                return failed(exc)
             try:
                 with _requests_for(self._origin):
                     resp = self.session.get(

@@ -33,7 +33,7 @@ from airflow_provider_canvas_reports.canvas.errors import CanvasError, DownloadE
 from airflow_provider_canvas_reports.canvas.report import Report
 from airflow_provider_canvas_reports.canvas.retry import RetryPolicy
 from airflow_provider_canvas_reports.simulator import CanvasSimulator, RunningSimulator
-from airflow_provider_canvas_reports.transport import aio
+from airflow_provider_canvas_reports.transport import aio, environment
 from airflow_provider_canvas_reports.transport.environment import EnvironmentProxies
 from airflow_provider_canvas_reports.transport.settings import CanvasSettings
 from airflow_provider_canvas_reports.transport.sync import SyncTransport
@@ -413,3 +413,102 @@ async def test_a_download_from_an_unknown_authority_fails_at_once_with_the_fix(
     assert private_canvas.url in str(info.value)
     assert "REQUESTS_CA_BUNDLE" in str(info.value)
     assert len(private_canvas.handshakes) == 1
+
+
+# -- certificates that cannot be loaded --------------------------------------------------------------
+
+UNUSABLE_BUNDLES = {
+    "missing": ("does-not-exist.pem", None, "No such file or directory"),
+    "no certificates": ("empty.pem", b"not a certificate\n", "no certificate or crl found"),
+}
+
+
+@pytest.fixture(params=sorted(UNUSABLE_BUNDLES))
+def unusable_bundle(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, str]:
+    """REQUESTS_CA_BUNDLE naming a file that holds no certificate (or none at all): the path and
+    the reason expected in the error."""
+    name, content, reason = UNUSABLE_BUNDLES[request.param]
+    path = tmp_path / "bundle" / name
+    path.parent.mkdir()
+    if content is not None:
+        path.write_bytes(content)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(path))
+    return str(path), reason
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_an_unusable_bundle_is_named_before_anything_is_sent(
+    private_canvas: TlsCanvas, unusable_bundle: tuple[str, str], mode: str
+) -> None:
+    # Before: requests raised a bare OSError for a missing file and retried a file without
+    # certificates as a reset connection for the whole budget; aiohttp raised FileNotFoundError.
+    path, reason = unusable_bundle
+    with pytest.raises(CanvasError) as info:
+        await status(mode, private_canvas.url)
+    assert f"the certificates to trust could not be loaded from {path} (REQUESTS_CA_BUNDLE): {reason}" in str(
+        info.value
+    )
+    assert private_canvas.handshakes == []
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_download_with_an_unusable_bundle_is_refused_before_the_first_hop(
+    private_canvas: TlsCanvas, unusable_bundle: tuple[str, str], mode: str
+) -> None:
+    path, _ = unusable_bundle
+    attachment = {"id": 7, "filename": "users.csv", "content-type": "text/csv", "size": 10}
+    report = Report.from_json(
+        {
+            "id": 1,
+            "report": REPORT,
+            "status": "complete",
+            "file_url": f"{private_canvas.url}/files/7/download",
+            "attachment": attachment,
+        }
+    )
+    with pytest.raises(DownloadError, match=f"could not be loaded from {path}"):
+        await transports.download(mode, CanvasSettings(private_canvas.url, "t0ken-for-tls", POLICY), report)
+    assert private_canvas.handshakes == []
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_plain_http_needs_no_bundle(
+    sim: RunningSimulator, unusable_bundle: tuple[str, str], monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """As with requests, a bundle is read only for https: the triggerer used to fail every wait on
+    an http Canvas (the simulator) when REQUESTS_CA_BUNDLE named a missing file."""
+    clear_environment(monkeypatch, *PROXY_VARIABLES)
+    reports = await one_call(mode, CanvasSettings(sim.url, sim.token, POLICY), api.available("self"))
+    assert REPORT in {available.report for available in reports}
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_an_authority_replaced_in_the_bundle_is_trusted_without_a_restart(
+    private_canvas: TlsCanvas, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """The loaded bundle is kept between sessions, but not past a change on disk (a CA rotation)."""
+    (tmp_path / "other").mkdir()
+    other = _certificates(tmp_path / "other", names=[x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    bundle = tmp_path / "trusted.pem"
+    bundle.write_bytes(Path(other.ca_file).read_bytes())
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    with pytest.raises(CanvasError, match="unable to get local issuer"):
+        await status(mode, private_canvas.url)
+    # Replaced whole, as configuration tools do (a file rewritten in place within the same clock
+    # tick, at the same size, would look unchanged).
+    replacement = tmp_path / "trusted.pem.new"
+    replacement.write_bytes(Path(private_canvas.authority.ca_file).read_bytes())
+    replacement.replace(bundle)
+    assert (await status(mode, private_canvas.url)).status == "running"
+
+
+def test_the_loaded_bundle_is_reused_while_it_is_unchanged(
+    private_canvas: TlsCanvas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", private_canvas.authority.ca_file)
+    first = environment.tls_context()
+    assert environment.tls_context() is first
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", private_canvas.authority.cert_file)  # another file
+    assert environment.tls_context() is not first
