@@ -28,8 +28,9 @@ class Failure(str, enum.Enum):
 #: What to do about a refused certificate, said after the error names whose it was and why.
 CERTIFICATE_ADVICE = (
     "If a private certificate authority signed it (a self-hosted Canvas, or a proxy that inspects "
-    "TLS), set REQUESTS_CA_BUNDLE to a file of that authority's certificates for the workers and the "
-    "triggerer; the task can then be retried."
+    "TLS), set REQUESTS_CA_BUNDLE for the workers and the triggerer to a file of that authority's "
+    "certificates together with the public ones (certifi's bundle): every host of a download is "
+    "verified against that one file; the task can then be retried."
 )
 
 

@@ -58,6 +58,9 @@ class UnusableCertificates(Exception):
     """
 
 
+CERTIFI = "certifi's bundle"
+
+
 def ca_bundle() -> tuple[str, str]:
     """The certificates requests verifies servers with (a file or a directory), and who named them."""
     for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
@@ -65,7 +68,18 @@ def ca_bundle() -> tuple[str, str]:
             return path, variable
     from requests.utils import DEFAULT_CA_BUNDLE_PATH
 
-    return DEFAULT_CA_BUNDLE_PATH, "certifi's bundle"
+    return DEFAULT_CA_BUNDLE_PATH, CERTIFI
+
+
+def _trusting() -> str:
+    """Which certificates a refusal was judged against, when the environment chose them: a bundle
+    of only the private authority refuses a download's public files host or store."""
+    bundle, named_by = ca_bundle()
+    return (
+        ""
+        if named_by == CERTIFI
+        else f" (the only certificates trusted are those in {bundle}, from {named_by})"
+    )
 
 
 # The last context built, by the bundle's path and state on disk: loading a bundle parses every
@@ -126,7 +140,7 @@ def certificate_refusal(exc: BaseException) -> str | None:
         if isinstance(current, ssl.SSLCertVerificationError):
             # aiohttp's own error is one too, without the reason: that is in its args.
             if reason_text := getattr(current, "verify_message", None):
-                return str(reason_text)
+                return f"{reason_text}{_trusting()}"
             refused = True
         # requests wraps urllib3's MaxRetryError (its `reason`), aiohttp keeps the ssl error in args.
         reason = getattr(current, "reason", None)
@@ -136,4 +150,4 @@ def certificate_refusal(exc: BaseException) -> str | None:
             reason if isinstance(reason, BaseException) else None,
         ]
         pending += [arg for arg in current.args if isinstance(arg, BaseException)]
-    return "certificate verify failed" if refused else None
+    return f"certificate verify failed{_trusting()}" if refused else None

@@ -512,3 +512,39 @@ def test_the_loaded_bundle_is_reused_while_it_is_unchanged(
     assert environment.tls_context() is first
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", private_canvas.authority.cert_file)  # another file
     assert environment.tls_context() is not first
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_bundle_of_only_the_private_authority_names_itself_when_a_file_host_is_refused(
+    private_canvas: TlsCanvas, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """A self-hosted Canvas (private authority) whose files live with another authority (a public
+    store): requests, and so both transports, trust only the bundle's file; the error says so."""
+    (tmp_path / "files").mkdir()
+    files = tls_canvas(tmp_path / "files", [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    files_host = next(files)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", private_canvas.authority.ca_file)
+    attachment = {"id": 7, "filename": "users.csv", "content-type": "text/csv", "size": 10}
+    report = Report.from_json(
+        {
+            "id": 1,
+            "report": REPORT,
+            "status": "complete",
+            "file_url": f"{files_host.url}/files/7/download",
+            "attachment": attachment,
+        }
+    )
+    try:
+        with pytest.raises(DownloadError) as info:
+            await transports.download(
+                mode, CanvasSettings(private_canvas.url, "t0ken-for-tls", POLICY), report
+            )
+    finally:
+        files.close()
+    message = str(info.value)
+    assert (
+        "the TLS certificate of the file host could not be verified: unable to get local issuer certificate "
+        f"(the only certificates trusted are those in {private_canvas.authority.ca_file}, from REQUESTS_CA_BUNDLE)"
+    ) in message
+    assert "together with the public ones (certifi's bundle)" in message
+    assert len(files_host.handshakes) == 1
