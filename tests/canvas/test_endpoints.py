@@ -567,3 +567,56 @@ def test_loggable_target_on_canvas_keeps_the_path_and_cuts_the_query(target, exp
 def test_loggable_target_elsewhere_hides_the_path(target, expected):
     # The files host's signed ticket and inst-fs tokens live in paths, presigned signatures in queries.
     assert loggable_target(target, on_canvas=False) == expected
+
+
+def test_a_report_name_may_have_a_hundred_characters_not_more():
+    assert report_segment("r" * 100) == "r" * 100
+    with pytest.raises(CanvasConfigError, match="Invalid Canvas report name"):
+        report_segment("r" * 101)
+
+
+@pytest.mark.parametrize(
+    "host", ["https://:t0ken@school.instructure.com", "https://user@school.instructure.com"]
+)
+def test_credentials_in_the_host_are_refused_without_echoing_them(host):
+    with pytest.raises(CanvasConfigError, match="contains credentials") as info:
+        base_url(host)
+    assert "t0ken" not in str(info.value)
+
+
+@pytest.mark.parametrize("port", [0, 65536])
+def test_a_port_field_out_of_range_is_refused(port):
+    with pytest.raises(CanvasConfigError, match=f"port {port} is not a valid port"):
+        base_url("school.instructure.com", port=port)
+    assert base_url("school.instructure.com", port=65535) == "https://school.instructure.com:65535"
+
+
+def test_a_page_path_is_recognised_whatever_its_case():
+    with pytest.raises(CanvasConfigError, match="that is a page of Canvas"):
+        base_url("https://school.instructure.com/Accounts/2")
+
+
+def test_an_empty_host_says_to_set_one():
+    with pytest.raises(CanvasConfigError, match=r"has no host\. Set it to your Canvas URL"):
+        base_url("  ")
+
+
+def test_a_relative_file_url_resolves_under_a_canvas_path_prefix():
+    hop = first_hop("https://lms.school.edu/canvas", "files/7/download")
+    assert hop == Hop("https://lms.school.edu/canvas/files/7/download", True)
+
+
+def test_https_to_plain_http_is_allowed_only_to_loopback():
+    hop = next_hop(BASE, f"{BASE}/files/7/download", "http://127.0.0.1:9000/store/7", 0)
+    assert hop == Hop("http://127.0.0.1:9000/store/7", False)
+
+
+def test_plain_http_to_plain_http_is_followed_on_an_allow_http_canvas():
+    canvas = "http://canvas.campus.lan"
+    hop = next_hop(canvas, f"{canvas}/files/7/download", "http://files.campus.lan/7", 0)
+    assert hop == Hop("http://files.campus.lan/7", False)
+
+
+def test_a_redirect_with_only_a_password_in_it_is_refused():
+    with pytest.raises(DownloadError, match="credentials"):
+        next_hop(BASE, f"{BASE}/files/7/download", "https://:secret@files.example.com/7", 0)

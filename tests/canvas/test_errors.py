@@ -491,3 +491,111 @@ def test_a_redirected_api_call_names_the_host_and_the_fix_but_not_the_path():
         "itself."
     )
     assert "s3cret" not in str(err)
+
+
+# ------------------------------------------------- the excerpt's raw cut (limit x 20 characters)
+
+PADDING = "<br>"  # markup: long in the raw body, nothing in the excerpt
+
+
+def test_a_body_of_exactly_the_raw_limit_is_not_cut():
+    body = "Bad gateway." + PADDING * 995 + "upstream"
+    assert len(body) == EXCERPT_CHARS * 20
+    assert sanitise_excerpt(body) == "Bad gateway. upstream"
+
+
+def test_a_body_over_the_raw_limit_loses_its_cut_last_piece_and_says_so():
+    body = "<h1>Oops</h1>" + PADDING * 1000 + "z" * 100  # the cut falls inside the z's
+    assert sanitise_excerpt(body) == "Oops..."
+
+
+def test_a_secret_across_the_raw_cut_leaves_no_prefix():
+    secret = "SuperSecretCanvasToken"
+    body = PADDING * 999 + secret + " and more"  # the cut at 4,000 splits the secret after "Supe"
+    excerpt = sanitise_excerpt(body, secrets=[secret])
+    assert "Supe" not in excerpt
+    assert excerpt.startswith("***")
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "<SCRIPT>var token = 1;</SCRIPT>Service unavailable",
+        "<script>\nvar token = 1;\n</script>Service unavailable",
+        "<Style type='text/css'>\nbody { color: red }\n</STYLE>Service unavailable",
+    ],
+)
+def test_scripts_and_styles_are_dropped_whatever_their_case_and_lines(page):
+    assert sanitise_excerpt(page) == "Service unavailable"
+
+
+def test_an_empty_pair_of_angle_brackets_is_text_not_a_tag():
+    assert sanitise_excerpt("expected <> here") == "expected <> here"
+
+
+# ------------------------------------------------------------- Canvas's error shapes, all read
+
+
+@pytest.mark.parametrize(
+    ("payload", "said"),
+    [
+        ({"errors": ["Term is not active"]}, "Term is not active"),
+        ({"errors": {"base": [{"message": "Term is not active"}]}}, "Term is not active"),
+        ({"error": "Term is not active"}, "Term is not active"),
+        ({"message": "Term is not active"}, "Term is not active"),
+    ],
+)
+def test_every_shape_of_canvas_error_text_is_quoted(payload, said):
+    error = error_from_response(400, {}, json.dumps(payload).encode(), START_CTX)
+    assert f"with 400: {said}. Check" in str(error)
+
+
+def test_at_most_ten_of_canvas_messages_are_quoted():
+    payload = {"errors": [{"message": f"m{i}"} for i in range(11)]}
+    error = error_from_response(400, {}, json.dumps(payload).encode(), START_CTX)
+    assert "m0; m1; m2; m3; m4; m5; m6; m7; m8; m9." in str(error)
+    assert "m10" not in str(error)
+
+
+def test_quoted_messages_are_cut_at_the_excerpt_length():
+    exact = {"errors": [{"message": "a" * EXCERPT_CHARS}]}
+    assert f"with 400: {'a' * EXCERPT_CHARS}. Check" in str(
+        error_from_response(400, {}, json.dumps(exact).encode(), START_CTX)
+    )
+    many = {"errors": [{"message": "b" * 150}, {"message": "c" * 150}]}
+    said = "b" * 150 + "; " + "c" * 48 + "..."
+    assert f"with 400: {said}. Check" in str(
+        error_from_response(400, {}, json.dumps(many).encode(), START_CTX)
+    )
+
+
+def test_an_error_keeps_its_class_status_when_none_is_given():
+    assert InvalidTokenError("x").status == 401
+    assert ReportNotFoundError("x").status == 404
+    assert CanvasError("x").status is None
+    assert CanvasError("x", status=502).status == 502
+
+
+@pytest.mark.parametrize("status", [300, 301, 399])
+def test_every_3xx_to_an_api_call_is_a_redirect_away_from_canvas(status):
+    error = error_from_response(status, {"Location": "https://sso.school.edu/login"}, b"", STATUS_CTX)
+    assert f"(HTTP {status}) to https://sso.school.edu instead of answering" in str(error)
+
+
+def test_a_relative_redirect_is_not_shown_as_a_url():
+    error = error_from_response(302, {"Location": "/login/saml"}, b"", STATUS_CTX)
+    assert "(HTTP 302) instead of answering" in str(error)
+
+
+def test_a_redirect_the_client_could_not_parse_is_named_malformed():
+    from airflow_provider_canvas_reports.canvas.errors import redirected_error
+
+    assert (
+        "redirected the request to get report status on account 1 (report provisioning_csv #42) to a malformed URL instead"
+        in str(redirected_error(STATUS_CTX, None, None))
+    )
+
+
+def test_an_html_content_type_is_named_whatever_its_case():
+    error = not_json_error(200, "Text/HTML; charset=utf-8", b"<p>Sign in</p>", STATUS_CTX, secrets=())
+    assert "with an HTML page instead of JSON" in str(error)

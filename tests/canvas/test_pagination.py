@@ -145,3 +145,13 @@ def test_well_formed_headers_round_trip(links, quoted, separator, rel_name):
     )
     assert parse_link_header(value) == links
     assert next_page({"LINK": value}) == links.get("next")
+
+
+def test_an_unquoted_rel_ends_at_the_next_parameter():
+    assert parse_link_header(f'<{API}?page=2>; rel=next; type="application/json"') == {
+        "next": f"{API}?page=2"
+    }
+
+
+def test_spaces_inside_the_angle_brackets_are_not_part_of_the_url():
+    assert next_page({"Link": f'< {API}?page=2 >; rel="next"'}) == f"{API}?page=2"

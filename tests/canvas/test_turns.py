@@ -11,6 +11,7 @@ from .helpers import FixedRandom
         (0, None, 0),
         (0, -1, 0),
         (0, 0, 0),
+        (0, 1, 1),  # the second instance of a mapped task
         (0, 7, 7),
         (3, -1, 3),  # the 4th of the DAG's start tasks released together
         (3, 0, 3),
@@ -34,6 +35,7 @@ def test_start_delay_adds_the_jitter_draw():
     assert start_delay(0, 0.1, 5.0, FixedRandom(0.5)) == pytest.approx(2.5)
     assert start_delay(3, 0.1, 5.0, FixedRandom(1.0)) == pytest.approx(5.3)
     assert start_delay(3, 0.0, 0.0) == 0.0
+    assert start_delay(0, 0.1, 0.5, FixedRandom(0.5)) == pytest.approx(0.25)  # under a second counts too
 
 
 @pytest.mark.parametrize(
@@ -45,6 +47,7 @@ def test_start_delay_adds_the_jitter_draw():
         (1003.0, 1003.2),  # turns already taken ahead: the next one after them
         (1009.7, 1009.9),  # 49 turns ahead: the 50th
         (1009.85, 1000.0),  # a whole cycle (50 turns) ahead: from now again
+        (1009.8, 1000.0),  # exactly a whole cycle ahead (spacing 0.2 s: 1010.0 - 1000.0 == 50 x 0.2)
         (5000.0, 1000.0),  # a clock stepped back
     ],
 )
