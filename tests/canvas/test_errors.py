@@ -599,3 +599,8 @@ def test_a_redirect_the_client_could_not_parse_is_named_malformed():
 def test_an_html_content_type_is_named_whatever_its_case():
     error = not_json_error(200, "Text/HTML; charset=utf-8", b"<p>Sign in</p>", STATUS_CTX, secrets=())
     assert "with an HTML page instead of JSON" in str(error)
+
+
+def test_a_secret_spelled_with_an_html_entity_is_masked_once_decoded():
+    secret = "SuperSecretCanvasToken"
+    assert sanitise_excerpt("token: &#83;uperSecretCanvasToken", secrets=[secret]) == "token: ***"
