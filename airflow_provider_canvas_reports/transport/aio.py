@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import weakref
 from collections.abc import AsyncIterator, Callable, Generator
 from contextlib import asynccontextmanager
@@ -69,6 +70,17 @@ class _Shared:
     headers: dict[str, str] = field(repr=False)
     # HTTP(S)_PROXY / NO_PROXY, as the worker's requests reads them (may hold credentials).
     proxies: EnvironmentProxies = field(default_factory=EnvironmentProxies, repr=False)
+    # The certificates requests trusts, loaded at the session's first https request (`trust`).
+    tls: ssl.SSLContext | None = field(default=None, repr=False)
+
+    def trust(self, url: str) -> ssl.SSLContext | bool:
+        """The TLS context for a request to `url` (True, aiohttp's default, for plain http). Kept for
+        the session: looking at the bundle on disk per request would cost a poll a few microseconds;
+        a new session (a CA rotated meanwhile) looks again. UnusableCertificates when it cannot be
+        loaded, until it can."""
+        if self.tls is None:
+            self.tls = trusted_for(url)
+        return self.tls or True
 
 
 _SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], _Shared]] = (
@@ -200,7 +212,7 @@ class AsyncTransport:
         shared = self._shared()
         url = self.settings.url(request.path)
         try:
-            trust = trusted_for(url)
+            trust = shared.trust(url)
         except UnusableCertificates as exc:
             return failed(exc)
         async with shared.slots:
@@ -216,7 +228,7 @@ class AsyncTransport:
                     allow_redirects=False,
                     timeout=self._timeout,
                     proxy=shared.proxies.for_url(url),
-                    ssl=trust or True,
+                    ssl=trust,
                 ) as resp:
                     limit = MAX_JSON_BODY if 200 <= resp.status < 300 else MAX_ERROR_BODY
                     body = await _read_bounded(resp.content, limit)
@@ -268,7 +280,7 @@ class AsyncTransport:
         async def open_hop(step: OpenHop) -> Opened | Failed:
             hop.release()
             try:
-                trust = trusted_for(step.hop.url)
+                trust = shared.trust(step.hop.url)
             except UnusableCertificates as exc:
                 return failed(exc)
             headers = {"Accept-Encoding": "identity"}
@@ -289,7 +301,7 @@ class AsyncTransport:
                     allow_redirects=False,
                     timeout=self._timeout,
                     proxy=shared.proxies.for_url(step.hop.url),
-                    ssl=trust or True,
+                    ssl=trust,
                 )
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 hop.release()

@@ -14,7 +14,6 @@ import os
 import re
 import ssl
 import stat
-from urllib.parse import urlsplit
 
 
 class EnvironmentProxies:
@@ -24,15 +23,16 @@ class EnvironmentProxies:
     __slots__ = ("_by_origin",)
 
     def __init__(self) -> None:
-        self._by_origin: dict[tuple[str, str | None, int | None], str | None] = {}
+        self._by_origin: dict[tuple[str, ...], str | None] = {}
 
     def for_url(self, url: str) -> str | None:
-        parts = urlsplit(url)
-        origin = (parts.scheme, parts.hostname, parts.port)
+        # Keyed by the scheme and authority as written, split off without a parse: this runs for
+        # every request (urlsplit's hostname and port cost more than the rest of the lookup).
+        key = tuple(url.split("/", 3)[:3])
         try:
-            return self._by_origin[origin]
+            return self._by_origin[key]
         except KeyError:
-            self._by_origin[origin] = proxy = _environment_proxy(url)
+            self._by_origin[key] = proxy = _environment_proxy(url)
             return proxy
 
 
