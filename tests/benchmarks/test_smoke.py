@@ -27,6 +27,7 @@ BENCHMARKS = {
     "memory": ["memory"],
     "triggers": ["triggers"],
     "one_token": ["one_token"],
+    "transport_calls": ["transport_calls"],
 }
 # All of them together take ~30 s on an idle 2-core machine; the margin is for a busy one.
 TIMEOUT = 420
