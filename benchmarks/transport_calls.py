@@ -56,28 +56,30 @@ def _child(url: str, token: str, report_id: int, count: int) -> None:
     print(f"CPU {spent:.6f}", flush=True)
 
 
+def _run_child(
+    url: str, token: str, report_id: int, count: int, *wrapper: str
+) -> subprocess.CompletedProcess[str]:
+    """A child process making `count` calls, under `wrapper` (a profiler's command) if given."""
+    command = [
+        *wrapper,
+        PY,
+        "-m",
+        "benchmarks.transport_calls",
+        "--child",
+        url,
+        token,
+        str(report_id),
+        str(count),
+    ]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
+
+
 def _instructions(url: str, token: str, report_id: int, count: int) -> int:
     """Instructions callgrind counts for a child making `count` calls (start-up included)."""
     with tempfile.TemporaryDirectory(prefix="canvas-callgrind-") as scratch:
         out = Path(scratch) / "callgrind.out"
-        done = subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                f"--callgrind-out-file={out}",
-                PY,
-                "-m",
-                "benchmarks.transport_calls",
-                "--child",
-                url,
-                token,
-                str(report_id),
-                str(count),
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
+        done = _run_child(
+            url, token, report_id, count, "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"
         )
     found = re.search(r"Collected : (\d+)", done.stderr)
     if found is None:
@@ -110,23 +112,7 @@ def main() -> None:
         starter = SyncTransport(CanvasSettings(sim.url, sim.token, RetryPolicy()))
         report_id = starter.call(api.start("self", REPORT, {"users": True})).id
         starter.close()
-        done = subprocess.run(
-            [
-                PY,
-                "-m",
-                "benchmarks.transport_calls",
-                "--child",
-                sim.url,
-                sim.token,
-                str(report_id),
-                str(calls),
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        cpu = float(done.stdout.split("CPU ")[1])
+        cpu = float(_run_child(sim.url, sim.token, report_id, calls).stdout.split("CPU ")[1])
         per_call_us = cpu / calls * 1e6
         say(f"transport_calls: {calls} status calls, {per_call_us:.1f} us of client CPU per call")
         per_call_instructions: float | None = None

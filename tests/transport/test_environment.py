@@ -356,6 +356,14 @@ async def status(mode: str, url: str) -> Report:
     return report
 
 
+def complete_report(file_url: str) -> Report:
+    """A complete report whose file Canvas serves from `file_url`."""
+    attachment = {"id": 7, "filename": "users.csv", "content-type": "text/csv", "size": 10}
+    return Report.from_json(
+        {"id": 1, "report": REPORT, "status": "complete", "file_url": file_url, "attachment": attachment}
+    )
+
+
 @pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_a_private_authority_named_in_the_environment_is_trusted(
@@ -394,16 +402,7 @@ async def test_a_certificate_for_another_host_is_named_as_such(
 async def test_a_download_from_an_unknown_authority_fails_at_once_with_the_fix(
     private_canvas: TlsCanvas, mode: str
 ) -> None:
-    attachment = {"id": 7, "filename": "users.csv", "content-type": "text/csv", "size": 10}
-    report = Report.from_json(
-        {
-            "id": 1,
-            "report": REPORT,
-            "status": "complete",
-            "file_url": f"{private_canvas.url}/files/7/download",
-            "attachment": attachment,
-        }
-    )
+    report = complete_report(f"{private_canvas.url}/files/7/download")
     settings = CanvasSettings(private_canvas.url, "t0ken-for-tls", POLICY)
     with pytest.raises(DownloadError) as info:
         await transports.download(mode, settings, report)
@@ -458,16 +457,7 @@ async def test_a_download_with_an_unusable_bundle_is_refused_before_the_first_ho
     private_canvas: TlsCanvas, unusable_bundle: tuple[str, str], mode: str
 ) -> None:
     path, _ = unusable_bundle
-    attachment = {"id": 7, "filename": "users.csv", "content-type": "text/csv", "size": 10}
-    report = Report.from_json(
-        {
-            "id": 1,
-            "report": REPORT,
-            "status": "complete",
-            "file_url": f"{private_canvas.url}/files/7/download",
-            "attachment": attachment,
-        }
-    )
+    report = complete_report(f"{private_canvas.url}/files/7/download")
     with pytest.raises(DownloadError, match=f"could not be loaded from {path}"):
         await transports.download(mode, CanvasSettings(private_canvas.url, "t0ken-for-tls", POLICY), report)
     assert private_canvas.handshakes == []
@@ -524,16 +514,7 @@ async def test_a_bundle_of_only_the_private_authority_names_itself_when_a_file_h
     files = tls_canvas(tmp_path / "files", [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
     files_host = next(files)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", private_canvas.authority.ca_file)
-    attachment = {"id": 7, "filename": "users.csv", "content-type": "text/csv", "size": 10}
-    report = Report.from_json(
-        {
-            "id": 1,
-            "report": REPORT,
-            "status": "complete",
-            "file_url": f"{files_host.url}/files/7/download",
-            "attachment": attachment,
-        }
-    )
+    report = complete_report(f"{files_host.url}/files/7/download")
     try:
         with pytest.raises(DownloadError) as info:
             await transports.download(
