@@ -118,6 +118,14 @@ def _why(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def check_bundle(url: str) -> None:
+    """For requests, which loads the bundle itself: UnusableCertificates before a request to `url`
+    that could not be verified. certifi's own bundle is not loaded again (16 ms a worker process):
+    requests loaded it when imported."""
+    if url[:6].lower() == "https:" and ca_bundle()[1] != CERTIFI:
+        tls_context()
+
+
 def trusted_for(url: str) -> ssl.SSLContext | None:
     """The TLS context for a request to `url`: None for plain http, which needs none (as with
     requests, an unusable bundle does not stop it)."""

@@ -42,7 +42,7 @@ from airflow_provider_canvas_reports.canvas.retry import Failure
 from airflow_provider_canvas_reports.transport.environment import (
     UnusableCertificates,
     certificate_refusal,
-    trusted_for,
+    check_bundle,
 )
 from airflow_provider_canvas_reports.transport.settings import (
     CHUNK_SIZE,
@@ -258,7 +258,7 @@ class SyncTransport:
     def _send(self, request: ApiRequest) -> Received | Failed:
         url = self.settings.url(request.path)
         try:
-            trusted_for(url)  # the bundle requests will load: an unusable one is refused here, unsent
+            check_bundle(url)  # an unusable bundle is refused here, unsent
         except UnusableCertificates as exc:
             return failed(exc)
         try:
@@ -338,7 +338,7 @@ class SyncTransport:
             if step.hop.send_auth:
                 headers.update(self.settings.auth_headers)
             try:
-                trusted_for(step.hop.url)
+                check_bundle(step.hop.url)
             except UnusableCertificates as exc:
                 return failed(exc)
             try:
