@@ -288,3 +288,61 @@ def test_a_malformed_store_header_is_logged_without_the_signed_query(
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert SIGNATURE not in logged
     assert "/bucket/" not in logged
+
+
+# -- a body that never ends ------------------------------------------------------------------------
+
+GIVE_UP_AFTER = 1 << 30  # the peer's own guard: without the transports' bound, 1 GiB per answer
+
+
+def endless(status: int, sent: list[int]) -> Route:
+    """An answer whose body goes on until the client hangs up (a broken proxy streaming its page;
+    no Content-Length, HTTP/1.0: only the end of the connection would end it). `sent` gets the
+    bytes written to each client before it hung up."""
+
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Type", "text/html" if status >= 400 else "application/json")
+        handler.end_headers()
+        piece = b"[" + b"1," * 32767 if status < 400 else b"<p>" + b"x" * 65533
+        total = 0
+        try:
+            while total < GIVE_UP_AFTER:
+                handler.wfile.write(piece)
+                total += len(piece)
+                piece = b"1," * 32768 if status < 400 else piece
+        except OSError:  # the client hung up: what it did not read is the point
+            pass
+        sent.append(total)
+
+    return route
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize(
+    ("status", "read_at_most", "error"),
+    [
+        (
+            502,
+            64 * 1024,
+            r"Canvas answered HTTP 502 to read the report status .* beyond the retry budget: x+\.\.\.",
+        ),
+        (200, 32 * 1024 * 1024, r"Canvas answered HTTP 200 with 'application/json' instead of JSON"),
+    ],
+)
+async def test_a_body_that_never_ends_is_read_only_up_to_its_bound(
+    peers: tuple[Peer, Peer, Peer], mode: str, status: int, read_at_most: int, error: str
+) -> None:
+    """An error page is read up to 64 KiB, an API answer up to 32 MiB; then the connection is
+    dropped and the answer judged on what came (a proxy's endless page cannot hold a task or its
+    memory)."""
+    canvas, _, _ = peers
+    sent: list[int] = []
+    canvas.routes["/api/v1/accounts/self/reports/provisioning_csv/1"] = endless(status, sent)
+    with pytest.raises(CanvasError, match=error):
+        await one_call(
+            mode, CanvasSettings(canvas.url(), TOKEN, POLICY), api.status("self", "provisioning_csv", 1)
+        )
+    assert sent, "the peer was not asked"
+    # What the kernel buffers between the two (a few MiB on loopback) comes on top of the bound.
+    assert max(sent) < read_at_most + 16 * 1024 * 1024
