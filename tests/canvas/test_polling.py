@@ -69,6 +69,15 @@ class TestPollPolicy:
         for estimate in (None, running_for(1_900.0)):
             assert policy.next_interval(status=status, estimate=estimate, expected_run_time=2_000.0) == 10.0
 
+    def test_by_default_no_interval_is_longer_than_five_minutes(self):
+        # The README's default for max_poll_interval: it also bounds how late an error is seen.
+        policy = PollPolicy(60.0)
+        assert policy.next_interval(status="created", expected_run_time=10 * 3600.0) == 300.0
+        assert (
+            policy.next_interval(status="running", estimate=running_for(60.0), expected_run_time=10 * 3600.0)
+            == 300.0
+        )
+
     def test_queued_without_expected_run_time_polls_every_poll_interval(self):
         # Nothing rules out a report that starts right after this poll and ends right after that.
         policy = PollPolicy(2.0, max_poll_interval=60)
