@@ -39,6 +39,8 @@ from airflow_provider_canvas_reports.canvas.retry import (
 
 # Error bodies are read up to this size: enough for Canvas's JSON errors, bounded for a proxy's page.
 MAX_ERROR_BODY = 64 * 1024
+# 2xx answers likewise: far beyond any account-reports answer (a page of 100 reports is ~100 KB).
+MAX_JSON_BODY = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -193,6 +195,13 @@ def interpret(received: Received, context: RequestContext, *, secrets: Sequence[
     try:
         data = json.loads(text) if text.strip() else None
     except ValueError:
+        if len(received.body) >= MAX_JSON_BODY:  # cut by the transport's bounded read
+            raise CanvasResponseError(
+                f"Canvas's answer to {context.doing} went on past {MAX_JSON_BODY >> 20} MiB, where it "
+                "was cut; no account-reports answer is that large. Check the connection host is the "
+                "Canvas URL (not a proxy or another service).",
+                status=received.status,
+            ) from None
         raise not_json_error(received.status, ctype, received.body, context, secrets=secrets) from None
     return ApiResponse(received.status, received.headers, data)
 

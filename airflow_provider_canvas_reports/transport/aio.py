@@ -23,6 +23,7 @@ from airflow_provider_canvas_reports.canvas.download import ChunkChecker, Opened
 from airflow_provider_canvas_reports.canvas.errors import CanvasError
 from airflow_provider_canvas_reports.canvas.exchange import (
     MAX_ERROR_BODY,
+    MAX_JSON_BODY,
     ApiRequest,
     ApiResponse,
     Failed,
@@ -41,7 +42,6 @@ from airflow_provider_canvas_reports.transport.environment import (
 )
 from airflow_provider_canvas_reports.transport.settings import (
     CHUNK_SIZE,
-    MAX_JSON_BODY,
     USER_AGENT,
     CanvasSettings,
     log_sleep,

@@ -22,7 +22,6 @@ def log_sleep(log: logging.Logger, sleep: Sleep) -> None:
 
 USER_AGENT = f"airflow-provider-canvas-reports/{__version__}"
 CHUNK_SIZE = 1024 * 1024
-MAX_JSON_BODY = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)

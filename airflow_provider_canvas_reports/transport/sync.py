@@ -29,6 +29,7 @@ from airflow_provider_canvas_reports.canvas.endpoints import Origin, loggable_ta
 from airflow_provider_canvas_reports.canvas.errors import CanvasError, DownloadError, redirected_error
 from airflow_provider_canvas_reports.canvas.exchange import (
     MAX_ERROR_BODY,
+    MAX_JSON_BODY,
     ApiRequest,
     ApiResponse,
     Failed,
@@ -46,7 +47,6 @@ from airflow_provider_canvas_reports.transport.environment import (
 )
 from airflow_provider_canvas_reports.transport.settings import (
     CHUNK_SIZE,
-    MAX_JSON_BODY,
     USER_AGENT,
     CanvasSettings,
     log_sleep,
