@@ -43,6 +43,11 @@ MAX_ERROR_BODY = 64 * 1024
 MAX_JSON_BODY = 32 * 1024 * 1024
 
 
+def body_limit(status: int) -> int:
+    """How much of an answer with this status a transport reads (`interpret` names a cut one)."""
+    return MAX_JSON_BODY if 200 <= status < 300 else MAX_ERROR_BODY
+
+
 @dataclass(frozen=True)
 class ApiRequest:
     method: str

@@ -22,8 +22,6 @@ from airflow_provider_canvas_reports.canvas.api import Call
 from airflow_provider_canvas_reports.canvas.download import ChunkChecker, Opened, OpenHop, Ready, open_chain
 from airflow_provider_canvas_reports.canvas.errors import CanvasError
 from airflow_provider_canvas_reports.canvas.exchange import (
-    MAX_ERROR_BODY,
-    MAX_JSON_BODY,
     ApiRequest,
     ApiResponse,
     Failed,
@@ -31,6 +29,7 @@ from airflow_provider_canvas_reports.canvas.exchange import (
     Received,
     Sleep,
     api_call,
+    body_limit,
 )
 from airflow_provider_canvas_reports.canvas.report import Report
 from airflow_provider_canvas_reports.canvas.retry import Failure
@@ -230,7 +229,7 @@ class AsyncTransport:
                     proxy=shared.proxies.for_url(url),
                     ssl=trust,
                 ) as resp:
-                    limit = MAX_JSON_BODY if 200 <= resp.status < 300 else MAX_ERROR_BODY
+                    limit = body_limit(resp.status)
                     body = await _read_bounded(resp.content, limit)
                     return Received(resp.status, resp.headers, body)
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:

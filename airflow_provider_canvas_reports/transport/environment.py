@@ -122,8 +122,8 @@ def check_bundle(url: str) -> None:
     """For requests, which loads the bundle itself: UnusableCertificates before a request to `url`
     that could not be verified. certifi's own bundle is not loaded again (16 ms a worker process):
     requests loaded it when imported."""
-    if url[:6].lower() == "https:" and ca_bundle()[1] != CERTIFI:
-        tls_context()
+    if ca_bundle()[1] != CERTIFI:
+        trusted_for(url)
 
 
 def trusted_for(url: str) -> ssl.SSLContext | None:

@@ -28,8 +28,6 @@ from airflow_provider_canvas_reports.canvas.download import (
 from airflow_provider_canvas_reports.canvas.endpoints import Origin, loggable_target, origin, origin_of
 from airflow_provider_canvas_reports.canvas.errors import CanvasError, DownloadError, redirected_error
 from airflow_provider_canvas_reports.canvas.exchange import (
-    MAX_ERROR_BODY,
-    MAX_JSON_BODY,
     ApiRequest,
     ApiResponse,
     Failed,
@@ -37,6 +35,7 @@ from airflow_provider_canvas_reports.canvas.exchange import (
     Received,
     Sleep,
     api_call,
+    body_limit,
 )
 from airflow_provider_canvas_reports.canvas.report import Report
 from airflow_provider_canvas_reports.canvas.retry import Failure
@@ -280,7 +279,7 @@ class SyncTransport:
                 return failed(exc)
             raise
         try:
-            limit = MAX_JSON_BODY if 200 <= resp.status_code < 300 else MAX_ERROR_BODY
+            limit = body_limit(resp.status_code)
             body = _read_bounded(resp, limit)
         except urllib3.exceptions.ReadTimeoutError:
             return Failed(Failure.TIMEOUT)
