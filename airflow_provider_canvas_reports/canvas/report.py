@@ -152,13 +152,15 @@ class Report:
     def as_json(self) -> dict[str, Any]:
         """The Report as Canvas sent it, for XCom and trigger events, minus one credential.
 
-        The attachment's `url` carries a `verifier` that opens the file without a token, so it
-        must not land in XCom: its query string is dropped. Everything else is kept as sent.
+        The attachment's `url` carries a `verifier` that opens the file without a token, and
+        Canvas's verifier is the attachment's `uuid`: neither may land in XCom. The url loses its
+        query string; the uuid goes, with any other field that carries it (`thumbnail_url`).
+        Everything else is kept as sent.
         """
         data = dict(self.raw)
         attachment = data.get("attachment")
-        if isinstance(attachment, Mapping) and isinstance(attachment.get("url"), str):
-            data["attachment"] = {**attachment, "url": attachment["url"].split("?", 1)[0]}
+        if isinstance(attachment, Mapping):
+            data["attachment"] = _without_verifier(attachment)
         return data
 
     @property
@@ -186,6 +188,19 @@ class Report:
         if self.current_line is not None:
             parts.append(f"current_line={self.current_line}")
         return " ".join(parts)
+
+
+def _without_verifier(attachment: Mapping[str, Any]) -> dict[str, Any]:
+    uuid = attachment.get("uuid")
+    kept: dict[str, Any] = {}
+    for key, value in attachment.items():
+        if key == "url" and isinstance(value, str):
+            kept[key] = value.split("?", 1)[0]
+        elif key == "uuid" or (isinstance(uuid, str) and uuid and isinstance(value, str) and uuid in value):
+            continue
+        else:
+            kept[key] = value
+    return kept
 
 
 @dataclass(frozen=True)

@@ -62,8 +62,9 @@ RESTART_HINT = "Retrying or clearing this task starts a new report."
 class StartAccountReportOperator(BaseOperator):
     """Start a Canvas account report; optionally wait for it (deferring when ``deferrable``).
 
-    Returns (XCom ``return_value``) the Report JSON as Canvas sent it, less the ``verifier``
-    query of ``attachment.url`` (it opens the file without a token): the started report, or
+    Returns (XCom ``return_value``) the Report JSON as Canvas sent it, less the download verifier
+    (it opens the file without a token: ``attachment.url``'s query, ``attachment.uuid`` and
+    fields that carry it; see ``Report.as_json``): the started report, or
     with ``wait_for_completion`` the final one. It also pushes ``report_id`` and
     ``canvas_reports_url`` right after the start, before any waiting.
 

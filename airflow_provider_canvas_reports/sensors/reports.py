@@ -58,8 +58,8 @@ if TYPE_CHECKING:
 class ReportCompleteSensor(BaseSensorOperator):
     """Wait until a Canvas report is ``complete``; return the final Report dict (XCom).
 
-    The return value is the Report JSON as Canvas sent it (less the ``verifier`` query of
-    ``attachment.url``), in poke, reschedule and deferrable modes alike. ``error``, ``aborted``
+    The return value is the Report JSON as Canvas sent it (less the download verifier: see
+    ``Report.as_json``), in poke, reschedule and deferrable modes alike. ``error``, ``aborted``
     and ``deleted`` (or the report vanishing from Canvas) fail the task with the report id,
     status and Canvas's reason, or skip it with ``soft_fail``. An unknown status keeps the
     sensor waiting, with a warning.

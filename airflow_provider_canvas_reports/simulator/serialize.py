@@ -26,9 +26,9 @@ def attachment_json(ctx: SimContext, attachment: Attachment) -> dict[str, Any]:
         "filename": attachment.display_name,
         "upload_status": "success",
         "content-type": attachment.content_type,
-        # Carries a verifier like today's Canvas; the simulator ignores it (they go
-        # away in 2026), so only the token opens the download.
-        "url": f"{ctx.canvas_url}/files/{attachment.id}/download?download_frd=1&verifier={digest[40:60]}",
+        # Carries a verifier like today's Canvas: the attachment's uuid (lib/api/v1/attachment.rb).
+        # The simulator ignores it (verifiers go away in 2026), so only the token opens the file.
+        "url": f"{ctx.canvas_url}/files/{attachment.id}/download?download_frd=1&verifier={digest[:40]}",
         "size": attachment.size,
         "created_at": stamp,
         "updated_at": stamp,

@@ -106,6 +106,17 @@ def test_cancel_action_aborts_only_running_and_never_touches_finished_reports(st
 URL_TAILS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789=&%_-.", max_size=30)
 
 
+# Canvas's attachment uuid is 40 letters and digits; the verifier in the url is that uuid.
+UUIDS = st.text(
+    alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", min_size=40, max_size=40
+)
+ATTACHMENT_EXTRAS = st.dictionaries(
+    st.sampled_from(["display_name", "content-type", "mime_class", "thumbnail_url", "preview_url", "locked"]),
+    st.one_of(st.booleans(), st.none(), st.text(max_size=12)),
+    max_size=4,
+)
+
+
 @SETTINGS
 @given(
     st.integers(min_value=1, max_value=10**9),
@@ -113,21 +124,35 @@ URL_TAILS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789=&%_-.", max_s
     st.text(alphabet="abcdefghijklmnopqrstuvwxyz/:.", min_size=1, max_size=40),
     st.one_of(st.none(), URL_TAILS),
     st.dictionaries(st.text(max_size=8), st.one_of(st.integers(), st.text(max_size=8)), max_size=4),
+    UUIDS,
+    ATTACHMENT_EXTRAS,
+    st.sets(st.sampled_from(["thumbnail_url", "preview_url"])),
 )
-def test_as_json_drops_only_the_query_of_the_attachment_url(
-    report_id: int, status: str, path: str, query: str | None, extra: dict[str, Any]
+def test_as_json_drops_the_verifier_and_the_uuid_and_keeps_the_rest(
+    report_id: int,
+    status: str,
+    path: str,
+    query: str | None,
+    extra: dict[str, Any],
+    uuid: str,
+    attachment_extra: dict[str, Any],
+    carrying_uuid: set[str],
 ) -> None:
     url = "https://school.instructure.com/" + path + ("" if query is None else "?" + query)
-    raw = {**extra, "id": report_id, "status": status, "attachment": {"id": 1, "url": url, "size": 3}}
+    url += ("&" if "?" in url else "?") + f"verifier={uuid}"
+    links = {key: f"https://school.instructure.com/images/thumbnails/1/{uuid}" for key in carrying_uuid}
+    attachment = {**attachment_extra, **links, "id": 1, "uuid": uuid, "url": url, "size": 3}
+    raw = {**extra, "id": report_id, "status": status, "attachment": attachment}
     snapshot = repr(raw)
     out = Report.from_json(raw).as_json()
     assert repr(raw) == snapshot  # the parsed input is never changed
+    assert uuid not in repr(out)
     assert out["attachment"]["url"] == url.split("?", 1)[0]
-    assert "?" not in out["attachment"]["url"]
     assert {k: v for k, v in out.items() if k != "attachment"} == {
         k: v for k, v in raw.items() if k != "attachment"
     }
-    assert {k: v for k, v in out["attachment"].items() if k != "url"} == {"id": 1, "size": 3}
+    kept = {k: v for k, v in attachment.items() if k not in {"url", "uuid", *carrying_uuid}}
+    assert {k: v for k, v in out["attachment"].items() if k != "url"} == kept
 
 
 @SETTINGS

@@ -34,13 +34,13 @@ COMPLETE = {
     "file_url": "https://school.instructure.com/accounts/1/files/987/download",
     "attachment": {
         "id": 987,
-        "uuid": "abc",
+        "uuid": "Zk3qW8vN2pL5xR7tY1mB4cF6hJ9dG0sA3eU2iO5n",
         "folder_id": 5,
         "display_name": "provisioning_csv_01_Dec_2013_1234.zip",
         "filename": "provisioning_csv_01_Dec_2013_1234.zip",
         "content-type": "application/zip",
         "size": 4096,
-        "url": "https://school.instructure.com/files/987/download?download_frd=1&verifier=xyz",
+        "url": "https://school.instructure.com/files/987/download?download_frd=1&verifier=Zk3qW8vN2pL5xR7tY1mB4cF6hJ9dG0sA3eU2iO5n",
         "created_at": "2013-12-01T23:59:00-06:00",
         "updated_at": "2013-12-01T23:59:00-06:00",
         "mime_class": "zip",
@@ -587,6 +587,9 @@ def test_available_report_raises_only_response_errors(data):
 
 
 def test_as_json_keeps_canvas_fields_but_drops_the_download_verifier():
+    # Canvas's verifier is the attachment's uuid (lib/api/v1/attachment.rb), which its
+    # thumbnail_url carries too.
+    uuid = "QmSxTf4rGkE2b9dWv0cZa7yL3nH8jP1uR6oI5eKs"
     raw = {
         "id": 7,
         "report": "sis_export_csv",
@@ -595,16 +598,27 @@ def test_as_json_keeps_canvas_fields_but_drops_the_download_verifier():
         "file_url": "https://school.instructure.com/accounts/1/files/9/download",
         "attachment": {
             "id": 9,
+            "uuid": uuid,
             "size": 10,
-            "url": "https://school.instructure.com/files/9/download?download_frd=1&verifier=abc123",
+            "display_name": "sis_export.csv",
+            "url": f"https://school.instructure.com/files/9/download?download_frd=1&verifier={uuid}",
+            "thumbnail_url": f"https://school.instructure.com/images/thumbnails/9/{uuid}",
+            "mime_class": "file",
         },
         "parameters": {"users": "true"},
         "unknown_new_field": [1, 2],
     }
     out = Report.from_json(raw).as_json()
-    assert out["attachment"]["url"] == "https://school.instructure.com/files/9/download"
-    assert "abc123" not in repr(out)
+    assert out["attachment"] == {
+        "id": 9,
+        "size": 10,
+        "display_name": "sis_export.csv",
+        "url": "https://school.instructure.com/files/9/download",
+        "mime_class": "file",
+    }
+    assert uuid not in repr(out)
     assert {k: v for k, v in out.items() if k != "attachment"} == {
         k: v for k, v in raw.items() if k != "attachment"
     }
-    assert raw["attachment"]["url"].endswith("verifier=abc123")  # the parsed input is not changed
+    assert raw["attachment"]["url"].endswith(f"verifier={uuid}")  # the parsed input is not changed
+    assert raw["attachment"]["uuid"] == uuid

@@ -71,10 +71,11 @@ class Secrets:
     signatures: list[str] = field(default_factory=list)
 
     def verifiers(self) -> list[str]:
-        # The simulator's attachment URL carries verifier=<sha256(seed:id)[40:60]>.
+        # The simulator's attachment URL carries verifier=<uuid>, as Canvas's does; the uuid
+        # is sha256(seed:id)[:40].
         seed = self.sim.sim.config.seed
         return [
-            hashlib.sha256(f"{seed}:{attachment_id}".encode()).hexdigest()[40:60]
+            hashlib.sha256(f"{seed}:{attachment_id}".encode()).hexdigest()[:40]
             for attachment_id in self.sim.sim.attachments
         ]
 
