@@ -83,9 +83,10 @@ class DownloadReportOperator(BaseOperator):
     held whole in memory.
 
     A CSV report lands as one object named after the attachment. A ZIP report lands, with
-    ``extract_zip=True``, as one object per member under the member's name (``users.csv``, ...);
-    it is spooled to local disk first because reading a ZIP needs seeking. With
-    ``extract_zip=False`` the ZIP lands as one object.
+    ``extract_zip=True``, as one object per member under the member's name (``users.csv``, ...;
+    a ``/`` in it, as in a term name of ``mgp_grade_export_csv``, becomes ``_``); it is spooled
+    to local disk first because reading a ZIP needs seeking. With ``extract_zip=False`` the ZIP
+    lands as one object.
 
     Returns (XCom ``return_value``) ``[{"uri", "name", "size", "sha256"}, ...]``, one dict per
     object, and emits one asset event per object through the asset alias ``asset_alias``.

@@ -38,11 +38,13 @@ ACCOUNTS: tuple[Account, ...] = (
 )
 ACCOUNTS_BY_ID = {a.id: a for a in ACCOUNTS}
 
+# Term names often hold a '/' ("2025/26"), and mgp_grade_export_csv names its ZIP members after
+# terms (term.name + ".csv"), so one of these does too.
 TERMS: tuple[Term, ...] = (
     Term(1, None, "Default Term", None, None),
     Term(2, "2025FA", "Fall 2025", "2025-08-18T00:00:00-06:00", "2025-12-19T23:59:59-07:00"),
     Term(3, "2026SP", "Spring 2026", "2026-01-12T00:00:00-07:00", "2026-05-08T23:59:59-06:00"),
-    Term(4, "2026SU", "Summer 2026", "2026-05-18T00:00:00-06:00", "2026-08-07T23:59:59-06:00"),
+    Term(4, "2026SU", "Summer 2025/26", "2026-05-18T00:00:00-06:00", "2026-08-07T23:59:59-06:00"),
     Term(5, "2026FA", "Fall 2026", "2026-08-17T00:00:00-06:00", "2026-12-18T23:59:59-07:00"),
     Term(6, "2027SP", "Spring 2027", "2027-01-11T00:00:00-07:00", "2027-05-07T23:59:59-06:00"),
 )

@@ -54,7 +54,7 @@ _DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
 @dataclass(frozen=True)
 class _Member:
     info: zipfile.ZipInfo
-    name: str  # safe object name (member basename)
+    name: str  # safe object name (member_object_name)
 
 
 _REFUSED = "The ZIP was refused and nothing was written; it is not a well-formed report export: inspect it."
@@ -80,13 +80,22 @@ def _check_member_path(raw: str) -> list[str]:
     return [c for c in components if c not in ("", ".")]
 
 
+#: What a '/' inside a member's name becomes: objects land side by side, never in folders.
+PATH_JOINER = "_"
+
+
 def member_object_name(raw: str) -> str:
-    """The object name a ZIP member file lands as: its safe basename (folders are flattened)."""
+    """The object name a ZIP member file lands as: its whole name, each '/' made PATH_JOINER.
+
+    A '/' is part of a name in Canvas's ZIPs: `mgp_grade_export_csv` names each member after a
+    term (``term.name + ".csv"``), and "Semester 1 2025/26" is a common term name. Keeping only
+    the last part would land that term as "26.csv", and two such terms as one name.
+    """
     parts = _check_member_path(raw)
     if not parts:
         raise _unsafe(raw, "its name is empty")
     try:
-        return safe_name(parts[-1])
+        return safe_name(PATH_JOINER.join(parts))
     except UnsafeNameError as exc:
         raise _unsafe(raw, f"its file name is not usable ({exc})") from None
 
@@ -147,8 +156,8 @@ def _validate(zf: zipfile.ZipFile, zip_size: int, limits: ZipLimits, label: str)
         previous = seen.get(name.casefold())
         if previous is not None:
             raise UnsafeNameError(
-                f"ZIP members {previous!r} and {raw!r} would both land as {name!r} (folders are "
-                f"flattened, names compared case-insensitively). {_REFUSED}"
+                f"ZIP members {previous!r} and {raw!r} would both land as {name!r} ('/' becomes "
+                f"{PATH_JOINER!r}, names compared case-insensitively). {_REFUSED}"
             )
         seen[name.casefold()] = raw
         if info.file_size > limits.max_member_bytes:
@@ -303,7 +312,7 @@ def extract_zip(
     overwrite: OverwritePolicy | str = OverwritePolicy.REPLACE,
     name: str | None = None,
 ) -> list[LandedObject]:
-    """Land each file member of the local ZIP ``zip_path`` as ``<dest_dir>/<member basename>``.
+    """Land each file member of the local ZIP ``zip_path`` as ``<dest_dir>/<member_object_name>``.
 
     ``name`` is what logs and errors call the archive (the report's file name), else its path's.
 

@@ -262,16 +262,16 @@ ZIP_CASES = [
         id="symlink",
     ),
     pytest.param(
-        {"users.csv": b"a\n", "sub/users.csv": b"b\n"},
+        {"sub_users.csv": b"a\n", "sub/users.csv": b"b\n"},
         {},
-        "ZIP members 'users.csv' and 'sub/users.csv' would both land as 'users.csv' (folders are flattened, "
-        f"names compared case-insensitively). {REFUSED}",
+        "ZIP members 'sub_users.csv' and 'sub/users.csv' would both land as 'sub_users.csv' ('/' becomes "
+        f"'_', names compared case-insensitively). {REFUSED}",
         id="two-members-one-name",
     ),
     pytest.param(
         {"users.csv": b"a\n", "Users.CSV": b"b\n"},
         {},
-        "ZIP members 'users.csv' and 'Users.CSV' would both land as 'Users.CSV' (folders are flattened, "
+        "ZIP members 'users.csv' and 'Users.CSV' would both land as 'Users.CSV' ('/' becomes '_', "
         f"names compared case-insensitively). {REFUSED}",
         id="names-differing-in-case",
     ),

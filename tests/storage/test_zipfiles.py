@@ -65,10 +65,10 @@ def test_members_land_one_object_each(tmp_path, local_dir):
 
     landed = extract_zip(archive, local_dir) + extract_zip(stored, local_dir)
 
-    assert [obj.name for obj in landed] == ["users.csv", "courses.csv", "empty.csv", "random.bin"]
-    assert listing(local_dir) == ["courses.csv", "empty.csv", "random.bin", "users.csv"]
+    assert [obj.name for obj in landed] == ["users.csv", "reports_courses.csv", "empty.csv", "random.bin"]
+    assert listing(local_dir) == ["empty.csv", "random.bin", "reports_courses.csv", "users.csv"]
     assert read(local_dir, "users.csv") == USERS
-    assert read(local_dir, "courses.csv") == COURSES
+    assert read(local_dir, "reports_courses.csv") == COURSES
     assert read(local_dir, "empty.csv") == b""
     assert read(local_dir, "random.bin") == data_bytes(2 * MiB)
     assert landed[0].as_dict() == {
@@ -93,12 +93,15 @@ def test_a_zip_without_files_lands_nothing(tmp_path, local_dir):
     ("raw", "expected"),
     [
         ("users.csv", "users.csv"),
-        ("a/b/users.csv", "users.csv"),
+        ("a/b/users.csv", "a_b_users.csv"),
         ("./users.csv", "users.csv"),
-        ("a//b.csv", "b.csv"),
+        ("a//b.csv", "a_b.csv"),
+        # mgp_grade_export_csv names members after terms, and term names hold '/'.
+        ("Semester 1 2025/26.csv", "Semester 1 2025_26.csv"),
+        ("Fall 2025 / Spring 2026.csv", "Fall 2025 _ Spring 2026.csv"),
     ],
 )
-def test_member_object_name_flattens_folders(raw, expected):
+def test_member_object_name_keeps_the_whole_name(raw, expected):
     assert member_object_name(raw) == expected
 
 
@@ -111,7 +114,7 @@ def test_member_object_name_flattens_folders(raw, expected):
         ("/etc/passwd", "absolute path"),
         ("..\\x.csv", "backslash"),
         ("C:/x.csv", "drive letter"),
-        ("a/.hidden", "file name is not usable"),
+        ("./.hidden", "file name is not usable"),
         ("a/x\u202e.csv", "file name is not usable"),
         ("a/b\nc.csv", "file name is not usable"),
         ("../", "path traversal"),  # even as a (skipped) directory entry
@@ -128,7 +131,7 @@ def test_unsafe_members_refuse_the_whole_zip(tmp_path, local_dir, evil, problem)
 
 
 @pytest.mark.parametrize(
-    "names", [("a/users.csv", "b/users.csv"), ("users.csv", "Users.csv"), ("users.csv", " users.csv")]
+    "names", [("a/users.csv", "a_users.csv"), ("users.csv", "Users.csv"), ("users.csv", " users.csv")]
 )
 def test_names_that_collide_after_sanitising_are_refused(tmp_path, local_dir, names):
     archive = build_zip(tmp_path / "dup.zip", [(names[0], b"1"), (names[1], b"2")])
@@ -376,6 +379,6 @@ def test_landing_names_are_the_names_extraction_writes(tmp_path):
             ("../escape.csv", b"c\n"),
         ],
     )
-    assert landing_names(archive) == ["Fall 2025 [1].csv", "users.csv"]
+    assert landing_names(archive) == ["terms_Fall 2025 [1].csv", "users.csv"]
     (tmp_path / "not.zip").write_bytes(b"<html>login</html>")
     assert landing_names(tmp_path / "not.zip") == []
