@@ -24,7 +24,7 @@ def duration(value: Any, *, name: str, default: float | None = None, allow_zero:
     if value is None and default is not None:
         return default
     # A string of a number is taken: it is what Variable.get() gives for a value kept there.
-    if isinstance(value, str) and _is_number(value):
+    if isinstance(value, str) and is_number(value):
         value = float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float, timedelta)):
         raise TypeError(f"{name} must be a duration, {_DURATION}, not {value!r}")
@@ -58,7 +58,7 @@ def count(value: Any, *, name: str) -> int:
     return value
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
     try:
         float(text)
     except ValueError:

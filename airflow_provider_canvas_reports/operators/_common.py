@@ -30,7 +30,7 @@ from airflow_provider_canvas_reports.canvas.polling import (
     Waiter,
     describe_duration,
 )
-from airflow_provider_canvas_reports.operators._arguments import duration
+from airflow_provider_canvas_reports.operators._arguments import duration, is_number
 
 if TYPE_CHECKING:
     from airflow_provider_canvas_reports.canvas.report import Report
@@ -82,7 +82,7 @@ def expected_run_time_setting(value: ExpectedRunTime) -> float | Literal["auto"]
         return None
     if value == AUTO:
         return AUTO
-    if isinstance(value, str):
+    if isinstance(value, str) and not is_number(value):
         raise ValueError(f'expected_run_time must be "auto", None or a positive duration, not {value!r}')
     return duration(value, name="expected_run_time")
 

@@ -125,7 +125,10 @@ class ReportCompleteSensor(BaseSensorOperator):
         start_spacing: timedelta | float = 0.2,
         **kwargs: Any,
     ) -> None:
-        super().__init__(poke_interval=poke_interval, **kwargs)
+        # Airflow's own check of these two takes no string, as Variable.get() gives them.
+        if "timeout" in kwargs:
+            kwargs["timeout"] = duration(kwargs["timeout"], name="timeout")
+        super().__init__(poke_interval=duration(poke_interval, name="poke_interval", default=60.0), **kwargs)
         self.report = report
         self.report_id = report_id
         self.deferrable = flag(deferrable, name="deferrable")

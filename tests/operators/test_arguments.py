@@ -95,3 +95,59 @@ def test_a_retry_policy_or_a_dict_of_its_fields():
     assert retry_policy({"max_attempts": 2}) == policy
     with pytest.raises(ValueError, match=r"RetryPolicy\.max_attempts must be at least 1"):
         retry_policy({"max_attempts": 0})
+
+
+def _operators():
+    from airflow_provider_canvas_reports.operators.download import DownloadReportOperator
+    from airflow_provider_canvas_reports.operators.reports import StartAccountReportOperator
+    from airflow_provider_canvas_reports.sensors.reports import ReportCompleteSensor
+
+    return {
+        "start": (
+            lambda **kw: StartAccountReportOperator(task_id="s", report="r", wait_for_completion=True, **kw),
+            {
+                "timeout": 3600,
+                "poll_interval": 30,
+                "max_poll_interval": 240,
+                "expected_run_time": 600,
+                "start_jitter": 2,
+                "start_spacing": 0.5,
+            },
+        ),
+        "sensor": (
+            lambda **kw: ReportCompleteSensor(task_id="w", report="r", report_id=1, **kw),
+            {
+                "timeout": 3600,
+                "poke_interval": 30,
+                "max_poll_interval": 240,
+                "expected_run_time": 600,
+                "start_spacing": 0.5,
+            },
+        ),
+        "download": (
+            lambda **kw: DownloadReportOperator(task_id="d", report="r", report_id=1, destination="/x", **kw),
+            {"download_retry_delay": 3, "start_spacing": 0.5},
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    ("operator", "argument"),
+    [(operator, argument) for operator, (_make, values) in _operators().items() for argument in values],
+)
+def test_every_duration_argument_takes_a_number_in_a_string(operator, argument):
+    # What Variable.get() gives: the README promises it for every duration of every operator.
+    make, values = _operators()[operator]
+    as_number = make(**{argument: values[argument]})
+    as_string = make(**{argument: str(values[argument])})
+
+    def settings(task):
+        # Less what keeps the arguments as given: the constructor's kwargs, and expected_run_time
+        # (kept as given for templating; what the wait uses is in `wait`).
+        return {
+            k: v
+            for k, v in vars(task).items()
+            if k not in ("_BaseOperator__init_kwargs", "expected_run_time")
+        }
+
+    assert settings(as_string) == settings(as_number)
