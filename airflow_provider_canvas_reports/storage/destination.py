@@ -173,7 +173,7 @@ def _split(destination: str | ObjectStoragePath) -> tuple[str, str, str | None, 
     return scheme, url, conn_in_url, {}
 
 
-def _cannot_inspect(path: ObjectStoragePath, exc: OSError) -> DestinationError:
+def _cannot_inspect(path: ObjectStoragePath, exc: Exception) -> DestinationError:
     return DestinationError(
         f"Cannot inspect destination {describe(path)}: {exc}. Check that the bucket or folder "
         "exists and that the connection can reach it."
@@ -198,7 +198,7 @@ def _check_bucket(path: ObjectStoragePath) -> None:
             f"Destination {describe(path)}: {word} {bucket!r} does not exist. Create it, or fix the "
             "destination."
         ) from exc
-    except OSError as exc:
+    except Exception as exc:  # OSError, and the store library's own (botocore's are no OSErrors)
         raise _cannot_inspect(path, exc) from exc
 
 
@@ -248,7 +248,7 @@ def resolve_destination(
         # Write-only credentials may not read metadata; the write itself will tell.
         log.debug("No permission to inspect %s; assuming it is a folder", describe(path))
         is_file = False
-    except OSError as exc:
+    except Exception as exc:  # as in _check_bucket
         raise _cannot_inspect(path, exc) from exc
     if is_file:
         raise DestinationError(

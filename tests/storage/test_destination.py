@@ -147,3 +147,19 @@ def test_s3_object_is_not_a_folder(s3_server):
     s3_server.client().put_object(Bucket=s3_server.bucket, Key="dest-is-a-file.csv", Body=b"x")
     with pytest.raises(DestinationError, match="is a file, not a folder"):
         resolve_destination(f"s3://{s3_server.bucket}/dest-is-a-file.csv", s3_server.conn_id)
+
+
+def test_an_unreachable_store_is_a_destination_error_naming_it():
+    # botocore's errors are not OSErrors: an endpoint nobody answers on came out as a bare
+    # EndpointConnectionError traceback instead of the destination check's message.
+    from tests.fixtures.processes import free_port
+    from tests.fixtures.s3 import ACCESS_KEY, SECRET_KEY, _connection
+
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with _connection(endpoint, (ACCESS_KEY, SECRET_KEY)) as conn_id:
+        with pytest.raises(DestinationError) as excinfo:
+            resolve_destination("s3://nightly-lake/canvas/", conn_id)
+    message = str(excinfo.value)
+    assert message.startswith("Cannot inspect destination s3://nightly-lake/canvas")
+    assert endpoint in message
+    assert "Check that the bucket or folder exists and that the connection can reach it." in message
