@@ -97,7 +97,8 @@ def settings_from_connection(conn: Any, policy: RetryPolicy) -> tuple[CanvasSett
             "character or a non-ASCII character (often an invisible one pasted with it). Paste the "
             "token into the password field again, exactly as Canvas showed it."
         )
-    account = str(extra.get("account_id") or "self").strip()
+    # Blank (the form's field left empty, or only spaces) is no default account: the root one.
+    account = str(extra.get("account_id") or "").strip() or "self"
     endpoints.account_segment(account)  # validate early, with the same message as everywhere
     return CanvasSettings(base, token, policy), account
 

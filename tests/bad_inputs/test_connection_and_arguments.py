@@ -140,6 +140,20 @@ def test_host_without_scheme_means_https(monkeypatch: pytest.MonkeyPatch, host: 
     assert hook.reports_page_url() == f"{base}/accounts/self/settings#tab-reports"
 
 
+@pytest.mark.parametrize("blank", ["", "   ", None])
+def test_a_blank_account_id_in_the_extra_is_the_root_account(
+    monkeypatch: pytest.MonkeyPatch, blank: Any
+) -> None:
+    """The form's account field left empty (or holding only spaces) names no account: 'self'."""
+    set_connection(
+        monkeypatch,
+        {"host": "https://school.instructure.com", "password": "t", "extra": {"account_id": blank}},
+    )
+    hook = CanvasHook()
+    assert hook.default_account_id == "self"
+    assert hook.reports_page_url() == "https://school.instructure.com/accounts/self/settings#tab-reports"
+
+
 def test_unreachable_host_fails_within_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     port = refused_port()
     set_connection(monkeypatch, {"host": f"http://127.0.0.1:{port}", "password": "t"})
