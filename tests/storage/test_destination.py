@@ -156,9 +156,11 @@ def test_an_unreachable_store_is_a_destination_error_naming_it():
     from tests.fixtures.s3 import ACCESS_KEY, SECRET_KEY, _connection
 
     endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    with _connection(endpoint, (ACCESS_KEY, SECRET_KEY)) as conn_id:
-        with pytest.raises(DestinationError) as excinfo:
-            resolve_destination("s3://nightly-lake/canvas/", conn_id)
+    with (
+        _connection(endpoint, (ACCESS_KEY, SECRET_KEY)) as conn_id,
+        pytest.raises(DestinationError) as excinfo,
+    ):
+        resolve_destination("s3://nightly-lake/canvas/", conn_id)
     message = str(excinfo.value)
     assert message.startswith("Cannot inspect destination s3://nightly-lake/canvas")
     assert endpoint in message
