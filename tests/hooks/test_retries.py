@@ -225,8 +225,10 @@ async def test_max_elapsed_bounds_the_retries(canvas: Canvas, make_client: MakeC
 
 
 async def test_slow_answer_past_the_read_timeout_is_retried(canvas: Canvas, make_client: MakeClient) -> None:
-    client = make_client(canvas.hook(policy=replace(FAST, read_timeout=0.3)))
-    report_id = await _started(canvas, client)
+    report_id = await _started(canvas, make_client(canvas.hook()))  # FAST's timeouts (see below)
+    # The retry's answer (a few ms) must come within the read timeout even on a loaded machine,
+    # or it is retried too; 1 s leaves that margin and is still far below the slow answer's 10 s.
+    client = make_client(canvas.hook(policy=replace(FAST, read_timeout=1.0)))
     canvas.fault("status", "slow", times=1, delay=10.0)
 
     with Stopwatch() as watch:
@@ -238,8 +240,10 @@ async def test_slow_answer_past_the_read_timeout_is_retried(canvas: Canvas, make
 
 
 async def test_always_slow_exhausts_the_budget(canvas: Canvas, make_client: MakeClient) -> None:
+    # Started with FAST's timeouts: a start is never repeated, so under the 0.2 s read timeout a
+    # stall of the loaded machine (GC pause, CPU starvation) would fail the setup, not the test.
+    report_id = await _started(canvas, make_client(canvas.hook()))
     client = make_client(canvas.hook(policy=replace(FAST, read_timeout=0.2, max_elapsed=1.0)))
-    report_id = await _started(canvas, client)
     canvas.fault("status", "slow", times=None, delay=1.0)
 
     with Stopwatch() as watch, pytest.raises(CanvasRetryExhaustedError, match="did not answer in time"):

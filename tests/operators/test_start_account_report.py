@@ -299,9 +299,12 @@ class TestWait:
     ):
         canvas.script_report(REPORT, "stuck_created")
         context = make_context()
+        # Polls every 0.05 s: a loaded machine's stalls still leave room for 4 in the second.
+        task = operator(wait_for_completion=True, timeout=1, adaptive_polling=False, poll_interval=0.05)
         with pytest.raises(ReportWaitTimeoutError):
-            operator(wait_for_completion=True, timeout=1, adaptive_polling=False).execute(context)
-        assert canvas.counters.status_polls[context["ti"].xcoms["report_id"]] >= 4
+            task.execute(context)
+        polls = canvas.counters.status_polls[context["ti"].xcoms["report_id"]]
+        assert polls >= 4
         # The start's answer says where the report stands; the same answer again is DEBUG only.
         logged = [line for line in capsys.readouterr().out.splitlines() if "next poll in" in line]
         assert len(logged) == 1

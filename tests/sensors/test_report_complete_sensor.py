@@ -229,8 +229,9 @@ class TestPokeMode:
         self, canvas: CanvasSimulator, context, capsys: pytest.CaptureFixture[str]
     ):
         report_id = start(canvas, "stuck_created")
+        # Pokes every 0.05 s: a loaded machine's stalls still leave room for 4 in the second.
         with pytest.raises(AirflowSensorTimeout):
-            sensor(report_id, timeout=1, adaptive_polling=False).execute(context)
+            sensor(report_id, timeout=1, adaptive_polling=False, poke_interval=0.05).execute(context)
         assert canvas.counters.status_polls[report_id] >= 4
         # The first poke says where the report stands; the same answer again is DEBUG only.
         logged = [line for line in capsys.readouterr().out.splitlines() if "status=created" in line]

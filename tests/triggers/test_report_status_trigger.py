@@ -253,8 +253,19 @@ class TestOutcomes:
         self, canvas: CanvasSimulator, capsys: pytest.CaptureFixture[str]
     ):
         report_id = start_queued(canvas)
-        await first_event(trigger(report_id, poll_interval=0.1, deadline=time.time() + 1.2))
-        assert canvas.counters.status_polls[report_id] >= 4
+        # Stopped after its 4th poll was answered and logged (the 5th has reached Canvas), not by a
+        # wall-clock deadline: a stalled machine would fit fewer polls in a fixed window.
+        waiting = asyncio.ensure_future(first_event(trigger(report_id, poll_interval=0.1)))
+
+        async def fifth_poll() -> None:
+            while canvas.counters.status_polls[report_id] < 5 and not waiting.done():
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(fifth_poll(), 30)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):  # no event: the report is still queued
+            await waiting
+        assert canvas.counters.status_polls[report_id] >= 5
         # The first poll says where the report stands; the same answer again is DEBUG only.
         logged = [line for line in capsys.readouterr().out.splitlines() if "next poll in" in line]
         assert len(logged) == 1
