@@ -55,7 +55,7 @@ def truthy(value: Any) -> bool:
 
 
 def _reads_false(value: Any) -> bool:
-    """An echoed value that sets nothing: empty, or a word Canvas reads as false."""
+    """A value that sets nothing: empty, False, or a word Canvas reads as false."""
     if value in (None, False, "", []):
         return True
     return isinstance(value, str) and value.strip().lower() in _FALSE_WORDS
@@ -93,9 +93,17 @@ def prepare(parameters: Mapping[str, Any] | None, *, skip_message: bool | None =
 
 
 def encode(parameters: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Form fields `parameters[name]=value`, lists as `parameters[name][]=item`."""
+    """Form fields `parameters[name]=value`, lists as `parameters[name][]=item`.
+
+    A value that means false (False, "false", "0", "") is left out: absent is false to every
+    report, while some read a parameter as set whenever it is present, "false" included
+    (`created_by_sis` and `skip_message` in Canvas's account_reports; older Canvas took every
+    table flag by its presence).
+    """
     fields: list[tuple[str, str]] = []
     for name, value in parameters.items():
+        if _reads_false(value):
+            continue
         if isinstance(value, Mapping):
             raise InvalidParametersError(f"Report parameter '{name}' is a mapping; Canvas takes flat values.")
         if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
@@ -207,7 +215,7 @@ def same_parameters(report: Report, sent: Mapping[str, Any]) -> bool:
     echoed = dict(report.parameters)
     for name, value in sent.items():
         if name not in echoed:
-            if value is False or value == [] or name == "skip_message":
+            if _reads_false(value) or name == "skip_message":  # never sent (encode)
                 continue
             return False
         theirs = echoed[name]

@@ -163,13 +163,19 @@ def test_prepare_refuses_bracketed_or_empty_names(name):
 
 
 def test_encode_scalars():
-    assert encode(
-        {"users": True, "include_deleted": False, "enrollment_term_id": 12, "x": "sis_term_id:F"}
-    ) == [
+    assert encode({"users": True, "enrollment_term_id": 12, "x": "sis_term_id:F"}) == [
         ("parameters[users]", "true"),
-        ("parameters[include_deleted]", "false"),
         ("parameters[enrollment_term_id]", "12"),
         ("parameters[x]", "sis_term_id:F"),
+    ]
+
+
+@pytest.mark.parametrize("false", [False, "false", "False", "0", "off", "no", "", 0, None])
+def test_a_value_that_means_false_is_not_sent(false):
+    # Canvas's sis_exporter reads created_by_sis as set whenever it is present ("false" is a
+    # true value in Ruby), and account_reports.rb skips the e-mail on any skip_message value.
+    assert encode({"users": True, "created_by_sis": false, "skip_message": false}) == [
+        ("parameters[users]", "true")
     ]
 
 
@@ -205,7 +211,6 @@ def test_encode_refuses_mappings(value):
 @pytest.mark.parametrize(
     ("value", "type_name"),
     [
-        (None, "NoneType"),
         (b"bytes", "bytes"),
         ({1, 2}, "set"),
         (Decimal("1.5"), "Decimal"),
@@ -391,6 +396,8 @@ def test_same_parameters_false_flag_equals_absent():
     assert not same_parameters(echoed({"users": "true", "courses": "on"}), {"users": True})
     assert same_parameters(echoed({"users": "true", "courses": "false"}), {"users": True, "courses": False})
     assert same_parameters(echoed({"users": "true"}), {"users": True, "states": []})
+    # Values that mean false are never sent (encode), so the echo has none of them.
+    assert same_parameters(echoed({"users": "true"}), {"users": True, "created_by_sis": "false", "x": "0"})
 
 
 def test_same_parameters_skip_message_may_be_missing_from_the_echo():

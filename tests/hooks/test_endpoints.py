@@ -92,10 +92,10 @@ async def test_start_sends_form_encoded_parameters_as_canvas_reads_them(
     assert report.attachment is None
     assert report.file_url is None
     assert canvas.counters.starts == {"provisioning_csv": 1}
-    # What Canvas stored, exactly as its Rails form parser read the body.
+    # What Canvas stored, exactly as its Rails form parser read the body: courses=False is not
+    # sent (absent is false to every report; some read any value as set).
     assert canvas.stored_parameters(report.id) == {
         "users": "true",
-        "courses": "false",
         "enrollment_states": ["active", "invited"],
         "enrollment_term_id": "sis_term_id:2026FA",
         "skip_message": "true",
@@ -109,13 +109,25 @@ async def test_start_sends_form_encoded_parameters_as_canvas_reads_them(
 async def test_start_skip_message_can_be_turned_off(canvas: Canvas, client: Client) -> None:
     report = await client.start_report("grade_export_csv", skip_message=False)
 
-    assert canvas.stored_parameters(report.id)["skip_message"] == "false"
+    # Canvas skips the e-mail when skip_message has any value, "false" included
+    # (account_reports.rb, message_recipient): turned off, it is not sent at all.
+    assert "skip_message" not in canvas.stored_parameters(report.id)
 
 
 async def test_start_explicit_skip_message_parameter_wins(canvas: Canvas, client: Client) -> None:
     report = await client.start_report("grade_export_csv", {"skip_message": False})
 
-    assert canvas.stored_parameters(report.id) == {"skip_message": "false"}
+    assert canvas.stored_parameters(report.id) == {}
+
+
+async def test_start_sends_no_value_that_means_false(canvas: Canvas, client: Client) -> None:
+    # sis_exporter.rb filters to SIS-created rows whenever created_by_sis is present, whatever
+    # its value: sending "false" would drop every manually created user from the export.
+    report = await client.start_report(
+        "provisioning_csv", {"users": True, "created_by_sis": False, "include_deleted": "false"}
+    )
+
+    assert canvas.stored_parameters(report.id) == {"users": "true", "skip_message": "true"}
 
 
 async def test_start_on_a_numeric_account(canvas: Canvas, client: Client) -> None:
