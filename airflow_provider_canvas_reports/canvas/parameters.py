@@ -28,6 +28,11 @@ TABLE_FLAGS = (
 )
 # Reports whose period Canvas caps: (start parameter, end parameter, longest period).
 CAPPED_PERIODS = {"students_with_no_submissions_csv": ("start_at", "end_at", dt.timedelta(weeks=2))}
+# Reports that look their term up by id alone (grade_reports.rb: enrollment_terms.where(id: value),
+# which casts the value as Ruby's to_i): Canvas's check at the start takes "sis_term_id:X",
+# "active_terms" and "3,4", and the report then exports no term (a file of one empty line) or
+# only the first.
+TERM_BY_ID_ONLY = frozenset({"mgp_grade_export_csv"})
 # Accepted by every report although catalogues do not list them.
 UNIVERSAL = frozenset({"skip_message", "locale"})
 
@@ -153,7 +158,21 @@ def validate(
         )
     if report in CAPPED_PERIODS:
         _check_period(report, parameters, *CAPPED_PERIODS[report])
+    if report in TERM_BY_ID_ONLY and "enrollment_term_id" in parameters:
+        _check_term_id(report, parameters["enrollment_term_id"])
     return entry
+
+
+def _check_term_id(report: str, value: Any) -> None:
+    text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    if text.isascii() and text.isdigit():
+        return
+    raise InvalidParametersError(
+        f"Report '{report}' takes enrollment_term_id as one Canvas term id, a number such as 42, not "
+        f"{value!r}: it looks the term up by id alone, so Canvas would accept this and then export no "
+        "term (an empty file) or only the first. Use the term's id (GET /api/v1/accounts/self/terms "
+        "lists them); for several terms, start one report for each."
+    )
 
 
 def _moment(name: str, value: Any) -> dt.datetime:

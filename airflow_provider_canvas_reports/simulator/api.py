@@ -20,7 +20,7 @@ from .pagination import paginate
 from .reportfiles import FileRequest
 from .serialize import report_json
 from .state import GENERIC_FAILURE, ReportState, error_code_failure
-from .world import Sizes, TermError, resolve_terms, term_label
+from .world import Sizes, TermError, mgp_terms, resolve_terms, term_label
 
 
 def _offered(ctx: SimContext) -> list[ReportSpec]:
@@ -123,8 +123,6 @@ def _failure(spec: ReportSpec, params: dict[str, Any]) -> str | None:
     """Why Canvas's report job would fail for these parameters (it checks at run time)."""
     if spec.kind == "sis" and not selected_tables(params):
         return error_code_failure(random.randint(1000, 99999))
-    if spec.kind == "mgp" and not str(params.get("enrollment_term_id") or "").strip():
-        return GENERIC_FAILURE
     return None
 
 
@@ -170,6 +168,8 @@ async def start_report(request: web.Request) -> web.StreamResponse:
         term_ids = resolve_terms(params.get("enrollment_term_id"), now)
     except TermError as exc:
         return responses.bad_request(str(exc))
+    if spec.kind == "mgp":
+        term_ids = mgp_terms(params.get("enrollment_term_id"))
     fate = ctx.reports.take_fate(spec.report)
     failure = GENERIC_FAILURE if fate == "error" else _failure(spec, params)
     gen = GenParams(

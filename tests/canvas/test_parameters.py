@@ -542,3 +542,31 @@ def test_an_end_hours_before_the_start_is_refused():
             CATALOGUE,
             "1",
         )
+
+
+# --------------------------------------------------------------------------- the term mgp reads by id
+
+MGP = "mgp_grade_export_csv"
+
+
+@pytest.mark.parametrize("term", [42, "42", " 7 "])
+def test_mgp_takes_a_term_id(term):
+    validate(MGP, {"enrollment_term_id": term}, CATALOGUE, "1")
+
+
+@pytest.mark.parametrize("term", ["sis_term_id:2026FA", "active_terms", "3,4", ["3", "4"], "", True, 4.0])
+def test_mgp_refuses_a_term_it_would_not_find(term):
+    # grade_reports.rb: enrollment_terms.where(id: value). Canvas accepts these at the start, then
+    # exports no term (a file of one empty line) or only the first.
+    with pytest.raises(InvalidParametersError) as info:
+        validate(MGP, {"enrollment_term_id": term}, CATALOGUE, "1")
+    assert str(info.value) == (
+        f"Report 'mgp_grade_export_csv' takes enrollment_term_id as one Canvas term id, a number such as 42, "
+        f"not {term!r}: it looks the term up by id alone, so Canvas would accept this and then export no term "
+        "(an empty file) or only the first. Use the term's id (GET /api/v1/accounts/self/terms lists them); "
+        "for several terms, start one report for each."
+    )
+
+
+def test_other_reports_take_any_term_form():
+    validate("grade_export_csv", {"enrollment_term_id": "sis_term_id:2026FA"}, CATALOGUE, "1")
