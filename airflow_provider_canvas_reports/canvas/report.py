@@ -178,7 +178,15 @@ class Report:
         return text if isinstance(text, str) and text else None
 
     def failure_message(self) -> str:
-        reason = self.extra_text or "Canvas gave no reason"
+        text = self.extra_text
+        if text is None:
+            reason = "Canvas gave no reason"
+        elif text.startswith(_REASONS):
+            reason = text
+        else:
+            # An error that escaped Canvas's own failure path (a job that died, a failed parallel
+            # part) keeps the run's settings here ("Term: All Terms;"), which are no reason.
+            reason = f"Canvas gave no reason (its notes on the run: {text})"
         return f"Canvas report {self.report} #{self.id} ended with status '{self.status}': {reason}"
 
     def summary(self) -> str:
@@ -188,6 +196,11 @@ class Report:
         if self.current_line is not None:
             parts.append(f"current_line={self.current_line}")
         return " ".join(parts)
+
+
+#: How the reasons Canvas writes into extra_text when a run ends begin (account_reports.rb:
+#: failed_report, finalize_report).
+_REASONS = ("Failed", "Report has been aborted")
 
 
 def _without_verifier(attachment: Mapping[str, Any]) -> dict[str, Any]:

@@ -346,6 +346,30 @@ def test_failure_message_includes_extra_text():
     assert "'error'" in message
 
 
+def test_failure_message_does_not_take_the_run_settings_for_a_reason():
+    # A job that died (mark_as_errored) or a failed parallel part sets only the state: extra_text
+    # still holds the run's settings.
+    report = Report.from_json(
+        {"id": 77, "report": "x_csv", "status": "error", "parameters": {"extra_text": "Term: All Terms;"}}
+    )
+    assert report.failure_message() == (
+        "Canvas report x_csv #77 ended with status 'error': Canvas gave no reason (its notes on the run: "
+        "Term: All Terms;)"
+    )
+    aborted = Report.from_json(
+        {
+            "id": 78,
+            "report": "x_csv",
+            "status": "aborted",
+            "parameters": {"extra_text": "Report has been aborted"},
+        }
+    )
+    assert (
+        aborted.failure_message()
+        == "Canvas report x_csv #78 ended with status 'aborted': Report has been aborted"
+    )
+
+
 def test_failure_message_without_extra_text_says_so():
     report = Report.from_json({"id": 77, "report": "x_csv", "status": "aborted", "parameters": None})
     assert report.extra_text is None
