@@ -79,13 +79,18 @@ def report_json(ctx: SimContext, state: ReportState, now: float | None = None) -
     )
     if not ctx.config.legacy_fields:
         data["run_time"] = state.run_time(snap, now)
-    # Once its job has run, a report's parameters hold what the job filled in or moved.
+    # Once its job has run, a report's parameters hold what the job filled in or moved: the
+    # start's answer and a queued report echo only what was sent (run_report is asynchronous).
     settled = (
-        settled_period(state.report, state.parameters, snap.started_at, ctx.times.tz)
+        {
+            **settled_period(state.report, state.parameters, snap.started_at, ctx.times.tz),
+            "locale": "en",
+            "extra_text": snap.extra_text,
+        }
         if snap.started_at is not None
         else {}
     )
-    data["parameters"] = {**state.parameters, **settled, "locale": "en", "extra_text": snap.extra_text}
+    data["parameters"] = {**state.parameters, **settled}
     data["progress"] = snap.progress
     data["current_line"] = snap.current_line
     if not ctx.config.legacy_fields:

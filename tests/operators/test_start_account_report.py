@@ -101,10 +101,14 @@ class TestStart:
         assert canvas.counters.starts[REPORT] == 1
         assert result["status"] == "created"
         assert result["report"] == REPORT
-        # Canvas echoes form values as strings and adds locale and extra_text: returned untouched.
-        assert result["parameters"]["users"] == "true"
-        assert result["parameters"]["skip_message"] == "true"
-        assert "extra_text" in result["parameters"]
+        # Canvas echoes form values as strings (its job adds locale and extra_text later): returned
+        # untouched.
+        assert result["parameters"] == {
+            "users": "true",
+            "enrollment_term_id": "sis_term_id:2026FA",
+            "skip_message": "true",
+            "airflow_task": result["parameters"]["airflow_task"],
+        }
         assert json.loads(json.dumps(result)) == result
         assert "attachment" not in result  # absent until there is a file, and not invented
         assert context["ti"].xcoms == {
