@@ -128,6 +128,21 @@ class OpenHop:
 class Opened:
     status: int
     headers: Mapping[str, str]
+    # The start of the body, where its meaning depends on it (`probe_size`); else not read.
+    body_excerpt: str = ""
+
+
+#: How much of the body of a Canvas 403 a transport reads: Canvas's throttling 403 says so only
+#: in its body ("403 Forbidden (Rate Limit Exceeded)"); its X-Rate-Limit-Remaining is the
+#: bucket's level after the refund, often above 0 (request_throttle.rb).
+THROTTLE_PROBE = 512
+
+
+def probe_size(hop: Hop, status: int) -> int:
+    """Bytes of this answer's body a transport reads for `open_chain` (0: none). A 403 from the
+    Canvas host is throttling or a refusal, and only its body tells; the other hosts' 403 is an
+    expired link, and their bodies may quote the signed request."""
+    return THROTTLE_PROBE if hop.send_auth and status == 403 else 0
 
 
 @dataclass(frozen=True)
@@ -176,7 +191,13 @@ def open_chain(
                 continue
             break
         if isinstance(outcome, Opened):
-            attempt = Attempt(number, clock() - started, status=outcome.status, headers=outcome.headers)
+            attempt = Attempt(
+                number,
+                clock() - started,
+                status=outcome.status,
+                headers=outcome.headers,
+                body_excerpt=outcome.body_excerpt,
+            )
         elif isinstance(outcome, Failed):
             attempt = Attempt(number, clock() - started, failure=outcome.failure, detail=outcome.detail)
         else:  # pragma: no cover - a driver bug

@@ -167,9 +167,8 @@ def decide(
     remaining = rate_limit_remaining(attempt.headers)
     throttled = attempt.status is not None and (
         is_rate_limited(attempt.status, attempt.body_excerpt)
-        # Legacy Canvas's throttling 403 says `x-rate-limit-remaining: 0.0`: enough where the body
-        # is not read (the download chain), and no permission 403 carries it at zero.
-        # (Not `remaining or 1.0`: 0.0 is falsy, which would hide exactly the throttled case.)
+        # A throttling 403 whose body was not read, with the bucket at zero: no permission 403
+        # carries it there. (Not `remaining or 1.0`: 0.0 is falsy, which would hide the case.)
         or (attempt.status == 403 and remaining is not None and remaining <= 0)
     )
     if attempt.failure is None and not throttled and attempt.status not in RETRYABLE_STATUS:

@@ -61,10 +61,11 @@ def answer_instead(request: web.Request, ctx: SimContext, fault: Fault) -> web.S
         return reset_connection(request)
     if kind == "html":
         return responses.login_page()
+    # A bucket that overflowed by a little: after the refund of the up-front cost, some is left.
     if kind == "throttle":
-        return responses.throttled(ctx.config.throttle or "429", 1)
+        return responses.throttled(ctx.config.throttle or "429", 1, ctx.throttle.up_front * 0.37)
     if kind == "throttle_bare":
-        return responses.throttled("429", None)
+        return responses.throttled("429", None, ctx.throttle.up_front * 0.37)
     if kind == "redirect_loop":
         return responses.redirect(str(request.url))
     if kind == "auth_redirect":

@@ -83,7 +83,8 @@ async def canvas_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         if ticket is not None and ticket.throttled:
             ctx.counters.throttled += 1
-            response: web.StreamResponse = responses.throttled(ctx.config.throttle, ticket.retry_after)
+            # Its X-Rate-Limit-Remaining is set below, once the up-front cost is refunded.
+            response: web.StreamResponse = responses.throttled(ctx.config.throttle, ticket.retry_after, 0.0)
         else:
             if ctx.config.latency > 0:
                 await asyncio.sleep(ctx.config.latency)
@@ -97,7 +98,7 @@ async def canvas_middleware(request: web.Request, handler: Handler) -> web.Strea
         cost, remaining = settled
         if not ticket.throttled:
             response.headers["x-request-cost"] = f"{cost:.4f}".rstrip("0").rstrip(".") or "0"
-            response.headers["x-rate-limit-remaining"] = f"{remaining:.1f}"
+        response.headers["x-rate-limit-remaining"] = f"{remaining:.1f}"
     return await _spoil_unless_applied(request, fault, response)
 
 

@@ -66,14 +66,18 @@ def bad_request(message: str) -> web.Response:
     return json_response({"error": message}, 400)
 
 
-def throttled(mode: str | None, retry_after: int | None) -> web.Response:
+def throttled(mode: str | None, retry_after: int | None, remaining: float) -> web.Response:
+    """The rate-limit answer. Canvas's middleware finishes it with X-Rate-Limit-Remaining set to
+    the bucket's level once the up-front cost is refunded, which is above 0 as often as not
+    (request_throttle.rb), so only the body and the status say "throttled"."""
+    left = f"{remaining:.1f}"
     if mode == "403":
         return web.Response(
             text="403 Forbidden (Rate Limit Exceeded)\n",
             status=403,
-            headers={"content-type": "text/plain; charset=utf-8", "x-rate-limit-remaining": "0.0"},
+            headers={"content-type": "text/plain; charset=utf-8", "x-rate-limit-remaining": left},
         )
-    headers = {"content-type": "text/plain; charset=utf-8", "x-rate-limit-remaining": "0.0"}
+    headers = {"content-type": "text/plain; charset=utf-8", "x-rate-limit-remaining": left}
     if retry_after is not None:
         headers["retry-after"] = str(retry_after)
     return web.Response(text="429 Too Many Requests (Rate Limit Exceeded)\n", status=429, headers=headers)

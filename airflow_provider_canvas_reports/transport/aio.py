@@ -11,7 +11,7 @@ import logging
 import ssl
 import weakref
 from collections.abc import AsyncIterator, Callable, Generator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -19,7 +19,14 @@ import aiohttp
 
 from airflow_provider_canvas_reports.canvas import api
 from airflow_provider_canvas_reports.canvas.api import Call
-from airflow_provider_canvas_reports.canvas.download import ChunkChecker, Opened, OpenHop, Ready, open_chain
+from airflow_provider_canvas_reports.canvas.download import (
+    ChunkChecker,
+    Opened,
+    OpenHop,
+    Ready,
+    open_chain,
+    probe_size,
+)
 from airflow_provider_canvas_reports.canvas.errors import CanvasError
 from airflow_provider_canvas_reports.canvas.exchange import (
     ApiRequest,
@@ -306,11 +313,16 @@ class AsyncTransport:
                 hop.release()
                 return failed(exc)
             hop.resp = resp
+            excerpt = ""
+            if size := probe_size(step.hop, resp.status):
+                # Unreadable: judged on its status and headers alone.
+                with suppress(aiohttp.ClientError, asyncio.TimeoutError):
+                    excerpt = (await _read_bounded(resp.content, size)).decode("utf-8", "replace")
             if resp.status != 200:
                 # Not the file (a redirect, an error): its connection and slot are freed now, not
                 # after the backoff of a retry.
                 hop.release()
-            return Opened(resp.status, resp.headers)
+            return Opened(resp.status, resp.headers, excerpt)
 
         try:
             ready: Ready = await drive(

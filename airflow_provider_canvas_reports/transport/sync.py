@@ -24,6 +24,7 @@ from airflow_provider_canvas_reports.canvas.download import (
     Ready,
     is_encoded,
     open_chain,
+    probe_size,
 )
 from airflow_provider_canvas_reports.canvas.endpoints import Origin, loggable_target, origin, origin_of
 from airflow_provider_canvas_reports.canvas.errors import CanvasError, DownloadError, redirected_error
@@ -358,6 +359,12 @@ class SyncTransport:
                     return failed(exc)
                 raise
             holder["resp"] = resp
+            if size := probe_size(step.hop, resp.status_code):
+                try:
+                    excerpt = _read_bounded(resp, size).decode("utf-8", "replace")
+                except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+                    excerpt = ""  # judged on its status and headers alone
+                return Opened(resp.status_code, resp.headers, excerpt)
             return Opened(resp.status_code, resp.headers)
 
         try:

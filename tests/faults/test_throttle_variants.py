@@ -2,8 +2,11 @@
 
 The simulator's 429 always carries Retry-After and its legacy 403 never does. Canvas versions
 and proxies differ, so all four shapes are served here: 429 with and without Retry-After, the
-legacy ``403 Forbidden (Rate Limit Exceeded)`` with and without it. Each stage gets a burst of
-two, which the client's budget of three attempts must ride out (honouring Retry-After).
+legacy ``403 Forbidden (Rate Limit Exceeded)`` with and without it; and the 403 as Canvas's
+middleware really finishes it, with X-Rate-Limit-Remaining set to the bucket's level after the
+refund of the up-front cost, above zero (request_throttle.rb), so that only its body says
+"throttled". Each stage gets a burst of two, which the client's budget of three attempts must ride
+out (honouring Retry-After).
 """
 
 from __future__ import annotations
@@ -43,6 +46,12 @@ SHAPES: dict[str, tuple[int, str, dict[str, str]]] = {
     "429-no-retry-after": (429, "429 Too Many Requests\n", {}),
     "403-rate-limit": (403, "403 Forbidden (Rate Limit Exceeded)\n", {}),
     "403-rate-limit-retry-after": (403, "403 Forbidden (Rate Limit Exceeded)\n", {"retry-after": "1"}),
+    # As a real log shows it: the level after the refund, not 0.0.
+    "403-rate-limit-bucket-left": (
+        403,
+        "403 Forbidden (Rate Limit Exceeded)\n",
+        {"x-rate-limit-remaining": "18.49214469441995"},
+    ),
 }
 
 

@@ -10,7 +10,7 @@ import pytest
 from airflow_provider_canvas_reports.canvas.errors import DownloadError
 from airflow_provider_canvas_reports.canvas.report import Report
 
-from .helpers import FAST, TOKEN, Canvas, Client
+from .helpers import FAST, TOKEN, Canvas, Client, MakeClient
 
 pytestmark = pytest.mark.usefixtures("close_sessions")
 
@@ -128,3 +128,20 @@ async def test_endless_store_failures_give_up_in_bounded_time(canvas: Canvas, cl
 
     assert "X-Amz" not in str(info.value)  # the signed query string is not shown
     assert canvas.counters.requests["download"] <= FAST.max_attempts
+
+
+@pytest.mark.parametrize("throttle", ["403", "429"])
+async def test_a_throttled_download_is_retried_whatever_the_bucket_says(
+    make_canvas: Callable[..., Canvas], make_client: MakeClient, throttle: str
+) -> None:
+    # Canvas's throttling 403 carries X-Rate-Limit-Remaining above 0 (the bucket's level after
+    # the refund of the up-front cost): only its body says "Rate Limit Exceeded". It used to be
+    # taken for a refusal ("give the token's user the permission").
+    canvas = make_canvas(throttle=throttle)
+    client = make_client(canvas.hook())
+    report = await _complete(canvas, client)
+    canvas.fault("download", "throttle", times=1)
+
+    assert await client.download(report) == canvas.file_bytes(report.id)
+    assert canvas.counters.faults["throttle"] == 1
+    assert canvas.counters.requests["download"] == 2
