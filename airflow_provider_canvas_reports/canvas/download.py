@@ -7,7 +7,14 @@ import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 
-from airflow_provider_canvas_reports.canvas.endpoints import Hop, first_hop, next_hop, redact_url
+from airflow_provider_canvas_reports.canvas.endpoints import (
+    Hop,
+    Origin,
+    first_hop,
+    next_hop,
+    origin,
+    redact_url,
+)
 from airflow_provider_canvas_reports.canvas.errors import DownloadError
 from airflow_provider_canvas_reports.canvas.exchange import Failed, Pacer, Sleep, retry_sleep
 from airflow_provider_canvas_reports.canvas.headers import header
@@ -122,6 +129,8 @@ class OpenHop:
     """Open this URL (streaming, no automatic redirects), with the token only if `send_auth`."""
 
     hop: Hop
+    # The Cookie header to send: what this hop's origin set earlier in the chain (`FilesSession`).
+    cookie: str | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,41 @@ class Opened:
     headers: Mapping[str, str]
     # The start of the body, where its meaning depends on it (`probe_size`); else not read.
     body_excerpt: str = ""
+    # Its Set-Cookie values, one per header line (a Mapping may join them ambiguously).
+    set_cookies: tuple[str, ...] = ()
+
+
+class FilesSession:
+    """Cookies of a download's token-free hops, each sent back only to the origin that set it.
+
+    Canvas's files domain turns the signed link into a session cookie, then sends a file it
+    could show inline (a CSV) to its own URL without the link's verifier (files_controller:
+    `inline_content? && params[:sf_verifier]`): that hop needs the cookie. The Canvas host's
+    cookies are never kept: the token is its credential, and a session cookie there could follow
+    a download to a store on the same host name. One session per walk of the chain.
+    """
+
+    MAX_COOKIES = 20
+    MAX_VALUE = 4096
+
+    def __init__(self) -> None:
+        self._by_origin: dict[Origin, dict[str, str]] = {}
+
+    def note(self, hop: Hop, set_cookies: tuple[str, ...]) -> None:
+        if hop.send_auth or not set_cookies:
+            return
+        jar = self._by_origin.setdefault(origin(hop.url), {})
+        for line in set_cookies:
+            name, sep, value = line.split(";", 1)[0].partition("=")
+            name, value = name.strip(), value.strip()
+            if sep and name and len(value) <= self.MAX_VALUE and (name in jar or len(jar) < self.MAX_COOKIES):
+                jar[name] = value
+
+    def header(self, hop: Hop) -> str | None:
+        if hop.send_auth:
+            return None
+        jar = self._by_origin.get(origin(hop.url))
+        return "; ".join(f"{name}={value}" for name, value in jar.items()) if jar else None
 
 
 #: How much of the body of a Canvas 403 a transport reads: Canvas's throttling 403 says so only
@@ -179,10 +223,13 @@ def open_chain(
         number += 1
         hop = first_hop(canvas_base, report.file_url)
         hops = 0
+        session = FilesSession()
         while True:
             if hop.send_auth and pacer is not None and (pause := pacer.pause()) is not None:
                 yield pause
-            outcome = yield OpenHop(hop)
+            outcome = yield OpenHop(hop, session.header(hop))
+            if isinstance(outcome, Opened):
+                session.note(hop, outcome.set_cookies)
             if hop.send_auth and pacer is not None and isinstance(outcome, Opened):
                 pacer.note(policy, outcome.headers)
             if isinstance(outcome, Opened) and outcome.status in REDIRECTS:

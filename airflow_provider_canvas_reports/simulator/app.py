@@ -52,6 +52,8 @@ def canvas_app(ctx: SimContext) -> web.Application:
 def files_app(ctx: SimContext) -> web.Application:
     """The separate files domain: signed link in, redirect to the store out."""
     app = _host_app(ctx, foreign_host_middleware("files"))
+    # Before the signed link's route, which would take "download" for a ticket.
+    app.router.add_get("/files/{attachment_id}/download", downloads.files_session, name="files_session")
     app.router.add_get("/files/{attachment_id}/{ticket}", downloads.files_host, name="files")
     return app
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -33,6 +33,8 @@ class SimContext:
     canvas_url: str = ""
     files_url: str = ""
     store_url: str = ""
+    # The files domain's sessions: cookie value -> (attachment id, expires at).
+    file_sessions: dict[str, tuple[int, float]] = field(default_factory=dict)
 
 
 CTX = web.AppKey("canvas_simulator", SimContext)

@@ -2,11 +2,14 @@
 
 The Canvas host wants the token and answers 302 to a token-free signed link on the
 files domain, which answers 302 to a presigned-looking store URL that serves the
-bytes. Only the first hop may see the token.
+bytes. Only the first hop may see the token. A file Canvas could show inline (a CSV) takes one
+hop more on the files domain, as in Canvas's files_controller: the signed link sets a session
+cookie and answers 302 to the file's URL without the link, where only that cookie is let in.
 """
 
 from __future__ import annotations
 
+import secrets
 from urllib.parse import quote
 
 from aiohttp import web
@@ -80,6 +83,11 @@ async def canvas_download(request: web.Request) -> web.StreamResponse:
     return responses.redirect(ctx.files_url + ctx.signer.files_path(attachment.id, expires))
 
 
+#: The files domain's session cookie (Canvas's Rails session, holding `file_access_user_id`).
+SESSION_COOKIE = "_files_session"
+SESSION_SECONDS = 3600.0  # check_file_access_flags: 1.hour.from_now
+
+
 async def files_host(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
     attachment_id = request.match_info["attachment_id"]
@@ -90,6 +98,29 @@ async def files_host(request: web.Request) -> web.StreamResponse:
     attachment = _attachment(ctx, attachment_id) if verdict == "ok" else None
     if attachment is None:
         return web.Response(text="Forbidden\n", status=403, headers={"content-type": "text/plain"})
+    if attachment.content_type.startswith("text"):
+        # files_controller#show: `inline_content? && params[:sf_verifier]` -> the same file
+        # without the verifier, let in by the session its verifier opened.
+        session = secrets.token_urlsafe(24)
+        ctx.file_sessions[session] = (attachment.id, ctx.clock.now() + SESSION_SECONDS)
+        response = responses.redirect(f"{ctx.files_url}/files/{attachment.id}/download")
+        response.set_cookie(SESSION_COOKIE, session, path="/", httponly=True)
+        return response
+    return _to_store(ctx, attachment)
+
+
+async def files_session(request: web.Request) -> web.StreamResponse:
+    """The files domain's own URL of a file: only a session from its signed link gets in."""
+    ctx = request.app[CTX]
+    attachment = _attachment(ctx, request.match_info["attachment_id"])
+    opened = ctx.file_sessions.get(request.cookies.get(SESSION_COOKIE, ""))
+    if attachment is None or opened is None or opened[0] != attachment.id or opened[1] < ctx.clock.now():
+        # No session: Canvas sends the browser to its login page (redirect_to_login).
+        return responses.redirect(f"{ctx.canvas_url}/login/canvas")
+    return _to_store(ctx, attachment)
+
+
+def _to_store(ctx: SimContext, attachment: Attachment) -> web.StreamResponse:
     path = ctx.signer.store_path(store_key(attachment), ctx.clock.now(), ctx.config.link_ttl_seconds)
     return responses.redirect(ctx.store_url + path)
 

@@ -111,12 +111,15 @@ async def _spoil_unless_applied(
     return await spoil(request, fault, response)
 
 
-def foreign_host_middleware(endpoint: str) -> Middleware:
-    """The files domain and the store: no tokens wanted, ever."""
+def foreign_host_middleware(default_endpoint: str) -> Middleware:
+    """The files domain and the store: no tokens wanted, ever. Requests count (and take faults)
+    as the host's endpoint, but for the files domain's session hop, which has its own."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         ctx = request.app[CTX]
+        route = request.match_info.route.name
+        endpoint = route if route == "files_session" else default_endpoint
         ctx.counters.requests[endpoint] += 1
         if "Authorization" in request.headers:
             # S3 refuses a presigned URL that also carries an Authorization header.

@@ -300,6 +300,8 @@ class AsyncTransport:
                 if (pause := shared.pacer.pause()) is not None:
                     await _pace(shared.pacer, pause)
                 headers.update(self.settings.auth_headers)
+            if step.cookie:
+                headers["Cookie"] = step.cookie
             try:
                 resp = await shared.session.get(
                     step.hop.url,
@@ -322,7 +324,7 @@ class AsyncTransport:
                 # Not the file (a redirect, an error): its connection and slot are freed now, not
                 # after the backoff of a retry.
                 hop.release()
-            return Opened(resp.status, resp.headers, excerpt)
+            return Opened(resp.status, resp.headers, excerpt, tuple(resp.headers.getall("Set-Cookie", ())))
 
         try:
             ready: Ready = await drive(

@@ -7,7 +7,7 @@ import http.cookiejar
 import logging
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -180,6 +180,12 @@ def _read_bounded(resp: requests.Response, limit: int) -> bytes:
     return resp.raw.read(limit, decode_content=True)
 
 
+def _set_cookies(resp: requests.Response) -> tuple[str, ...]:
+    # requests' headers join repeated Set-Cookie lines with commas, which Expires dates hold too.
+    getlist = getattr(resp.raw.headers, "getlist", None)
+    return tuple(getlist("Set-Cookie")) if getlist is not None else ()
+
+
 @dataclass
 class Download:
     """An open report file: its announced size and its body, checked, as chunks or (when it needs
@@ -337,6 +343,8 @@ class SyncTransport:
             headers = {"Accept-Encoding": "identity"}
             if step.hop.send_auth:
                 headers.update(self.settings.auth_headers)
+            if step.cookie:
+                headers["Cookie"] = step.cookie
             try:
                 check_bundle(step.hop.url)
             except UnusableCertificates as exc:
@@ -359,13 +367,12 @@ class SyncTransport:
                     return failed(exc)
                 raise
             holder["resp"] = resp
+            excerpt = ""
             if size := probe_size(step.hop, resp.status_code):
-                try:
+                # Unreadable: judged on its status and headers alone.
+                with suppress(requests.RequestException, urllib3.exceptions.HTTPError, OSError):
                     excerpt = _read_bounded(resp, size).decode("utf-8", "replace")
-                except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
-                    excerpt = ""  # judged on its status and headers alone
-                return Opened(resp.status_code, resp.headers, excerpt)
-            return Opened(resp.status_code, resp.headers)
+            return Opened(resp.status_code, resp.headers, excerpt, _set_cookies(resp))
 
         try:
             ready: Ready = drive(

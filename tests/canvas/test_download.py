@@ -333,3 +333,68 @@ def test_a_body_longer_than_announced_is_refused_at_the_chunk_that_overflows():
     checker = ChunkChecker(make(size=10), 10)
     with pytest.raises(DownloadError, match="longer than the 10 bytes Canvas announced"):
         checker.feed(b"x" * 11)  # not only at finish(): the transfer stops here
+
+
+# --------------------------------------------------------------------------- the files domain's session
+
+
+def walk_with_cookies(answers: list[tuple[int, str, tuple[str, ...]]]) -> list[tuple[str, str | None]]:
+    """Drive `open_chain` through these (status, location, Set-Cookie lines) to a 200: each hop
+    it opened, with the Cookie header it would send."""
+    gen = open_chain("https://school.instructure.com", CSV, RetryPolicy(max_attempts=1))
+    opened: list[tuple[str, str | None]] = []
+    step = next(gen)
+    for status, location, cookies in answers:
+        assert isinstance(step, OpenHop)
+        opened.append((step.hop.url, step.cookie))
+        step = gen.send(Opened(status, {"location": location}, set_cookies=cookies))
+    assert isinstance(step, OpenHop)
+    opened.append((step.hop.url, step.cookie))
+    with pytest.raises(StopIteration):
+        gen.send(Opened(200, {"content-length": "1234", "content-type": "text/csv"}))
+    return opened
+
+
+FILES = "https://school.canvas-user-content.com"
+
+
+def test_the_files_domain_session_goes_back_to_the_files_domain_only():
+    # files_controller: a CSV's signed link opens a session and answers 302 to the file's own
+    # URL without the verifier, where only that session's cookie gets in.
+    opened = walk_with_cookies(
+        [
+            (302, f"{FILES}/files/987/download?sf_verifier=v&ts=1&user_id=5", ("canvas_session=c; path=/",)),
+            (302, f"{FILES}/files/987/download", ("_legacy_normandy_session=s1; path=/; HttpOnly", "x=1")),
+            (302, "https://inst-fs.example/files/abc/report.csv?token=jwt", ()),
+        ]
+    )
+    assert opened == [
+        (FILE_URL, None),  # the Canvas host: the token, never a cookie (and its own is not kept)
+        (f"{FILES}/files/987/download?sf_verifier=v&ts=1&user_id=5", None),
+        (f"{FILES}/files/987/download", "_legacy_normandy_session=s1; x=1"),
+        ("https://inst-fs.example/files/abc/report.csv?token=jwt", None),  # another origin
+    ]
+
+
+def test_a_cookie_goes_to_the_same_origin_only_port_included():
+    opened = walk_with_cookies(
+        [
+            (302, f"{FILES}/files/987/download?sf_verifier=v", ()),
+            (302, f"{FILES}:8443/files/987/download", ("s=1",)),  # set by FILES (port 443)
+            (302, f"{FILES}/files/987/download", ()),
+        ]
+    )
+    assert [cookie for _url, cookie in opened] == [None, None, None, "s=1"]
+
+
+def test_an_unreadable_set_cookie_is_ignored_and_the_jar_is_bounded():
+    from airflow_provider_canvas_reports.canvas.download import FilesSession
+    from airflow_provider_canvas_reports.canvas.endpoints import Hop
+
+    hop = Hop(f"{FILES}/files/987/download", send_auth=False)
+    session = FilesSession()
+    session.note(hop, ("no-equals-sign", "=nameless", "big=" + "x" * 5000, *(f"c{n}=v" for n in range(30))))
+    header = session.header(hop)
+    assert header is not None
+    assert header.split("; ") == [f"c{n}=v" for n in range(FilesSession.MAX_COOKIES)]
+    assert session.header(Hop(f"{FILES}/files/987/download", send_auth=True)) is None

@@ -22,7 +22,20 @@ def _bearer(running) -> dict[str, str]:
     return {"Authorization": f"Bearer {running.token}"}
 
 
-def test_two_redirects_across_hosts_then_bytes(sim_env):
+def _store_hop(running, files_hop: str) -> str:
+    """Where the files domain sends a signed link, through its session for a CSV: the store link."""
+    with requests.Session() as session:
+        location = files_hop
+        while not location.startswith(running.store_url):
+            answer = session.get(location, allow_redirects=False, timeout=10)
+            assert answer.status_code == 302, answer.status_code
+            location = answer.headers["location"]
+        return location
+
+
+def test_a_csv_passes_the_files_domain_session_then_bytes(sim_env):
+    # files_controller: the signed link opens a session (a cookie) and answers 302 to the file's
+    # own URL without the link, for a file Canvas could show inline; only the cookie gets in there.
     sim, running, client = sim_env
     report = _complete(sim, client)
     attachment = report["attachment"]
@@ -33,7 +46,14 @@ def test_two_redirects_across_hosts_then_bytes(sim_env):
     assert running.token not in files_hop
     second = requests.get(files_hop, allow_redirects=False, timeout=10)
     assert second.status_code == 302
-    store_hop = second.headers["location"]
+    session_hop = second.headers["location"]
+    assert session_hop == f"{running.files_url}/files/{attachment['id']}/download"
+    cookie = second.cookies["_files_session"]
+    without = requests.get(session_hop, allow_redirects=False, timeout=10)
+    assert (without.status_code, without.headers["location"]) == (302, f"{running.url}/login/canvas")
+    third = requests.get(session_hop, cookies={"_files_session": cookie}, allow_redirects=False, timeout=10)
+    assert third.status_code == 302
+    store_hop = third.headers["location"]
     assert store_hop.startswith(running.store_url + "/objects/")
     assert "X-Amz-Signature=" in store_hop
     assert "X-Amz-Expires=" in store_hop
@@ -46,16 +66,26 @@ def test_two_redirects_across_hosts_then_bytes(sim_env):
     assert sim.counters.files_auth_headers == 0
     assert sim.counters.requests["download"] == 1
     assert sim.counters.requests["files"] == 1
+    assert sim.counters.requests["files_session"] == 2
     assert sim.counters.requests["store"] == 1
     assert sim.counters.bytes_served == attachment["size"]
+
+
+def test_a_zip_takes_two_redirects(sim_env):
+    sim, running, client = sim_env
+    report = _complete(sim, client, users="true", courses="true")
+    first = requests.get(report["file_url"], headers=_bearer(running), allow_redirects=False, timeout=10)
+    second = requests.get(first.headers["location"], allow_redirects=False, timeout=10)
+    assert second.headers["location"].startswith(running.store_url + "/objects/")
+    assert "set-cookie" not in second.headers
 
 
 def test_requests_follows_and_drops_the_token_itself(sim_env):
     sim, _running, client = sim_env
     report = _complete(sim, client)
-    resp = client.http.get(report["file_url"], timeout=10)
+    resp = client.http.get(report["file_url"], timeout=10)  # a Session: it keeps the cookie
     assert resp.status_code == 200
-    assert [r.status_code for r in resp.history] == [302, 302]
+    assert [r.status_code for r in resp.history] == [302, 302, 302]
     assert len(resp.content) == report["attachment"]["size"]
     assert sim.counters.files_auth_headers == 0
 
@@ -66,9 +96,7 @@ def test_files_host_and_store_refuse_authorization(sim_env):
     files_hop = requests.get(report["file_url"], headers=_bearer(running), allow_redirects=False, timeout=10)
     leaked = requests.get(files_hop.headers["location"], headers=_bearer(running), timeout=10)
     assert leaked.status_code == 400
-    store_hop = requests.get(files_hop.headers["location"], allow_redirects=False, timeout=10).headers[
-        "location"
-    ]
+    store_hop = _store_hop(running, files_hop.headers["location"])
     leaked_store = requests.get(store_hop, headers=_bearer(running), timeout=10)
     assert leaked_store.status_code == 400
     assert b"<Code>InvalidArgument</Code>" in leaked_store.content
@@ -104,9 +132,7 @@ def test_links_expire(make_sim: SimFactory):
     sim, running, client = make_sim(link_ttl_seconds=60)
     report = _complete(sim, client)
     files_hop = requests.get(report["file_url"], headers=_bearer(running), allow_redirects=False, timeout=10)
-    store_hop = requests.get(files_hop.headers["location"], allow_redirects=False, timeout=10).headers[
-        "location"
-    ]
+    store_hop = _store_hop(running, files_hop.headers["location"])
     sim.advance(120)
     expired_store = requests.get(store_hop, timeout=10)
     assert expired_store.status_code == 403
@@ -122,7 +148,7 @@ def test_tampered_links_are_refused(sim_env):
     files_hop = requests.get(report["file_url"], headers=_bearer(running), allow_redirects=False, timeout=10)
     location = files_hop.headers["location"]
     assert requests.get(location[:-4] + "beef", timeout=10).status_code == 403
-    store_hop = requests.get(location, allow_redirects=False, timeout=10).headers["location"]
+    store_hop = _store_hop(running, location)
     tampered = store_hop.replace("X-Amz-Expires=300", "X-Amz-Expires=99999")
     assert requests.get(tampered, timeout=10).status_code == 403
 
