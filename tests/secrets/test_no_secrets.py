@@ -79,8 +79,12 @@ class Secrets:
             for attachment_id in self.sim.sim.attachments
         ]
 
+    def sessions(self) -> list[str]:
+        # The files domain's session cookies (a CSV's download): credentials for an hour.
+        return list(self.sim.sim._runners[0].app[CTX].file_sessions)
+
     def values(self) -> list[str]:
-        return [TOKEN, *self.signatures, *self.verifiers()]
+        return [TOKEN, *self.signatures, *self.verifiers(), *self.sessions()]
 
     def found_in(self, text: str, *, names: bool = True) -> list[str]:
         wanted = self.values() + (list(PARAMETER_NAMES) if names else [])
