@@ -1,14 +1,16 @@
 """Download throughput and ZIP extraction, side by side with curl and unzip.
 
-Download: a report file (1 GiB of CSV) from the simulator, through Canvas's two-redirect chain
-(Canvas host with the token -> files host -> store), into a ``file://`` folder, with the
-DownloadReportOperator as a task runs it (size check, SHA-256, temp file, fsync, rename).
-Reference: ``curl -sS -L -o FILE <files-host URL>``. curl gets the signed, token-free link that
-the Canvas host redirects to (resolved just before each curl run), so it follows one redirect
-(files host -> store) and never holds the token; the provider also makes the first hop itself.
-That hop is one small request on localhost (about a millisecond against seconds of transfer).
+Download: a report file (1 GiB of CSV) from the simulator, through Canvas's redirect chain
+(Canvas host with the token -> files host -> its own URL for a CSV, with the session cookie the
+signed link set -> store), into a ``file://`` folder, with the DownloadReportOperator as a task
+runs it (size check, SHA-256, temp file, fsync, rename).
+Reference: ``curl -sS -L -b '' -o FILE <files-host URL>`` (``-b ''``: curl's cookie engine, for
+the files host's session). curl gets the signed, token-free link that the Canvas host redirects
+to (resolved just before each curl run), so it follows two redirects (files host -> files host
+-> store) and never holds the token; the provider also makes the first hop itself. That hop is
+one small request on localhost (about a millisecond against seconds of transfer).
 A second reference does the provider's work in shell, in one pass with the hash in its own
-process: ``curl -sS -L URL | tee FILE | openssl dgst -sha256``. A third is a floor, not a
+process: ``curl -sS -L -b '' URL | tee FILE | openssl dgst -sha256``. A third is a floor, not a
 client: SHA-256 alone of as many bytes already in memory (hashlib, as the provider hashes). The
 hash is sequential, so no client that hashes every byte can take less time than that; curl's
 time over it is the best ratio such a client could reach on this machine.
@@ -103,7 +105,7 @@ def provider_download(report_type: str, report_id: int, dest: Path) -> dict[str,
 
 def curl_sha_download(url: str, dest: Path) -> dict[str, Any]:
     """The same work as the provider in shell: download, write and SHA-256 in one pass."""
-    script = f"curl -sS -L --fail '{url}' | tee '{dest / 'curl.csv'}' | openssl dgst -sha256 >/dev/null"
+    script = f"curl -sS -L -b '' --fail '{url}' | tee '{dest / 'curl.csv'}' | openssl dgst -sha256 >/dev/null"
     out = run_child(["bash", "-o", "pipefail", "-c", script])
     if out["returncode"] != 0:
         raise RuntimeError(f"curl | tee | openssl failed ({out['returncode']})")
@@ -116,6 +118,8 @@ def curl_download(url: str, dest: Path) -> dict[str, Any]:
             "curl",
             "-sS",
             "-L",
+            "-b",
+            "",  # the cookie engine: the files host's session (a CSV takes its own URL next)
             "--fail",
             "-o",
             str(dest / "curl.csv"),
@@ -255,7 +259,7 @@ def main() -> None:
         )
         ours, theirs = runs["provider"], runs["curl"]
         assert all(r["size"] == csv_size for rs in runs.values() for r in rs), "a download has the wrong size"
-        assert all(r.get("redirects", 1) == 1 for r in theirs)
+        assert all(r.get("redirects", 2) == 2 for r in theirs)
         counters = sim.counters()
         download = summarise("download", csv_size, ours, theirs, "curl -L")
         same_work = summarise("download", csv_size, ours, runs["curl_sha"], "curl -L | tee | openssl sha256")
