@@ -96,6 +96,17 @@ def check_response(
     return expected if expected is not None else length
 
 
+def _token_withheld(report: Report, canvas_base: str) -> str:
+    # Canvas builds file_url on the root account's primary domain (HostUrl.context_host): a
+    # connection made with another name of the same Canvas (school.instructure.com for
+    # canvas.school.edu) gets a file_url on a host the token never goes to, and then a login page.
+    return (
+        f"(The report's file is on {redact_url(report.file_url or '')}, not on the connection's Canvas "
+        f"host {redact_url(canvas_base)}, so the token was not sent there. If that is the same Canvas "
+        "under its primary name, make it the connection's host.)"
+    )
+
+
 def check_first_bytes(chunk: bytes, report: Report) -> None:
     """Catch a login page served with a file's content type, and a CSV posing as a ZIP."""
     head = chunk[:64].removeprefix(b"\xef\xbb\xbf").lstrip().lower()
@@ -221,7 +232,7 @@ def open_chain(
     number = 0
     while True:
         number += 1
-        hop = first_hop(canvas_base, report.file_url)
+        hop = first = first_hop(canvas_base, report.file_url)
         hops = 0
         session = FilesSession()
         while True:
@@ -253,15 +264,19 @@ def open_chain(
         decision = decide(policy, attempt, rng, peer="Canvas" if hop.send_auth else "the file host")
         if isinstance(decision, Done):
             assert isinstance(outcome, Opened)
-            return Ready(
-                check_response(
+            try:
+                size = check_response(
                     outcome.status,
                     outcome.headers,
                     report,
                     hop_sent_auth=hop.send_auth,
                     where=redact_url(hop.url),
                 )
-            )
+            except DownloadError as exc:
+                if first.send_auth:
+                    raise
+                raise DownloadError(f"{exc} {_token_withheld(report, canvas_base)}") from None
+            return Ready(size)
         if isinstance(decision, GiveUp):
             if decision.fix:
                 raise DownloadError(

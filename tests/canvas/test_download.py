@@ -398,3 +398,34 @@ def test_an_unreadable_set_cookie_is_ignored_and_the_jar_is_bounded():
     assert header is not None
     assert header.split("; ") == [f"c{n}=v" for n in range(FilesSession.MAX_COOKIES)]
     assert session.header(Hop(f"{FILES}/files/987/download", send_auth=True)) is None
+
+
+# --------------------------------------------------------------------------- a file_url on another name
+
+
+def test_a_login_page_after_a_file_url_on_another_host_names_the_host():
+    # Canvas builds file_url on the root account's primary domain: a connection made with another
+    # name of the same Canvas sends no token there, and the hop ends on the login page.
+    report = make(file_url="https://canvas.school.edu/accounts/1/files/987/download")
+    gen = open_chain("https://school.instructure.com", report, RetryPolicy(max_attempts=1))
+    step = next(gen)
+    assert isinstance(step, OpenHop)
+    assert step.hop.send_auth is False
+    gen.send(Opened(302, {"location": "https://canvas.school.edu/login/canvas"}))
+    with pytest.raises(DownloadError) as info:
+        gen.send(Opened(200, {"content-type": "text/html; charset=utf-8"}))
+    assert str(info.value) == (
+        "The download of report #12 returned an HTML page (a login or error page) instead of the report "
+        "file. Check the token can read files on this account, then retry. (The report's file is on "
+        "https://canvas.school.edu, not on the connection's Canvas host https://school.instructure.com, "
+        "so the token was not sent there. If that is the same Canvas under its primary name, make it "
+        "the connection's host.)"
+    )
+
+
+def test_a_login_page_after_the_token_went_along_says_nothing_of_hosts():
+    gen = open_chain("https://school.instructure.com", CSV, RetryPolicy(max_attempts=1))
+    next(gen)
+    with pytest.raises(DownloadError) as info:
+        gen.send(Opened(200, {"content-type": "text/html"}))
+    assert "connection's Canvas host" not in str(info.value)
