@@ -241,8 +241,8 @@ def open_chain(
             outcome = yield OpenHop(hop, session.header(hop))
             if isinstance(outcome, Opened):
                 session.note(hop, outcome.set_cookies)
-            if hop.send_auth and pacer is not None and isinstance(outcome, Opened):
-                pacer.note(policy, outcome.headers)
+                if hop.send_auth and pacer is not None:
+                    pacer.note(policy, outcome.headers)
             if isinstance(outcome, Opened) and outcome.status in REDIRECTS:
                 hop = next_hop(canvas_base, hop.url, header(outcome.headers, "location"), hops)
                 hops += 1

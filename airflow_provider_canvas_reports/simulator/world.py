@@ -133,7 +133,8 @@ def mgp_terms(value: object) -> frozenset[int] | None:
 
     Unlike the controller's check (``resolve_terms``), the report looks its terms up with
     ``enrollment_terms.where(id: value)``, which casts the value as Ruby's ``to_i``: "3,4" is term
-    3 alone, and "sis_term_id:X" or "active_terms" is no term at all. Blank is every active term.
+    3 alone, and "sis_term_id:X" or "active_terms" is no term at all. Blank is every active
+    (not deleted) term: all of the simulator's.
     """
     values = value if isinstance(value, list) else [] if value is None else [value]
     if not any(str(item).strip() for item in values):
