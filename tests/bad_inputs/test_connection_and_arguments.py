@@ -239,6 +239,15 @@ START_CASES = [
         id="missing-required-parameter",
     ),
     pytest.param(
+        # Canvas would take it and export no term: grade_reports.rb looks the term up by id.
+        {"report": "mgp_grade_export_csv", "parameters": {"enrollment_term_id": "sis_term_id:2026SP"}},
+        "Report 'mgp_grade_export_csv' takes enrollment_term_id as one Canvas term id, a number such as 42, "
+        "not 'sis_term_id:2026SP': it looks the term up by id alone, so Canvas would accept this and then "
+        "export no term (an empty file) or only the first. Use the term's id (GET "
+        "/api/v1/accounts/self/terms lists them); for several terms, start one report for each.",
+        id="mgp-term-not-an-id",
+    ),
+    pytest.param(
         {"parameters": {"users": True, "colour": "blue"}},
         f"Report 'provisioning_csv' has no parameter(s) colour. Its parameters are: {PROVISIONING_PARAMETERS}. "
         "(The list is the account's own; if your Canvas takes the name anyway, as an older or customised one "

@@ -145,3 +145,31 @@ async def test_a_throttled_download_is_retried_whatever_the_bucket_says(
     assert await client.download(report) == canvas.file_bytes(report.id)
     assert canvas.counters.faults["throttle"] == 1
     assert canvas.counters.requests["download"] == 2
+
+
+async def test_a_file_url_on_another_name_of_canvas_names_both_hosts(
+    canvas: Canvas, make_client: MakeClient
+) -> None:
+    # Canvas builds file_url on its primary name; a connection made with another name of the
+    # same Canvas (here localhost for 127.0.0.1) sends the token no further, and the file host
+    # asks for a login.
+    assert "127.0.0.1" in canvas.url
+    other_name = canvas.url.replace("127.0.0.1", "localhost")
+    client = make_client(canvas.hook(host=other_name))
+    started = await client.start_report("grade_export_csv")
+    canvas.finish()
+    report = await client.get_report("grade_export_csv", started.id)
+    assert report.file_url is not None
+    assert report.file_url.startswith(canvas.url)
+
+    with pytest.raises(DownloadError) as info:
+        await client.download(report)
+
+    message = str(info.value)
+    assert "returned an HTML page (a login or error page)" in message
+    assert (
+        f"(The report's file is on {canvas.url}, not on the connection's Canvas host {other_name}, so the "
+        "token was not sent there. If that is the same Canvas under its primary name, make it the "
+        "connection's host.)"
+    ) in message
+    assert canvas.counters.requests["download"] >= 1
