@@ -133,31 +133,37 @@ CallPlan = Generator[Call[Any], Any, T]
 
 
 def cancel(account_id: str | int | None, report: str, report_id: int | str) -> CallPlan[Report | None]:
-    """Stop a run that is not finished: abort it while running, delete it otherwise.
+    """Stop a run that is not finished: abort it while running, delete it once it compiles.
 
     A plan of calls: it yields each call, receives its result (or has its CanvasError thrown in),
-    and returns the report as Canvas left it, or None when there was nothing to stop. The sync
-    and async transports both run it (`run_plan`), so the decisions exist once.
+    and returns the report as Canvas left it, or None when there was nothing to stop. A report
+    still queued is returned as read, untouched: Canvas cannot stop it (`cancel_action`). The
+    sync and async transports both run it (`run_plan`), so the decisions exist once.
     """
+    current: Report | None = None
     try:
-        action = cancel_action((yield status(account_id, report, report_id)).status)
+        current = yield status(account_id, report, report_id)
+        action = cancel_action(current.status)
     except ReportNotFoundError:
         return None
     except CanvasError:
         # The status cannot be read (Canvas keeps failing): stopping the report matters more
-        # than knowing its state, so try abort (running) and fall back to delete (anything else).
+        # than knowing its state, so try abort (running) and fall back to what its status says.
         action = "abort"
     if action == "abort":
         try:
             return (yield abort(account_id, report, report_id))
         except AbortNotPossibleError:
-            # Not running (queued, compiling, or done): delete stops it unless it is done. Which
-            # one must be known: deleting a report that completed meanwhile would throw away the
-            # file it made, so a status that still cannot be read ends the cancel (its error says why).
+            # Not running (queued, compiling, or done): which one must be known: deleting a report
+            # that completed meanwhile would throw away the file it made, so a status that still
+            # cannot be read ends the cancel (its error says why).
             try:
-                action = cancel_action((yield status(account_id, report, report_id)).status)
+                current = yield status(account_id, report, report_id)
+                action = cancel_action(current.status)
             except ReportNotFoundError:
                 return None
+    if action == "leave":
+        return current
     if action is None:
         return None
     try:

@@ -250,14 +250,27 @@ class AvailableReport:
         return frozenset(name for name, spec in self.parameters.items() if spec.get("required") is True)
 
 
-def cancel_action(status: str | None) -> str | None:
-    """How to stop a report Canvas has not finished: abort while running, delete otherwise.
+# Why a cancel leaves a queued report where it is (see `cancel_action`); for messages.
+QUEUED_CANNOT_STOP = (
+    "Canvas cannot stop a report that has not started (deleting it only hides it until its turn "
+    "comes, and then it runs anyway)"
+)
 
-    Canvas aborts only `running` reports (404 in any other state); deleting a queued or
-    compiling report removes it, and deleting a running one aborts it too.
+
+def cancel_action(status: str | None) -> str | None:
+    """How to stop a report Canvas has not finished: abort while running, leave it while queued,
+    delete it otherwise (compiling, or a status this provider does not know).
+
+    Canvas aborts only `running` reports (404 in any other state). Deleting one that has not
+    started does not stop it: Canvas only marks it deleted, its queued job still runs it and
+    marks it running again (`AccountReports.generate_report`), so it would come back and hold
+    the account's report queue all the same, while a retry could no longer find it. Left
+    queued, a retry reconnects to it instead of queueing another behind it.
     """
     if status == "running":
         return "abort"
+    if status == "created":
+        return "leave"
     if classify(status) is Phase.WAITING:
         return "delete"
     return None

@@ -253,9 +253,10 @@ class CanvasHook(BaseHook):
     def cancel_report(
         self, report: str, report_id: int | str, account_id: str | int | None = None
     ) -> Report | None:
-        """Stop a run that is not finished: abort it while running, delete it otherwise.
+        """Stop a run that is not finished: abort it while running, delete it once it compiles.
 
-        Returns the report as Canvas left it, or None when it had already finished.
+        Returns the report as Canvas left it, or None when it had already finished. A report
+        still queued (`created`) is returned untouched: Canvas cannot stop it before it starts.
         """
         return self.transport.run_plan(api.cancel(self.account(account_id), report, report_id))
 

@@ -260,7 +260,7 @@ def describe_cancel(
 ) -> tuple[str, Report | None]:
     """Cancel a report we stop waiting for; say what happened, and return it if it completed meanwhile."""
     from airflow_provider_canvas_reports.canvas.errors import CanvasError
-    from airflow_provider_canvas_reports.canvas.report import Phase
+    from airflow_provider_canvas_reports.canvas.report import QUEUED_CANNOT_STOP, Phase
 
     try:
         result = hook.cancel_report(report, report_id, account)
@@ -271,6 +271,10 @@ def describe_cancel(
             f"on the account's reports page: {hook.reports_page_url(account)}",
             None,
         )
+    if result is not None and result.status == "created":
+        why = f"{QUEUED_CANNOT_STOP}; a retry of this task reconnects to it instead of queueing another"
+        log.warning("Left Canvas report %s #%s queued: %s.", report, report_id, why)
+        return f"Left it queued in Canvas: {why}.", None
     if result is not None:
         if result.status == "aborted":
             how = "aborted it (it was running)"
@@ -311,9 +315,9 @@ def conclude(
 ) -> dict[str, Any]:
     """The end of a wait, from either side: the final Report dict, or the right exception.
 
-    A timeout cancels the report in Canvas first (abort if running, delete if queued). A failed
-    report's error ends with `after_failure`, and a failed wait's with where the report can be
-    seen and `after_error`: what the person reading the log does next.
+    A timeout cancels the report in Canvas first (abort if running, delete if compiling; a queued
+    one is left). A failed report's error ends with `after_failure`, and a failed wait's with
+    where the report can be seen and `after_error`: what the person reading the log does next.
     """
     from airflow_provider_canvas_reports.triggers.events import parse_event
 

@@ -77,6 +77,9 @@ class ReportState:
     # Set when a client call (abort / delete) ended the report: its state from then on.
     frozen: Snapshot | None = None
     deleted: bool = False
+    # Set when a client deleted the report while it was queued: Canvas only marks it deleted,
+    # and its job still starts it (marking it running again), so it is hidden until then.
+    deleted_queued_at: float | None = None
     file: BuiltFile | None = None
     file_ready_at: float | None = None
     attachment: Attachment | None = None
@@ -120,6 +123,8 @@ class ReportState:
             return True
         other = self.other_at
         t = self.clock.now() if now is None else now
+        if self.deleted_queued_at is not None and t < self.start_at:
+            return True
         return self.fate == "deleted_by_other" and other is not None and t >= other
 
     def snapshot(self, now: float | None = None) -> Snapshot:
@@ -127,6 +132,8 @@ class ReportState:
         if self.frozen is not None:
             return self.frozen
         if t < self.start_at or t <= self.created_at:
+            if self.deleted_queued_at is not None:
+                return Snapshot("deleted", 0, 0, None, self.deleted_queued_at, self.extra_text)
             # A report is always "created" in the answer that starts it.
             return Snapshot("created", 0, 0, None, None, self.extra_text)
         started = self.start_at
@@ -272,6 +279,11 @@ class ReportStore:
     def delete(self, state: ReportState) -> None:
         now = self.clock.now()
         snap = state.snapshot(now)
+        if snap.status == "created":
+            # Canvas's delete only sets the state: the queued job still runs the report, which
+            # then shows `running` again and goes on to the end (AccountReports.generate_report).
+            state.deleted_queued_at = now
+            return
         # Deleting a queued or running report stops it there; a finished one keeps its times.
         ended = snap.ended_at if snap.status in TERMINAL and snap.ended_at is not None else now
         state.frozen = Snapshot(

@@ -24,7 +24,7 @@ from airflow_provider_canvas_reports.canvas.polling import (
     check_expected_run_time,
     sleep_for,
 )
-from airflow_provider_canvas_reports.canvas.report import Report
+from airflow_provider_canvas_reports.canvas.report import QUEUED_CANNOT_STOP, Report
 from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
 from airflow_provider_canvas_reports.triggers import wake
 
@@ -320,6 +320,15 @@ class ReportStatusTrigger(BaseTrigger):
         if result is None:
             self.log.info(
                 "Canvas report %s #%s had already finished; nothing to cancel.", self.report, self.report_id
+            )
+        elif result.status == "created":
+            self.log.warning(
+                "Left Canvas report %s #%s queued although the task was killed (task state %s): %s; "
+                "clearing the task reconnects to it.",
+                self.report,
+                self.report_id,
+                state,
+                QUEUED_CANNOT_STOP,
             )
         else:
             self.log.info(

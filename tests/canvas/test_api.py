@@ -129,24 +129,29 @@ def run_cancel(*answers: Report | CanvasError) -> tuple[list[str], Report | None
     ("answers", "calls", "result"),
     [
         ((state("running"), state("aborted")), ["GET", "PUT"], "aborted"),
-        ((state("created"), state("deleted")), ["GET", "DELETE"], "deleted"),
+        # Queued: left as it is (a delete would not stop it), and returned as read.
+        ((state("created"),), ["GET"], "created"),
         ((state("compiling"), state("deleted")), ["GET", "DELETE"], "deleted"),
+        ((state("paused"), state("deleted")), ["GET", "DELETE"], "deleted"),  # a status not known
         ((state("complete"),), ["GET"], None),  # finished: nothing to stop, its file kept
         ((NOT_FOUND,), ["GET"], None),
         # The status cannot be read: abort, as if running.
         ((FAILING, state("aborted")), ["GET", "PUT"], "aborted"),
-        # Not running after all: what it is decides between delete and nothing.
+        # Not running after all: what it is decides between delete, leaving it, and nothing.
         (
-            (state("running"), NOT_RUNNING, state("created"), state("deleted")),
+            (state("running"), NOT_RUNNING, state("compiling"), state("deleted")),
             ["GET", "PUT", "GET", "DELETE"],
             "deleted",
         ),
+        ((FAILING, NOT_RUNNING, state("created")), ["GET", "PUT", "GET"], "created"),
         ((FAILING, NOT_RUNNING, state("complete")), ["GET", "PUT", "GET"], None),
         ((state("running"), NOT_RUNNING, NOT_FOUND), ["GET", "PUT", "GET"], None),
-        ((state("created"), NOT_FOUND), ["GET", "DELETE"], None),  # deleted meanwhile
+        ((state("compiling"), NOT_FOUND), ["GET", "DELETE"], None),  # deleted meanwhile
     ],
 )
-def test_cancel_aborts_a_running_report_and_deletes_a_queued_one(answers, calls, result):
+def test_cancel_aborts_a_running_report_leaves_a_queued_one_and_deletes_a_compiling_one(
+    answers, calls, result
+):
     made, returned = run_cancel(*answers)
     assert made == calls
     assert (returned.status if returned is not None else None) == result

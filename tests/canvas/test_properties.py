@@ -93,10 +93,14 @@ def test_only_complete_is_success_and_only_error_aborted_deleted_are_failure(sta
 
 @SETTINGS
 @given(STATUSES)
-def test_cancel_action_aborts_only_running_and_never_touches_finished_reports(status: str | None) -> None:
+def test_cancel_action_aborts_only_running_leaves_queued_and_never_touches_finished(
+    status: str | None,
+) -> None:
     action = cancel_action(status)
     if status == "running":
         assert action == "abort"  # Canvas aborts only running reports
+    elif status == "created":
+        assert action == "leave"  # a delete would not stop it: its job runs it anyway
     elif classify(status) is Phase.WAITING:
         assert action == "delete"
     else:

@@ -287,16 +287,33 @@ class TestWait:
         with pytest.raises(ReportFailedError, match=match):
             operator(wait_for_completion=True).execute(make_context())
 
-    def test_in_the_worker_timeout_cancels_then_fails_saying_so(self, canvas: CanvasSimulator):
+    def test_in_the_worker_timeout_leaves_a_queued_report_then_fails_saying_so(self, canvas: CanvasSimulator):
         canvas.script_report(REPORT, "stuck_created")
         context = make_context()
         with pytest.raises(
-            ReportWaitTimeoutError, match=r"did not finish within 1s .*Cancelled it in Canvas: deleted"
+            ReportWaitTimeoutError,
+            match=r"did not finish within 1s .*Left it queued in Canvas: Canvas cannot stop a report that "
+            r"has not started .*a retry of this task reconnects to it",
         ):
             operator(wait_for_completion=True, timeout=1, adaptive_polling=False).execute(context)
         report_id = context["ti"].xcoms["report_id"]
-        assert canvas.reports[report_id].status == "deleted"
-        assert canvas.counters.requests["delete"] == 1
+        # Deleting it would not stop it in Canvas, and a retry could no longer find it.
+        assert canvas.reports[report_id].status == "created"
+        assert canvas.counters.requests["delete"] == 0
+        assert canvas.counters.requests["abort"] == 0
+
+    def test_in_the_worker_timeout_aborts_a_running_report_then_fails_saying_so(
+        self, canvas: CanvasSimulator
+    ):
+        canvas.script_report(REPORT, "stuck_running")
+        context = make_context()
+        with pytest.raises(
+            ReportWaitTimeoutError, match=r"did not finish within 1s .*Cancelled it in Canvas: aborted it"
+        ):
+            operator(wait_for_completion=True, timeout=1, adaptive_polling=False).execute(context)
+        report_id = context["ti"].xcoms["report_id"]
+        assert canvas.reports[report_id].status == "aborted"
+        assert canvas.counters.requests["abort"] == 1
 
     def test_in_the_worker_polls_that_change_nothing_are_not_logged_at_info(
         self, canvas: CanvasSimulator, capsys: pytest.CaptureFixture[str]
@@ -632,6 +649,25 @@ class TestNoDuplicates:
         assert canvas.counters.starts[REPORT] == 1
         assert canvas.counters.requests["index"] == 0  # found through the store, not the index
         assert context["ti"].xcoms["report_id"] == first_id  # pushed again for this try
+
+    @pytest.mark.parametrize("with_store", [True, False], ids=["store", "index"])
+    def test_a_retry_after_a_timeout_while_queued_reconnects_instead_of_queueing_another(
+        self, canvas: CanvasSimulator, with_store: bool
+    ):
+        # Canvas cannot stop a queued report: the timeout leaves it, and the retry waits for it
+        # (through the store on Airflow 3.3, through the report index before it).
+        canvas.script_report(REPORT, "stuck_created")
+        store = FakeStateStore() if with_store else None
+        first = make_context(store=store)
+        with pytest.raises(ReportWaitTimeoutError, match="Left it queued in Canvas"):
+            operator(wait_for_completion=True, timeout=1, adaptive_polling=False).execute(first)
+        first_id = first["ti"].xcoms["report_id"]
+        context = make_context(try_number=2, store=store)
+        with pytest.raises(TaskDeferred) as deferred:
+            operator(wait_for_completion=True, deferrable=True, expected_run_time=None).execute(context)
+        assert deferred.value.trigger.report_id == first_id
+        assert canvas.counters.starts[REPORT] == 1
+        assert canvas.reports[first_id].status == "created"
 
     def test_retry_returns_a_completed_report(self, canvas: CanvasSimulator):
         store = FakeStateStore()

@@ -172,12 +172,25 @@ class TestExecuteComplete:
             sensor(5).execute_complete(context, bad)
         assert not isinstance(raised.value, AirflowSkipException)
 
-    def test_timeout_deletes_a_queued_report_then_fails_saying_so(self, canvas: CanvasSimulator, context):
+    def test_timeout_leaves_a_queued_report_then_fails_saying_so(self, canvas: CanvasSimulator, context):
         report_id = start(canvas, "stuck_created")
         with pytest.raises(
-            AirflowSensorTimeout, match=r"message for timeout Cancelled it in Canvas: deleted"
+            AirflowSensorTimeout,
+            match=r"message for timeout Left it queued in Canvas: Canvas cannot stop a report that has not",
         ):
             sensor(report_id).execute_complete(context, event(report_id, "timeout", report_status="created"))
+        assert canvas.counters.requests["delete"] == canvas.counters.requests["abort"] == 0
+        assert canvas.reports[report_id].status == "created"
+
+    @pytest.mark.simulator(run_seconds=0.2, compile_seconds=60)
+    def test_timeout_deletes_a_compiling_report(self, canvas: CanvasSimulator, context):
+        # A report of two tables runs in parts, then compiles them: no abort then, a delete stops it.
+        report_id = CanvasHook().start_report(REPORT, {"users": True, "courses": True}).id
+        wait_until(canvas, report_id, "compiling")
+        with pytest.raises(
+            AirflowSensorTimeout, match=r"Cancelled it in Canvas: deleted it \(it had started"
+        ):
+            sensor(report_id).execute_complete(context, event(report_id, "timeout"))
         assert canvas.counters.requests["delete"] == 1
         assert canvas.reports[report_id].status == "deleted"
 
@@ -220,10 +233,10 @@ class TestPokeMode:
         assert canvas.reports[report_id].status == "aborted"
 
     def test_timeout_with_soft_fail_skips_and_still_cancels(self, canvas: CanvasSimulator, context):
-        report_id = start(canvas, "stuck_created")
-        with pytest.raises(AirflowSkipException, match="deleted it"):
+        report_id = start(canvas, "stuck_running")
+        with pytest.raises(AirflowSkipException, match="aborted it"):
             sensor(report_id, timeout=0.6, poke_interval=0.2, soft_fail=True).execute(context)
-        assert canvas.reports[report_id].status == "deleted"
+        assert canvas.reports[report_id].status == "aborted"
 
     def test_pokes_that_change_nothing_are_not_logged_at_info(
         self, canvas: CanvasSimulator, context, capsys: pytest.CaptureFixture[str]
@@ -269,11 +282,20 @@ class TestPokeMode:
         assert fixed._get_next_poke_interval(0, lambda: 1.0, 1) == 0.5
 
     def test_on_kill_while_poking_cancels(self, canvas: CanvasSimulator, context):
+        report_id = start(canvas, "stuck_running")
+        wait_until(canvas, report_id, "running")
+        task = sensor(report_id)
+        assert task.poke(context) is False
+        task.on_kill()
+        assert canvas.reports[report_id].status == "aborted"
+
+    def test_on_kill_while_poking_leaves_a_queued_report(self, canvas: CanvasSimulator, context):
         report_id = start(canvas, "stuck_created")
         task = sensor(report_id)
         assert task.poke(context) is False
         task.on_kill()
-        assert canvas.reports[report_id].status == "deleted"
+        assert canvas.reports[report_id].status == "created"
+        assert canvas.counters.requests["delete"] == 0
 
 
 class TestRescheduleMode:

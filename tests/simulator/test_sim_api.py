@@ -199,6 +199,23 @@ def test_delete_then_404(sim_env):
     assert client.reports(f"/provisioning_csv/{report['id']}", method="DELETE").status_code == 404
 
 
+def test_a_report_deleted_while_queued_comes_back_when_its_job_starts_it(make_sim: SimFactory):
+    # Canvas's delete only marks it deleted; its queued job still runs it and marks it running.
+    sim, _running, client = make_sim(queue_seconds=5)
+    report_id = client.start()["id"]
+    answer = client.reports(f"/provisioning_csv/{report_id}", method="DELETE").json()
+    assert (answer["status"], answer["started_at"]) == ("deleted", None)
+    assert client.status("provisioning_csv", report_id).json() == NOT_FOUND
+    assert client.reports("/provisioning_csv").json() == []
+    sim.advance(6)
+    back = client.status("provisioning_csv", report_id).json()
+    assert back["status"] == "running"
+    assert back["started_at"] is not None
+    assert [r["id"] for r in client.reports("/provisioning_csv").json()] == [report_id]
+    finish(sim)
+    assert client.status("provisioning_csv", report_id).json()["status"] == "complete"
+
+
 def test_delete_running_report_aborts_it(sim_env):
     sim, _running, client = sim_env
     report = client.start()

@@ -221,13 +221,16 @@ class TestUserAction:
         assert canvas.counters.requests["abort"] == 1
         assert canvas.reports[report_id].status == "aborted"
 
-    async def test_a_queued_report_is_deleted(self, canvas: CanvasSimulator, run: Run):
+    async def test_a_queued_report_is_left_and_the_log_says_why(
+        self, canvas: CanvasSimulator, run: Run, capsys: pytest.CaptureFixture[str]
+    ):
         report_id = start(canvas, "stuck_created")
         run.set_state("failed")
         await trigger_for(report_id, run.task_instance()).on_kill()
-        assert canvas.counters.requests["delete"] == 1
-        assert canvas.counters.requests["abort"] == 0
-        assert canvas.reports[report_id].status == "deleted"
+        # Deleting it would not stop it (its queued job runs it anyway), and it would hide it.
+        assert canvas.counters.requests["delete"] == canvas.counters.requests["abort"] == 0
+        assert canvas.reports[report_id].status == "created"
+        assert "Canvas cannot stop a report that has not started" in capsys.readouterr().out
 
     async def test_canvas_failing_is_logged_never_raised(
         self, canvas: CanvasSimulator, run: Run, capsys: pytest.CaptureFixture[str]
