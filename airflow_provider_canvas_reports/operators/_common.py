@@ -10,6 +10,7 @@ with it ``airflow.triggers``, the event helpers, Canvas's errors) is imported wh
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -253,6 +254,47 @@ def wait_in_worker(
         log.log(quiet.level(waiter.state, clock()), "%s; next poll in %.1fs", step.line, step.seconds)
         sleep(step.seconds)
         step = None
+
+
+def cancel_on_kill(
+    hook: CanvasHook, report: str, report_id: int, account: str, ti: Any, log: logging.Logger | Any
+) -> None:
+    """A kill while the worker waits (``on_kill``): stop the report in Canvas if it is given up.
+
+    Airflow calls ``on_kill`` when the task's execution_timeout fires, and on SIGTERM, which comes
+    as well when a user marks the task success or clears it, and when the worker shuts down. The
+    timeout and a task marked failed give the report up; after a success the download lands it,
+    and a cleared or interrupted task's next try reconnects to it, so those leave it to finish:
+    the same rule as the trigger's, for the same states (`task_state.GIVEN_UP_STATES`).
+    """
+    from airflow_provider_canvas_reports.task_state import GIVEN_UP_STATES, is_execution_timeout, task_state
+
+    # Airflow calls on_kill from the except clause that caught its timeout: that is the one at hand.
+    if not is_execution_timeout(sys.exc_info()[1]):
+        try:
+            state = task_state(ti)
+        except Exception as exc:
+            log.warning(
+                "Leaving Canvas report %s #%s running: could not tell whether its task still waits for "
+                "it (%s). If the task was marked failed, stop the report by hand on the account's "
+                "reports page: %s",
+                report,
+                report_id,
+                str(exc) or type(exc).__name__,
+                hook.reports_page_url(account),
+            )
+            return
+        if state not in GIVEN_UP_STATES:
+            log.info(
+                "Not cancelling Canvas report %s #%s: its task is now '%s' (marked success, cleared, or "
+                "its worker is stopping), and the report may still be wanted: a next try waits for the "
+                "same report, and after a success the download lands it once it completes.",
+                report,
+                report_id,
+                state,
+            )
+            return
+    describe_cancel(hook, report, report_id, account, log)
 
 
 def describe_cancel(

@@ -25,8 +25,8 @@ from airflow_provider_canvas_reports.operators._common import (
     ReportWaitError,
     ReportWaitTimeoutError,
     WaitSettings,
+    cancel_on_kill,
     conclude,
-    describe_cancel,
     expected_run_time_setting,
     next_poll_at,
     then,
@@ -206,7 +206,8 @@ class StartAccountReportOperator(BaseOperator):
             expected_run_time=expected_run_time_setting(expected_run_time),
         )
         # The report this try waits for in the worker: on_kill cancels it.
-        self._waiting_for: tuple[str, int, str] | None = None
+        # (report, id, account, task instance) while the worker waits: what on_kill stops.
+        self._waiting_for: tuple[str, int, str, Any] | None = None
         # Earlier tries' reports with other parameters, already named in the log as left running.
         self._told_left_running: set[int] = set()
 
@@ -262,7 +263,7 @@ class StartAccountReportOperator(BaseOperator):
 
         if not self.wait_for_completion:
             return report.as_json()
-        return self._wait(hook, account, report, last_run=last_run)
+        return self._wait(hook, account, report, last_run=last_run, ti=context["ti"])
 
     def _start(self, hook: CanvasHook, account: str, sent: dict[str, Any]) -> Report:
         from airflow_provider_canvas_reports.canvas.errors import StartOutcomeUnknownError
@@ -422,7 +423,13 @@ class StartAccountReportOperator(BaseOperator):
 
     # -- waiting ---------------------------------------------------------------------------
     def _wait(
-        self, hook: CanvasHook, account: str, report: Report, *, last_run: Report | None = None
+        self,
+        hook: CanvasHook,
+        account: str,
+        report: Report,
+        *,
+        last_run: Report | None = None,
+        ti: Any = None,
     ) -> dict[str, Any]:
         from airflow_provider_canvas_reports.canvas.errors import ReportFailedError
         from airflow_provider_canvas_reports.canvas.report import Phase
@@ -465,11 +472,11 @@ class StartAccountReportOperator(BaseOperator):
                 # and leave the report running in Canvas (apache/airflow#61467).
                 timeout=None,
             )
-        self._waiting_for = (self.report, report.id, account)
-        try:
-            payload = wait_in_worker(hook, waiter, account, self.log, first=report)
-        finally:
-            self._waiting_for = None
+        self._waiting_for = (self.report, report.id, account, ti)
+        payload = wait_in_worker(hook, waiter, account, self.log, first=report)
+        # Kept until the wait returns: Airflow calls on_kill after its execution_timeout has
+        # already unwound the wait.
+        self._waiting_for = None
         return self._conclude(payload, report.id)
 
     def execute_complete(
@@ -495,11 +502,12 @@ class StartAccountReportOperator(BaseOperator):
         )
 
     def on_kill(self) -> None:
-        """Killed while waiting in the worker: stop the report in Canvas too."""
+        """Killed while waiting in the worker: stop the report in Canvas too, unless it is still
+        wanted (`cancel_on_kill`)."""
         if self._waiting_for is None:
             return
-        report, report_id, account = self._waiting_for
-        describe_cancel(self.hook, report, report_id, account, self.log)
+        report, report_id, account, ti = self._waiting_for
+        cancel_on_kill(self.hook, report, report_id, account, ti, self.log)
 
 
 def _own_params(task: BaseOperator, inherited: Mapping[str, Any]) -> set[str]:

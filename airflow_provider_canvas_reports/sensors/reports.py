@@ -36,6 +36,7 @@ from airflow_provider_canvas_reports.operators._common import (
     ExpectedRunTime,
     ReportWaitError,
     WaitSettings,
+    cancel_on_kill,
     conclude,
     describe_cancel,
     expected_run_time_setting,
@@ -158,8 +159,13 @@ class ReportCompleteSensor(BaseSensorOperator):
         self._account: str | None = None
         self._next_interval: float | None = None
         self._poll_log = PollLog()  # pokes that repeat the last state go to DEBUG (poke mode)
-        # True while the last poke saw the report still running: a timeout then cancels it.
+        # True while the last poke saw the report still running: a timeout or a kill then cancels
+        # it. It keeps that value while the next poke polls, so that a kill then still cancels.
         self._pending = False
+        # True from a poke's start until it returns or ends the wait: an exception meanwhile is
+        # the poke's own, never the base sensor's timeout.
+        self._in_poke = False
+        self._ti: Any = None  # for on_kill: whether the task still waits for the report
 
     @cached_property
     def hook(self) -> CanvasHook:
@@ -199,6 +205,7 @@ class ReportCompleteSensor(BaseSensorOperator):
 
     # -- execute ---------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
+        self._ti = context["ti"]
         remember_link(self, None)  # until the connection gives a URL
         url = self.hook.reports_page_url(self._account_id())
         remember_link(self, url)
@@ -220,7 +227,7 @@ class ReportCompleteSensor(BaseSensorOperator):
         try:
             return super().execute(context)
         except (AirflowSensorTimeout, AirflowSkipException):
-            if not self._pending:
+            if self._in_poke or not self._pending:
                 raise  # not the timeout: raised by poke itself
             return self._after_timeout()
 
@@ -315,7 +322,7 @@ class ReportCompleteSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         waiter = self._get_waiter(context)
-        self._pending = False
+        self._in_poke = True
         step = poll_once(self.hook, waiter, self._account_id(), time.time)
         if isinstance(step, PollAgain):
             if waiter.consecutive_errors and self.reschedule:
@@ -324,8 +331,9 @@ class ReportCompleteSensor(BaseSensorOperator):
                 self.log.warning("%s", step.warning)
             self.log.log(self._poll_log.level(waiter.state, time.monotonic()), "%s", step.line)
             self._next_interval = step.seconds
-            self._pending = True
+            self._pending, self._in_poke = True, False
             return False
+        self._pending, self._in_poke = False, False
         # The wait is over: the same ending as a deferred wait's, from the same event.
         from airflow_provider_canvas_reports.triggers.events import event_payload
 
@@ -342,7 +350,8 @@ class ReportCompleteSensor(BaseSensorOperator):
         return max(0.0, min(self._next_interval, self.timeout - run_duration()))
 
     def on_kill(self) -> None:
-        """Killed while poking: stop the report in Canvas, as the trigger does when deferred."""
+        """Killed while poking: stop the report in Canvas unless it is still wanted, by the same
+        rule as the trigger's when deferred (`cancel_on_kill`)."""
         if not self._pending:
             return
-        describe_cancel(self.hook, self.report, self._report_id(), self._account_id(), self.log)
+        cancel_on_kill(self.hook, self.report, self._report_id(), self._account_id(), self._ti, self.log)

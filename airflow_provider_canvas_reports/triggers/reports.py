@@ -26,6 +26,7 @@ from airflow_provider_canvas_reports.canvas.polling import (
 )
 from airflow_provider_canvas_reports.canvas.report import QUEUED_CANNOT_STOP, Report
 from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
+from airflow_provider_canvas_reports.task_state import GIVEN_UP_STATES, task_state
 from airflow_provider_canvas_reports.triggers import wake
 
 # The event helpers live in triggers/events.py, which the operators can import without loading
@@ -47,11 +48,6 @@ def _seconds(value: float | timedelta) -> float:
 
 ON_KILL_TIMEOUT = 25.0
 T = TypeVar("T")
-
-
-# Task states after which nobody waits for the report any more: on_kill cancels it. Skipped
-# covers a DAG run's timeout too (the scheduler skips its unfinished tasks, deferred ones included).
-GIVEN_UP_STATES = frozenset({"failed", "upstream_failed", "skipped", "removed", "gone"})
 
 
 class ReportStatusTrigger(BaseTrigger):
@@ -341,34 +337,12 @@ class ReportStatusTrigger(BaseTrigger):
             )
 
     async def _task_state(self, within: float) -> str:
-        """The state Airflow now records for the task instance this trigger would resume.
-
-        ``none`` for a cleared task, ``gone`` when the task instance no longer exists; raises when
-        the state cannot be read. Asked through the triggerer's supervisor (the Task SDK's
-        task-states request), in a thread: the SDK call blocks until the supervisor answers.
-        """
+        """The state Airflow now records for the task instance this trigger would resume
+        (`task_state`), asked in a thread: the SDK call blocks until the supervisor answers."""
         ti = self.task_instance
         if ti is None:
             raise RuntimeError("the trigger runs without a task instance")
-        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-
-        states = await asyncio.wait_for(
-            asyncio.to_thread(
-                RuntimeTaskInstance.get_task_states,
-                dag_id=ti.dag_id,
-                task_ids=[ti.task_id],
-                run_ids=[ti.run_id],
-                map_index=ti.map_index,
-            ),
-            within,
-        )
-        runs = states.get(ti.run_id) or {}
-        # The API keys a mapped task instance as "<task_id>_<map_index>".
-        key = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
-        if key not in runs:
-            return "gone"
-        state = runs[key]
-        return "none" if state is None else str(getattr(state, "value", state))
+        return await asyncio.wait_for(asyncio.to_thread(task_state, ti), within)
 
 
 async def _within(awaitable: Awaitable[T], seconds: float | None) -> T:

@@ -165,6 +165,42 @@ class TestPokeAndReschedule:
         assert "Cancelled it in Canvas: aborted it" in output
 
 
+class TestExecutionTimeout:
+    """Airflow's execution_timeout ends a wait in the worker: the report is stopped in Canvas too
+    (Airflow calls on_kill after the timeout has unwound the wait)."""
+
+    @pytest.mark.parametrize("task", ["start-wait-in-worker", "sensor-poke"])
+    def test_the_report_is_aborted(self, canvas_simulator, run_dag, capsys, task):
+        canvas_simulator.sim.script_report(REPORT, "stuck_running")
+        limit = timedelta(seconds=2)
+        if task == "sensor-poke":
+            dag = start_and_sense(
+                "sw_exec_timeout_poke", deferrable=False, poke_interval=0.2, execution_timeout=limit
+            )
+            waiting = "wait"
+        else:
+            with DAG("sw_exec_timeout_start", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+                StartAccountReportOperator(
+                    task_id="start",
+                    report=REPORT,
+                    parameters={"users": True},
+                    wait_for_completion=True,
+                    deferrable=False,
+                    poll_interval=0.2,
+                    adaptive_polling=False,
+                    execution_timeout=limit,
+                )
+            waiting = "start"
+        result = run_dag(dag)
+        assert result[waiting].state == "failed"
+        report_id = result["start"].xcoms["report_id"]
+        assert canvas_simulator.sim.reports[report_id].status == "aborted"
+        assert canvas_simulator.requests["abort"] == 1
+        assert f"Cancelled Canvas report {REPORT} #{report_id}: aborted it (it was running)." in (
+            capsys.readouterr().out
+        )
+
+
 class TestStartOperatorWaiting:
     @pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "in-worker"])
     def test_wait_for_completion_returns_the_final_report(

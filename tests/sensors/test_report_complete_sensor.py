@@ -281,21 +281,23 @@ class TestPokeMode:
         fixed.poke(context)
         assert fixed._get_next_poke_interval(0, lambda: 1.0, 1) == 0.5
 
-    def test_on_kill_while_poking_cancels(self, canvas: CanvasSimulator, context):
+    def test_on_kill_leaves_the_report_when_the_task_state_cannot_be_read(
+        self, canvas: CanvasSimulator, context, capsys: pytest.CaptureFixture[str]
+    ):
+        # on_kill stops the report only for a task Airflow records as given up (failed, ...):
+        # SIGTERM comes for a success or a clear too. Unsure (no supervisor answers here), it
+        # leaves the report and says where to stop it by hand. The states themselves are checked
+        # on a real deployment (tests/system/test_user_actions.py).
         report_id = start(canvas, "stuck_running")
         wait_until(canvas, report_id, "running")
         task = sensor(report_id)
         assert task.poke(context) is False
         task.on_kill()
-        assert canvas.reports[report_id].status == "aborted"
-
-    def test_on_kill_while_poking_leaves_a_queued_report(self, canvas: CanvasSimulator, context):
-        report_id = start(canvas, "stuck_created")
-        task = sensor(report_id)
-        assert task.poke(context) is False
-        task.on_kill()
-        assert canvas.reports[report_id].status == "created"
-        assert canvas.counters.requests["delete"] == 0
+        assert canvas.reports[report_id].status == "running"
+        assert canvas.counters.requests["abort"] == canvas.counters.requests["delete"] == 0
+        out = capsys.readouterr().out
+        assert f"Leaving Canvas report provisioning_csv #{report_id} running: could not tell" in out
+        assert "/accounts/self/settings#tab-reports" in out
 
 
 class TestRescheduleMode:

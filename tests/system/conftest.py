@@ -42,6 +42,7 @@ SYSTEM_DAG_IDS = (
     "canvas_system_kill_download_csv",
     "canvas_system_kill_download_zip",
     "canvas_system_kill_start_wait",
+    "canvas_system_long_poke",
     "canvas_system_long_wait",
     "canvas_system_queued_wait",
     "canvas_system_take_turns",

@@ -1,4 +1,4 @@
-"""A user marks a deferred sensor failed through the REST API: the report is stopped in Canvas.
+"""A user marks a waiting sensor failed or success through the REST API.
 
 Airflow 3.3 calls the trigger's ``on_kill`` when a user changes a deferred task's state;
 ``ReportStatusTrigger.on_kill`` cancels the report: abort while it runs. A queued report is left
@@ -100,3 +100,51 @@ def test_marking_a_deferred_sensor_failed_cancels_the_report(
     assert counters.status_polls[report_id] == polls
     assert sim.new_reports(before) == [report_id]
     assert counters.starts[REPORT] == starts_before + 1
+
+
+@pytest.mark.parametrize(
+    ("new_state", "final_status", "logged"),
+    [
+        pytest.param("failed", "aborted", "aborted it (it was running)", id="failed"),
+        # After a success the download lands the report once it completes: it must go on.
+        pytest.param("success", "running", "its task is now 'success'", id="success"),
+    ],
+)
+def test_marking_a_poking_sensor_stops_its_report_only_if_it_failed(
+    system: System, new_state: str, final_status: str, logged: str
+) -> None:
+    """In the worker, Airflow's SIGTERM calls on_kill alike for both; the task's state decides."""
+    dag_id = "canvas_system_long_poke"
+    sim = system.sims["canvas_long"]
+    counters = sim.sim.counters
+    api = system.api
+    run_id = f"mark-poking-{new_state}"
+    before = set(sim.sim.reports)
+    aborts_before = counters.requests["abort"]
+    api.unpause(dag_id)
+    api.trigger(dag_id, run_id)
+    report_id = one_new_report(sim, before)
+    system.deployment.wait_task(
+        dag_id, run_id, SENSOR, lambda ti: ti["state"] == "running", what="running", timeout=120
+    )
+    polls = counters.status_polls[report_id]
+    wait_for(
+        "the sensor to poke the report",
+        lambda: counters.status_polls[report_id] > polls + 1,
+        timeout=60,
+        interval=0.2,
+    )
+    assert sim.sim.reports[report_id].status == "running"
+
+    api.set_task_state(dag_id, run_id, SENSOR, new_state)
+
+    wait_for(
+        f"the task log to say what became of report #{report_id}",
+        lambda: logged in api.log(dag_id, run_id, SENSOR, 1),
+        timeout=60,
+        interval=0.5,
+        on_timeout=lambda: system.deployment.describe_run(dag_id, run_id),
+    )
+    assert sim.sim.reports[report_id].status == final_status
+    assert counters.requests["abort"] == aborts_before + (new_state == "failed")
+    assert api.task_instance(dag_id, run_id, SENSOR)["state"] == new_state

@@ -130,6 +130,34 @@ for _conn_id, _dag_id in (
         _start >> _wait
     globals()[_dag_id] = _dag
 
+# A sensor poking in the worker on a long report: a user marking it success or failed (the
+# worker's task runner gets SIGTERM and calls on_kill).
+with DAG(
+    dag_id="canvas_system_long_poke",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    max_active_runs=16,
+    tags=["canvas", "system-test"],
+) as long_poke:
+    _start = StartAccountReportOperator(
+        task_id="start_export",
+        canvas_conn_id="canvas_long",
+        report=REPORT,
+        parameters={"users": True, "skip_message": True},
+    )
+    _wait = ReportCompleteSensor(
+        task_id="wait_for_export",
+        canvas_conn_id="canvas_long",
+        report=REPORT,
+        report_id=REPORT_ID,
+        deferrable=False,
+        poke_interval=1,
+        adaptive_polling=False,
+        timeout=600,
+    )
+    _start >> _wait
+
 # Start tasks released together take turns (their rank in this DAG, read by the task runner).
 with DAG(
     dag_id="canvas_system_take_turns",
