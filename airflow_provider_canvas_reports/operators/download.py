@@ -85,8 +85,10 @@ class DownloadReportOperator(BaseOperator):
     A CSV report lands as one object named after the attachment. A ZIP report lands, with
     ``extract_zip=True``, as one object per member under the member's name (``users.csv``, ...;
     a ``/`` in it, as in a term name of ``mgp_grade_export_csv``, becomes ``_``); it is spooled
-    to local disk first because reading a ZIP needs seeking. With ``extract_zip=False`` the ZIP
-    lands as one object.
+    to local disk first because reading a ZIP needs seeking. Every member is staged and verified
+    before the first is committed: a ZIP that fails part-way leaves the folder as it was, objects
+    of an earlier run under the same names included. With ``extract_zip=False`` the ZIP lands as
+    one object.
 
     Returns (XCom ``return_value``) ``[{"uri", "name", "size", "sha256"}, ...]``, one dict per
     object, and emits one asset event per object through the asset alias ``asset_alias``.
@@ -302,7 +304,7 @@ class DownloadReportOperator(BaseOperator):
         from airflow_provider_canvas_reports.storage.zipfiles import extract_zip, landing_names
 
         # A ZIP's directory is at its end, so it is spooled to local disk, then extracted member
-        # by member, each streamed and verified into its own object.
+        # by member, each streamed and verified into its own object, all committed at the end.
         with (
             hook.open_report_file(report) as download,
             spool_stream(

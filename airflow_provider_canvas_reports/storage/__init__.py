@@ -6,7 +6,8 @@ No Canvas and no HTTP here: this package takes byte chunks and local files. Guar
 * the final object name never holds a partial or unverified object, and a failed write leaves
   nothing behind (see :mod:`.writer` for how, per store; :func:`clean_stale_partials` handles
   what only ``kill -9`` can leave);
-* ZIPs are validated whole before the first write and extracted all-or-nothing.
+* ZIPs are validated whole before the first write and extracted all-or-nothing: every member is
+  staged and verified before the first is committed.
 
 Typical use by an operator::
 

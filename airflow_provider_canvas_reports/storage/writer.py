@@ -15,14 +15,24 @@ leaves nothing at the final name. How that is achieved depends on the store:
   with :func:`clean_stale_partials` or a bucket lifecycle rule (AbortIncompleteMultipartUpload).
 * Other fsspec filesystems: hidden temp name in the same folder, then ``fs.mv``. This is atomic
   only where that filesystem's rename is.
+
+A write is two steps, *stage* (write and verify; nothing new under the final name yet) and
+*commit* (the object appears under its final name). :func:`write_stream` does both at once;
+:func:`stage_stream` stops after the first and returns a :class:`StagedObject`, so that several
+objects can all be verified before the first is committed (``extract_zip``). A staged object
+holds no data in memory: on local and other filesystems it is the hidden temp file; on S3 (and
+GCS) an upload whose parts are all sent but which is not completed; on Azure blocks that are
+staged but not committed. Until it is committed, an older object under the final name is
+untouched, and :meth:`StagedObject.discard` throws the staged one away.
 """
 
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from typing import Any
 
@@ -110,6 +120,128 @@ def write_stream(
     :param block_size: object-store upload part size (default: :func:`upload_block_size`).
     :param progress: told the byte count so far after each chunk.
     """
+    staged = _stage(
+        chunks,
+        target,
+        expected_size=expected_size,
+        overwrite=overwrite,
+        verify=verify,
+        block_size=block_size,
+        progress=progress,
+        defer=False,
+    )
+    return staged.commit()
+
+
+def stage_stream(
+    chunks: Iterable[bytes] | Readable,
+    target: ObjectStoragePath,
+    *,
+    expected_size: int | None,
+    overwrite: OverwritePolicy | str = OverwritePolicy.REPLACE,
+    verify: Verify | None = None,
+    block_size: int | None = None,
+    progress: Progress | None = None,
+) -> StagedObject:
+    """Write and verify ``chunks`` as :func:`write_stream` does, but do not commit them yet.
+
+    Returns a :class:`StagedObject`: nothing new is visible under ``target``'s name (an older
+    object there is untouched) until its :meth:`~StagedObject.commit`, and
+    :meth:`~StagedObject.discard` throws it away. Every byte has been sent to the store already:
+    a staged object keeps no data in memory, only a temp name or an upload id and its part list.
+    ``overwrite='skip_identical'`` is decided here (a staged object that is ``skipped`` commits
+    nothing); ``overwrite='fail'`` is checked here and again by the commit.
+
+    Call ``commit()`` or ``discard()`` on every staged object, also when the task is killed
+    (``BaseException``): until then it holds a hidden temp file (local) or an unfinished upload.
+    """
+    return _stage(
+        chunks,
+        target,
+        expected_size=expected_size,
+        overwrite=overwrite,
+        verify=verify,
+        block_size=block_size,
+        progress=progress,
+        defer=True,
+    )
+
+
+class StagedObject:
+    """An object written and verified, waiting to be committed under its final name."""
+
+    __slots__ = ("_commit", "_discard", "landed", "state", "target")
+
+    def __init__(
+        self,
+        target: ObjectStoragePath,
+        landed: LandedObject,
+        commit: Callable[[], None] | None = None,
+        discard: Callable[[], None] | None = None,
+    ) -> None:
+        self.target = target
+        #: What :meth:`commit` returns: its size and SHA-256 are those of the staged bytes.
+        self.landed = landed
+        self._commit = commit
+        self._discard = discard
+        #: ``staged``, then ``committed`` or ``discarded``; an identical object kept by
+        #: ``overwrite='skip_identical'`` is ``skipped`` from the start.
+        self.state = "skipped" if landed.skipped else "staged"
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    def commit(self, *, record: bool = True) -> LandedObject:
+        """Make the object appear, whole, under its final name; return it.
+
+        If the commit fails, the staged object is discarded and the error propagates: the final
+        name then holds what it held before (or, in the rare case that the store reports a wrong
+        size after completing the upload, nothing: see the error). ``record=False`` leaves the
+        hook-lineage record to the caller (:func:`record_lineage`).
+        """
+        if self.state == "skipped":
+            return self.landed
+        if self.state != "staged" or self._commit is None:
+            raise RuntimeError(f"{object_uri(self.target)} is {self.state}, it cannot be committed")
+        try:
+            self._commit()
+        except BaseException:
+            self.discard()
+            raise
+        self.state = "committed"
+        if record:
+            record_lineage(self.target)
+        return self.landed
+
+    def discard(self) -> None:
+        """Throw the staged object away (never raises; an old object under the name is untouched)."""
+        if self.state != "staged":
+            return
+        self.state = "discarded"
+        if self._discard is not None:
+            try:
+                self._discard()
+            except Exception as exc:  # the discards below log their own failures; this is a last resort
+                log.warning("Could not discard the staged object for %s: %s", object_uri(self.target), exc)
+
+
+def record_lineage(target: ObjectStoragePath) -> None:
+    """Tell Airflow's hook-lineage collector that ``target`` was written (never fails)."""
+    _record_lineage(target)
+
+
+def _stage(
+    chunks: Iterable[bytes] | Readable,
+    target: ObjectStoragePath,
+    *,
+    expected_size: int | None,
+    overwrite: OverwritePolicy | str,
+    verify: Verify | None,
+    block_size: int | None,
+    progress: Progress | None,
+    defer: bool,
+) -> StagedObject:
     policy = OverwritePolicy.coerce(overwrite)
     name = target.name
     if safe_name(name) != name:
@@ -120,9 +252,9 @@ def write_stream(
     kind = storage_kind(fs)
     meter = Meter(expected_size, object_uri(target), progress)
     if kind == "local":
-        return _write_local(chunks, target, meter, policy=policy, verify=verify)
+        return _stage_local(chunks, target, meter, policy=policy, verify=verify)
     if kind == "object_store":
-        return _write_object_store(
+        return _stage_object_store(
             chunks,
             target,
             fs,
@@ -130,8 +262,9 @@ def write_stream(
             policy=policy,
             verify=verify,
             block_size=block_size or upload_block_size(expected_size),
+            defer=defer,
         )
-    return _write_generic(chunks, target, fs, meter, policy=policy, verify=verify)
+    return _stage_generic(chunks, target, fs, meter, policy=policy, verify=verify)
 
 
 # -- local filesystem -------------------------------------------------------------------------
@@ -192,14 +325,14 @@ def _remove_quietly(path: str) -> None:
         log.warning("Could not remove temp file %s: %s (clean_stale_partials removes it later)", path, exc)
 
 
-def _write_local(
+def _stage_local(
     chunks: Iterable[bytes] | Readable,
     target: ObjectStoragePath,
     meter: Meter,
     *,
     policy: OverwritePolicy,
     verify: Verify | None,
-) -> LandedObject:
+) -> StagedObject:
     final = target.path
     folder = os.path.dirname(final)
     uri = object_uri(target)
@@ -211,7 +344,7 @@ def _write_local(
     check_free_space(folder, meter.expected_size, uri, "Free some space or choose another destination.")
 
     tmp = os.path.join(folder, new_partial_name(target.name))
-    committed = False
+    staged = False
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
         try:
@@ -224,15 +357,24 @@ def _write_local(
             verify(size, sha256)
         if policy is OverwritePolicy.SKIP_IDENTICAL and _local_identical(final, size, sha256):
             log.info("%s already holds identical content (sha256 %s); kept it", uri, sha256)
-            return LandedObject(uri=uri, name=target.name, size=size, sha256=sha256, skipped=True)
-        _commit_local(tmp, final, policy, target)
-        committed = True
+            return StagedObject(
+                target, LandedObject(uri=uri, name=target.name, size=size, sha256=sha256, skipped=True)
+            )
+        staged = True
     finally:
-        if not committed:
+        if not staged:
             _remove_quietly(tmp)
-    _fsync_dir(folder)
-    _record_lineage(target)
-    return LandedObject(uri=uri, name=target.name, size=size, sha256=sha256)
+
+    def commit() -> None:
+        _commit_local(tmp, final, policy, target)
+        _fsync_dir(folder)
+
+    return StagedObject(
+        target,
+        LandedObject(uri=uri, name=target.name, size=size, sha256=sha256),
+        commit=commit,
+        discard=lambda: _remove_quietly(tmp),
+    )
 
 
 # -- object stores ----------------------------------------------------------------------------
@@ -295,7 +437,40 @@ def _abort_upload(f: Any, uri: str) -> None:
             f.closed = True
 
 
-def _write_object_store(
+#: Stores whose writable files honour fsspec's ``autocommit=False``: ``close()`` sends the last
+#: part and leaves the upload unfinished, ``commit()`` completes it, ``discard()`` drops it.
+_AUTOCOMMIT_PROTOCOLS = frozenset({"s3", "s3a", "s3n", "gs", "gcs"})
+
+
+def _protocols(fs: AbstractFileSystem) -> set[str]:
+    return set(fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,))
+
+
+def _send_without_completing(f: Any, fs: AbstractFileSystem) -> None:
+    """Send every buffered byte of the upload ``f`` to the store, without completing it."""
+    if _AUTOCOMMIT_PROTOCOLS & _protocols(fs):
+        f.close()  # opened with autocommit=False: the last part goes up, the upload stays open
+        return
+    # adlfs ignores autocommit: its final flush commits the block list. So stage what is still
+    # buffered as (uncommitted) blocks the way fsspec's flush() would, but not as the final one;
+    # the commit's close() then only commits the block list. (AbstractBufferedFile internals:
+    # ``offset`` is None until the upload is initiated; a False return keeps the buffer.)
+    if f.offset is None:
+        f.offset = 0
+        f._initiate_upload()
+    if f._upload_chunk(final=False) is not False:
+        f.offset += f.buffer.seek(0, 2)
+        f.buffer = io.BytesIO()
+
+
+def _complete(f: Any, fs: AbstractFileSystem, deferred: bool) -> None:
+    if deferred and _AUTOCOMMIT_PROTOCOLS & _protocols(fs):
+        f.commit()  # S3: CompleteMultipartUpload (or a 0-byte PUT); GCS: finalise
+    else:
+        f.close()  # completes the upload: the object appears now, whole
+
+
+def _stage_object_store(
     chunks: Iterable[bytes] | Readable,
     target: ObjectStoragePath,
     fs: AbstractFileSystem,
@@ -304,54 +479,75 @@ def _write_object_store(
     policy: OverwritePolicy,
     verify: Verify | None,
     block_size: int,
-) -> LandedObject:
+    defer: bool,
+) -> StagedObject:
     path = target.path
     uri = object_uri(target)
     if policy is OverwritePolicy.FAIL and object_exists(target):
         raise destination_exists_error(target)
 
-    f = fs.open(path, "wb", block_size=block_size)
-    committed = False
+    # defer: every part is sent now, only the completion waits for commit() (see stage_stream).
+    # Otherwise the last part stays buffered (at most block_size) until commit() closes the file:
+    # a small object is then one PUT instead of a multipart upload.
+    f = (
+        fs.open(path, "wb", block_size=block_size, autocommit=False)
+        if defer
+        else fs.open(path, "wb", block_size=block_size)
+    )
+    staged = False
     try:
         pump(chunks, f.write, meter)
         size, sha256 = meter.finish()
         if verify is not None:
             verify(size, sha256)
+        if policy is OverwritePolicy.SKIP_IDENTICAL and _remote_identical(target, size, sha256):
+            log.info("%s already holds identical content (sha256 %s); kept it", uri, sha256)
+            return StagedObject(
+                target, LandedObject(uri=uri, name=target.name, size=size, sha256=sha256, skipped=True)
+            )
+        if defer:
+            _send_without_completing(f, fs)
+        staged = True
+    finally:
+        if not staged:
+            _abort_upload(f, uri)
+
+    completed: list[bool] = []
+
+    def commit() -> None:
         if policy is OverwritePolicy.FAIL and object_exists(target):
             # Checked again just before the commit to keep the race window small. (S3's
             # If-None-Match would close it, but S3-compatible stores do not all honour it.)
             raise destination_exists_error(target)
-        if policy is OverwritePolicy.SKIP_IDENTICAL and _remote_identical(target, size, sha256):
-            log.info("%s already holds identical content (sha256 %s); kept it", uri, sha256)
-            return LandedObject(uri=uri, name=target.name, size=size, sha256=sha256, skipped=True)
-        f.close()  # completes the upload: the object appears now, whole
-        committed = True
-    finally:
-        if not committed:
-            _abort_upload(f, uri)
+        _complete(f, fs, defer)
+        completed.append(True)  # from here on there is no upload left to abort
+        fs.invalidate_cache(path)
+        try:
+            stored = int(fs.info(path).get("size") or 0)
+        except PermissionError:
+            # Write-only credentials: the completed upload is the store's own word on the size.
+            log.debug("Cannot read back %s (no read permission); not checking its stored size", uri)
+            stored = size
+        if stored != size:
+            with suppress(FileNotFoundError):
+                fs.rm_file(path)
+            raise VerificationError(
+                f"{describe(target)}: the store reports {stored} bytes after the upload, but {size} were "
+                "sent; the object was removed. Retry the task; if it persists, check the store."
+            )
 
-    fs.invalidate_cache(path)
-    try:
-        stored = int(fs.info(path).get("size") or 0)
-    except PermissionError:
-        # Write-only credentials: the completed upload is the store's own word on the size.
-        log.debug("Cannot read back %s (no read permission); not checking its stored size", uri)
-        stored = size
-    if stored != size:
-        with suppress(FileNotFoundError):
-            fs.rm_file(path)
-        raise VerificationError(
-            f"{describe(target)}: the store reports {stored} bytes after the upload, but {size} were "
-            "sent; the object was removed. Retry the task; if it persists, check the store."
-        )
-    _record_lineage(target)
-    return LandedObject(uri=uri, name=target.name, size=size, sha256=sha256)
+    return StagedObject(
+        target,
+        LandedObject(uri=uri, name=target.name, size=size, sha256=sha256),
+        commit=commit,
+        discard=lambda: None if completed else _abort_upload(f, uri),
+    )
 
 
 # -- other fsspec filesystems -----------------------------------------------------------------
 
 
-def _write_generic(
+def _stage_generic(
     chunks: Iterable[bytes] | Readable,
     target: ObjectStoragePath,
     fs: AbstractFileSystem,
@@ -359,13 +555,22 @@ def _write_generic(
     *,
     policy: OverwritePolicy,
     verify: Verify | None,
-) -> LandedObject:
+) -> StagedObject:
     path = target.path
     uri = object_uri(target)
     if policy is OverwritePolicy.FAIL and object_exists(target):
         raise destination_exists_error(target)
     tmp = f"{target.parent.path.rstrip('/')}/{new_partial_name(target.name)}"
-    committed = False
+
+    def remove_tmp() -> None:
+        try:
+            fs.rm_file(tmp)
+        except FileNotFoundError:
+            pass
+        except Exception as exc:
+            log.warning("Could not remove temp object %s: %s", tmp, exc)
+
+    staged = False
     try:
         with fs.open(tmp, "wb") as f:  # a partial temp may be closed: it is removed below
             pump(chunks, f.write, meter)
@@ -373,18 +578,22 @@ def _write_generic(
         if verify is not None:
             verify(size, sha256)
         if policy is OverwritePolicy.SKIP_IDENTICAL and _remote_identical(target, size, sha256):
-            return LandedObject(uri=uri, name=target.name, size=size, sha256=sha256, skipped=True)
+            return StagedObject(
+                target, LandedObject(uri=uri, name=target.name, size=size, sha256=sha256, skipped=True)
+            )
+        staged = True
+    finally:
+        if not staged:
+            remove_tmp()
+
+    def commit() -> None:
         if policy is OverwritePolicy.FAIL and object_exists(target):
             raise destination_exists_error(target)
         fs.mv(tmp, path)
-        committed = True
-    finally:
-        if not committed:
-            try:
-                fs.rm_file(tmp)
-            except FileNotFoundError:
-                pass
-            except Exception as exc:
-                log.warning("Could not remove temp object %s: %s", tmp, exc)
-    _record_lineage(target)
-    return LandedObject(uri=uri, name=target.name, size=size, sha256=sha256)
+
+    return StagedObject(
+        target,
+        LandedObject(uri=uri, name=target.name, size=size, sha256=sha256),
+        commit=commit,
+        discard=remove_tmp,
+    )

@@ -2,6 +2,7 @@
 
 The central directory is validated as a whole before anything is written: names, duplicates,
 member types, encryption, compression methods, declared sizes and ratios, and the archive layout.
+Every member is then staged and verified before the first is committed (see :func:`extract_zip`).
 Member data is then read from the archive and inflated by us, not by ``zipfile.ZipFile.open``,
 so that every limit is enforced on the bytes actually produced (a header that under-declares a
 member's size is caught, not silently truncated) and memory stays bounded (1 MiB in, 1 MiB out).
@@ -22,7 +23,7 @@ from typing import BinaryIO
 
 from airflow.sdk import ObjectStoragePath
 
-from airflow_provider_canvas_reports.storage.destination import describe, object_uri
+from airflow_provider_canvas_reports.storage.destination import describe
 from airflow_provider_canvas_reports.storage.errors import (
     InvalidZipError,
     StorageError,
@@ -33,9 +34,11 @@ from airflow_provider_canvas_reports.storage.model import LandedObject, Overwrit
 from airflow_provider_canvas_reports.storage.names import safe_name
 from airflow_provider_canvas_reports.storage.streaming import CHUNK_SIZE
 from airflow_provider_canvas_reports.storage.writer import (
+    StagedObject,
     destination_exists_error,
     object_exists,
-    write_stream,
+    record_lineage,
+    stage_stream,
 )
 
 log = logging.getLogger(__name__)
@@ -283,25 +286,66 @@ def _member_chunks(fp: BinaryIO, info: zipfile.ZipInfo, budget: _Budget) -> Iter
         raise corrupt("CRC-32 mismatch")
 
 
-def _rollback(written: list[ObjectStoragePath]) -> str:
-    """Remove objects this extraction wrote; describe the outcome for the error message."""
-    if not written:
-        return "Nothing was written."
-    removed, failed = [], []
-    for target in written:
-        try:
-            # rm_file, not unlink(): s3fs's rm reads [, * and ? as a glob, so a member named
-            # "Fall 2025 [1].csv" would remove "Fall 2025 1.csv" and stay itself.
-            target.fs.rm_file(target.path)
-            removed.append(target.name)
-        except FileNotFoundError:
-            removed.append(target.name)
-        except Exception as exc:
-            failed.append(f"{object_uri(target)} ({exc})")
-    note = f"The {len(removed)} object(s) this extraction had already written were removed ({', '.join(removed)})."
-    if failed:
-        note += f" Could NOT remove: {'; '.join(failed)}: delete them by hand."
-    return note
+def _discard_all(staged: list[StagedObject]) -> list[str]:
+    """Throw away every member still staged; return their names."""
+    discarded = [item.name for item in staged if item.state == "staged"]
+    for item in staged:
+        item.discard()
+    return discarded
+
+
+def _nothing_written(error: str, discarded: list[str]) -> str:
+    """``error`` completed by what happened to the folder, for a failure before any commit."""
+    said = "nothing was written" in error.lower()
+    if not discarded:
+        return error if said else f"{error} Nothing was written."
+    note = (
+        f"The {len(discarded)} member(s) already extracted and verified ({', '.join(discarded)}) "
+        "were discarded before any was committed; every object already in the folder is as it was."
+    )
+    return f"{error} {note}" if said else f"{error} Nothing was written: {note[0].lower()}{note[1:]}"
+
+
+def _commit_all(staged: list[StagedObject], label: str, dest_dir: ObjectStoragePath) -> list[LandedObject]:
+    """Commit every staged member, in order; then record them (hook lineage).
+
+    A commit that fails (rare: a rename or an upload completion refused) stops the rest: those
+    are discarded, and the error names what was committed and what was not. Committed members
+    stay: each is complete and verified.
+    """
+    landed: list[LandedObject] = []
+    failure: BaseException | None = None
+    failed_at = ""
+    try:
+        for item in staged:
+            failed_at = item.name
+            landed.append(item.commit(record=False))
+    except BaseException as exc:
+        failure = exc
+        _discard_all(staged)
+    for item in staged:
+        if item.state == "committed":
+            record_lineage(item.target)
+    if failure is None:
+        return landed
+    if not isinstance(failure, Exception):
+        raise failure  # killed or timed out: the committed members stay, the rest are discarded
+    # The member's own error may say "Nothing was written": true of that member only.
+    reason = str(failure).replace(" Nothing was written.", "").rstrip(".")
+    committed = [item.name for item in staged if item.state == "committed"]
+    kept = [item.name for item in staged if item.state == "skipped"]
+    not_committed = [item.name for item in staged if item.state == "discarded"]
+    note = (
+        f"Committing the verified members of {label} to {describe(dest_dir)} failed at "
+        f"{failed_at!r}: {reason}. Committed (complete and verified, left in place): "
+        f"{', '.join(committed) or 'none'}. NOT committed (their names keep what they held "
+        f"before): {', '.join(not_committed)}."
+    )
+    if kept:
+        note += f" Kept as identical: {', '.join(kept)}."
+    note += " Retry the task to land the whole set."
+    error_type = type(failure) if isinstance(failure, StorageError) else StorageError
+    raise error_type(note) from failure
 
 
 def extract_zip(
@@ -316,16 +360,25 @@ def extract_zip(
 
     ``name`` is what logs and errors call the archive (the report's file name), else its path's.
 
-    All-or-nothing: the whole archive is validated before the first write, and if a member still
-    fails mid-way (corrupt data, forged sizes, storage error), the objects already written by this
-    call are removed and the error says so. Directory entries are skipped; symlinks, encrypted
-    members, unsafe or colliding names and anything over ``limits`` are refused. Objects kept by
-    ``overwrite='skip_identical'`` are reported (``skipped=True``) and never removed.
+    All-or-nothing, in two phases. The whole archive is validated before the first write. Then
+    every member is *staged*: streamed to the store and verified (size, CRC-32, SHA-256) without
+    appearing under its final name (a hidden temp file on local folders; on S3 and GCS an upload
+    whose parts are all sent but which is not completed; on Azure uncommitted blocks). Only when
+    every member is staged and verified are they *committed* (renamed into place, uploads
+    completed), one after another, and then recorded. If anything fails before that (corrupt
+    data, forged sizes, a store error, disk full, the task killed or timed out), every staged
+    member is discarded and the folder is left exactly as it was: objects from an earlier run
+    under the same names are untouched, and no new name appears.
 
-    Stores have no multi-object transaction: with ``overwrite='replace'``, a member that replaced
-    an older object and is then rolled back leaves no object under that name (the old one is
-    gone), while names not reached yet keep their previous objects. No name ever holds a partial
-    or unverified object.
+    Directory entries are skipped; symlinks, encrypted members, unsafe or colliding names and
+    anything over ``limits`` are refused. ``overwrite='fail'`` refuses the whole archive, writing
+    nothing, if any member's name exists (checked before staging and again before the first
+    commit). Objects kept by ``overwrite='skip_identical'`` are reported (``skipped=True``).
+
+    Stores have no multi-object transaction, so the commit phase is not atomic as a whole: if a
+    commit itself fails midway (rare: a rename or an upload completion refused), the members
+    committed so far stay (each is complete and verified), the rest are discarded, and the error
+    names both. No name ever holds a partial or unverified object.
     """
     limits = limits or ZipLimits()
     policy = OverwritePolicy.coerce(overwrite)
@@ -347,8 +400,7 @@ def extract_zip(
                 if object_exists(target):
                     raise destination_exists_error(target)
         budget = _Budget(limits)
-        landed: list[LandedObject] = []
-        written: list[ObjectStoragePath] = []
+        staged: list[StagedObject] = []
         current = ""
         try:
             for number, (member, target) in enumerate(zip(members, targets, strict=True), start=1):
@@ -362,24 +414,32 @@ def extract_zip(
                     current,
                     f"{member.info.file_size:,}",
                 )
-                landed_object = write_stream(
-                    _member_chunks(fp, member.info, budget),
-                    target,
-                    expected_size=member.info.file_size,
-                    overwrite=policy,
+                staged.append(
+                    stage_stream(
+                        _member_chunks(fp, member.info, budget),
+                        target,
+                        expected_size=member.info.file_size,
+                        overwrite=policy,
+                    )
                 )
-                landed.append(landed_object)
-                if not landed_object.skipped:
-                    written.append(target)
+            if policy is OverwritePolicy.FAIL:
+                # Again before the first commit: another writer may have created one meanwhile.
+                for item in staged:
+                    current = item.name
+                    if object_exists(item.target):
+                        raise destination_exists_error(item.target)
         except Exception as exc:
-            note = _rollback(written)
+            discarded = _discard_all(staged)
             if isinstance(exc, StorageError):
-                raise type(exc)(f"{exc} {note}") from exc
+                raise type(exc)(_nothing_written(str(exc), discarded)) from exc
             raise StorageError(
-                f"Extracting ZIP member {current!r} to {describe(dest_dir)} failed: {exc}. {note}"
+                _nothing_written(
+                    f"Extracting ZIP member {current!r} to {describe(dest_dir)} failed: {exc}.", discarded
+                )
             ) from exc
         except BaseException:
-            _rollback(written)  # killed or timed out: still leave no half-extracted set behind
+            _discard_all(staged)  # killed or timed out: leave no staged member behind
             raise
+        landed = _commit_all(staged, label, dest_dir)
     log.info("Extracted %d member(s) of %s to %s", len(landed), label, describe(dest_dir))
     return landed

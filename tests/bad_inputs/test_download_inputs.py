@@ -324,10 +324,11 @@ def test_zip_bomb_is_refused_before_anything_is_written(canvas: FakeCanvas, tmp_
     untouched(lake, spool)
 
 
-def test_zip_member_lying_about_its_size_is_caught_and_rolled_back(
+def test_zip_member_lying_about_its_size_is_caught_and_nothing_lands(
     canvas: FakeCanvas, tmp_path: Path
 ) -> None:
-    """A header that under-declares a member: the first member lands, the liar is caught, both are removed."""
+    """A header that under-declares a member: the first member is staged, the liar is caught, and
+    neither is ever committed."""
     good = zip_bytes({"a.csv": b"first\n", "b.csv": b"B" * 5000}, compress=True)
     # Forge b.csv's uncompressed size (central directory) down to 10 bytes.
     data = bytearray(good)
@@ -338,8 +339,8 @@ def test_zip_member_lying_about_its_size_is_caught_and_rolled_back(
     run = land(lake, spool)
     assert run.message == (
         "ZIP member 'b.csv' decompresses to more than the 10 bytes its header declares: a ZIP bomb or a forged "
-        "header, not a genuine report export. The 1 object(s) this extraction had already written were removed "
-        "(a.csv)."
+        "header, not a genuine report export. Nothing was written: the 1 member(s) already extracted and "
+        "verified (a.csv) were discarded before any was committed; every object already in the folder is as it was."
     )
     untouched(lake, spool)
 

@@ -20,6 +20,7 @@ from airflow_provider_canvas_reports.storage import (
     extract_zip,
     member_object_name,
 )
+from tests.fixtures.stores import S3Store
 
 from .helpers import (
     MiB,
@@ -184,7 +185,7 @@ def test_unsupported_compression_is_refused(tmp_path, local_dir):
     assert listing(local_dir) == []
 
 
-def test_corrupt_member_data_rolls_back_what_was_written(tmp_path, local_dir):
+def test_corrupt_member_data_commits_nothing(tmp_path, local_dir):
     archive = build_zip(
         tmp_path / "crc.zip",
         [("users.csv", USERS), ("courses.csv", COURSES * 100)],
@@ -195,8 +196,11 @@ def test_corrupt_member_data_rolls_back_what_was_written(tmp_path, local_dir):
         extract_zip(archive, local_dir)
     message = str(excinfo.value)
     assert "'courses.csv' is corrupt: CRC-32 mismatch" in message
-    assert "already written were removed (users.csv)" in message
-    assert listing(local_dir) == []
+    assert (
+        "Nothing was written: the 1 member(s) already extracted and verified (users.csv) were discarded"
+        in message
+    )
+    assert listing(local_dir) == []  # no temp file either
 
 
 class _KilledWhileWriting(MemoryFileSystem):
@@ -214,7 +218,7 @@ class _KilledWhileWriting(MemoryFileSystem):
         return super()._open(path, mode, **kwargs)
 
 
-def test_a_task_killed_mid_extraction_rolls_back_and_stays_killed(tmp_path):
+def test_a_task_killed_mid_extraction_leaves_nothing_and_stays_killed(tmp_path):
     # Airflow's timeout and SIGTERM are BaseExceptions: no error message is owed, but no
     # half-extracted set may stay behind either.
     from airflow.sdk.io import attach
@@ -230,8 +234,8 @@ def test_a_task_killed_mid_extraction_rolls_back_and_stays_killed(tmp_path):
         with pytest.raises(TaskKilled):
             extract_zip(archive, folder)
 
-        assert any("users.csv" in path for path in store.opened_for_writing)  # it had landed
-        assert store.find(folder.path) == []  # and was rolled back
+        assert any("users.csv" in path for path in store.opened_for_writing)  # it had been staged
+        assert store.find(folder.path) == []  # and was discarded, temp object included
     finally:
         if store.exists(folder.path):
             store.rm(folder.path, recursive=True)
@@ -280,7 +284,7 @@ def test_member_that_lies_about_its_size_is_caught_while_decompressing(tmp_path,
         extract_zip(archive, local_dir)
     message = str(excinfo.value)
     assert "decompresses to more than the 1000 bytes its header declares" in message
-    assert "already written were removed (ok.csv)" in message
+    assert "the 1 member(s) already extracted and verified (ok.csv) were discarded" in message
     assert listing(local_dir) == []
 
 
@@ -330,7 +334,7 @@ def test_skip_identical_reports_kept_objects_and_never_rolls_them_back(tmp_path,
 # -- S3 ----------------------------------------------------------------------------------------
 
 
-def test_extract_to_s3_and_roll_back_on_s3(tmp_path, s3_server, s3_dir):
+def test_extract_to_s3_and_discard_on_s3(tmp_path, s3_server, s3_dir):
     prefix = s3_dir.path.split("/", 1)[1]
     archive = build_zip(tmp_path / "r.zip", [("users.csv", USERS), ("courses.csv", COURSES)])
     landed = extract_zip(archive, s3_dir)
@@ -344,15 +348,15 @@ def test_extract_to_s3_and_roll_back_on_s3(tmp_path, s3_server, s3_dir):
     bad = tmp_path / "bad.zip"
     build_zip(bad, [("a.csv", USERS), ("b.csv", COURSES * 50)], compression=zipfile.ZIP_STORED)
     corrupt_member_data(bad, "b.csv")
-    with pytest.raises(InvalidZipError, match=r"removed \(a.csv\)"):
+    with pytest.raises(InvalidZipError, match=r"verified \(a.csv\) were discarded"):
         extract_zip(bad, s3_dir)
     assert sorted(s3_server.keys(prefix=prefix)) == [f"{prefix}/courses.csv", f"{prefix}/users.csv"]
     assert s3_server.pending_uploads(prefix=prefix) == []
 
 
-def test_rollback_removes_exactly_what_it_wrote_whatever_the_name(tmp_path, store):
+def test_a_failed_extraction_discards_exactly_what_it_staged_whatever_the_name(tmp_path, store):
     # Member names come from Canvas (mgp_grade_export_csv names them after terms): brackets, stars
-    # and question marks are glob characters to s3fs's rm.
+    # and question marks are glob characters to s3fs's rm, so nothing may be removed by pattern.
     store.put("Fall 2025 1.csv", b"someone else's object")
     bad = tmp_path / "bad.zip"
     build_zip(
@@ -361,10 +365,14 @@ def test_rollback_removes_exactly_what_it_wrote_whatever_the_name(tmp_path, stor
         compression=zipfile.ZIP_STORED,
     )
     corrupt_member_data(bad, "b.csv")
-    with pytest.raises(InvalidZipError, match=r"removed \(Fall 2025 \[1\].csv, Term \*\?.csv\)"):
+    with pytest.raises(
+        InvalidZipError, match=r"verified \(Fall 2025 \[1\].csv, Term \*\?.csv\) were discarded"
+    ):
         extract_zip(bad, store.folder)
     assert store.names() == ["Fall 2025 1.csv"]
     assert store.read_back("Fall 2025 1.csv")[0] == len(b"someone else's object")
+    if isinstance(store, S3Store):
+        assert store.unfinished_uploads() == []
 
 
 def test_landing_names_are_the_names_extraction_writes(tmp_path):
