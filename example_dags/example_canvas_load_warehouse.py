@@ -68,7 +68,8 @@ def newest_export(events: Sequence[Any]) -> list[dict[str, Any]]:
     objects: dict[str, dict[str, Any]] = {}
     for event in events:
         if int(event.extra.get("report_id") or 0) == newest:
-            objects[event.asset.uri] = {"uri": event.asset.uri, **event.extra}
+            # extra["uri"] is the object's own URI; the asset's escapes `%`, `?` and `#`.
+            objects[event.asset.uri] = {**event.extra, "uri": event.extra.get("uri") or event.asset.uri}
     return sorted(objects.values(), key=lambda o: o["uri"])
 
 

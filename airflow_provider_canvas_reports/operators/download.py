@@ -91,7 +91,9 @@ class DownloadReportOperator(BaseOperator):
     one object.
 
     Returns (XCom ``return_value``) ``[{"uri", "name", "size", "sha256"}, ...]``, one dict per
-    object, and emits one asset event per object through the asset alias ``asset_alias``.
+    object, and emits one asset event per object through the asset alias ``asset_alias``; its
+    extra holds ``report``, ``report_id``, ``uri`` (the object's own URI: read it by this one, as
+    the asset's URI escapes ``%``, ``?`` and ``#``), ``name``, ``size`` and ``sha256``.
 
     :param report: the report type, e.g. ``provisioning_csv`` (templated).
     :param report_id: the report run's id, e.g. ``"{{ ti.xcom_pull('start')['id'] }}"`` (templated).
@@ -379,6 +381,9 @@ class DownloadReportOperator(BaseOperator):
                 extra={
                     "report": report.report,
                     "report_id": report.id,
+                    # The object's own URI, to read it back by: the asset's has `%`, `?` and `#`
+                    # escaped (asset_uri), and a consumer cannot tell which `%xx` were escapes.
+                    "uri": obj.uri,
                     "name": obj.name,
                     "size": obj.size,
                     "sha256": obj.sha256,

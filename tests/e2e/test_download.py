@@ -163,6 +163,7 @@ def test_csv_report_lands_byte_for_byte_after_start_and_wait(
             "extra": {
                 "report": "last_user_access_csv",
                 "report_id": report_id,
+                "uri": landed[0]["uri"],
                 "name": attachment.display_name,
                 "size": len(expected_bytes),
                 "sha256": sha256(expected_bytes),

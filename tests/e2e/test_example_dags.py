@@ -205,3 +205,36 @@ def test_load_dag_skips_an_export_older_than_one_already_landed(
     context = {"triggering_asset_events": {"alias": [event(101)]}, "inlet_events": Landed()}
     with pytest.raises(AirflowSkipException, match="export #101, older than export #125"):
         module.load_tables.function(**context)
+
+
+def test_load_dag_reads_objects_whose_names_the_asset_uri_escapes(tmp_path: Path) -> None:
+    # mgp_grade_export_csv names members after terms ("Term #2", "100% Online"): the asset's URI
+    # escapes `#`, `?` and `%`, so the loader reads each object by the URI the event's extra
+    # carries, as the download emits it.
+    import importlib.util
+    from types import SimpleNamespace
+
+    from airflow.sdk import Asset, ObjectStoragePath
+
+    from airflow_provider_canvas_reports.operators.download import asset_uri
+
+    spec = importlib.util.spec_from_file_location("load_example", EXAMPLES / f"{LOAD}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    events = []
+    for name in ("Term #2.csv", "100% Online.csv", "a?b.csv"):
+        (tmp_path / name).write_text("id\n1\n")
+        uri = f"file://{tmp_path / name}"  # as the download names it (object_uri): not %-encoded
+        events.append(
+            SimpleNamespace(
+                asset=Asset(asset_uri(uri)),
+                extra={"report": "mgp_grade_export_csv", "report_id": 7, "uri": uri, "name": name},
+            )
+        )
+    found = module.newest_export(events)
+    assert sorted(o["name"] for o in found) == ["100% Online.csv", "Term #2.csv", "a?b.csv"]
+    for obj in found:
+        assert ObjectStoragePath(obj["uri"]).read_text() == "id\n1\n"
