@@ -109,9 +109,10 @@ class StartAccountReportOperator(BaseOperator):
         starts; if it fails or finds nothing, the wait goes on without). None: no expectation;
         then completion is noticed within max(``poll_interval``, 5% of the run time), at the
         cost of more polls.
-    :param timeout: how long to wait (seconds or timedelta, default 24 hours). At the
-        deadline the report is cancelled in Canvas (aborted if running, deleted if queued)
-        and the task fails saying so.
+    :param timeout: how long to wait (seconds or timedelta, default 24 hours; there is no
+        "no limit": ``None`` is refused). At the deadline the report is cancelled in Canvas
+        (aborted if running, deleted if compiling; a queued one, which Canvas cannot stop, is
+        left for a retry to reconnect to) and the task fails saying so.
     :param max_consecutive_errors: failed polls in a row (each already retried by the client)
         tolerated before the wait fails.
     :param canvas_conn_id: the Canvas connection.
@@ -157,7 +158,7 @@ class StartAccountReportOperator(BaseOperator):
         adaptive_polling: bool = True,
         max_poll_interval: timedelta | float = DEFAULT_MAX_POLL_INTERVAL,
         expected_run_time: ExpectedRunTime = AUTO,
-        timeout: timedelta | float | None = DEFAULT_TIMEOUT,
+        timeout: timedelta | float = DEFAULT_TIMEOUT,
         max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS,
         canvas_conn_id: str = DEFAULT_CONN_ID,
         account_id: str | int | None = None,
@@ -200,7 +201,7 @@ class StartAccountReportOperator(BaseOperator):
                 flag(adaptive_polling, name="adaptive_polling"),
                 duration(max_poll_interval, name="max_poll_interval", default=DEFAULT_MAX_POLL_INTERVAL),
             ),
-            timeout=duration(timeout, name="timeout", default=DEFAULT_TIMEOUT.total_seconds()),
+            timeout=_deadline(timeout),
             max_consecutive_errors=count(max_consecutive_errors, name="max_consecutive_errors"),
             retry_policy=self.canvas_retry_policy,
             expected_run_time=expected_run_time_setting(expected_run_time),
@@ -416,10 +417,11 @@ class StartAccountReportOperator(BaseOperator):
         )
         url = self.hook.reports_page_url(account)
         remember_link(self, url)
+        # The link's key goes in any case: a deferred wait resumes in a new try, whose link
+        # reads it (Airflow logs an error for a missing one). The page's URL carries no secret.
+        context["ti"].xcom_push(key=XCOM_KEY, value=url)
         if self.do_xcom_push:
-            ti = context["ti"]
-            ti.xcom_push(key=XCOM_REPORT_ID, value=report.id)
-            ti.xcom_push(key=XCOM_KEY, value=url)
+            context["ti"].xcom_push(key=XCOM_REPORT_ID, value=report.id)
 
     # -- waiting ---------------------------------------------------------------------------
     def _wait(
@@ -508,6 +510,18 @@ class StartAccountReportOperator(BaseOperator):
             return
         report, report_id, account, ti = self._waiting_for
         cancel_on_kill(self.hook, report, report_id, account, ti, self.log)
+
+
+def _deadline(timeout: Any) -> float:
+    """The wait's timeout in seconds. None is refused rather than read as the default: written
+    out, it reads as "no limit", and a wait without a deadline is what this provider never does."""
+    if timeout is None:
+        raise TypeError(
+            "timeout=None: every wait has a deadline, at which the report is cancelled in Canvas. "
+            f"Give a duration (seconds or a timedelta; the default is "
+            f"{DEFAULT_TIMEOUT.total_seconds() / 3600:g} hours), e.g. timedelta(days=2) for a long report."
+        )
+    return duration(timeout, name="timeout")
 
 
 def _own_params(task: BaseOperator, inherited: Mapping[str, Any]) -> set[str]:

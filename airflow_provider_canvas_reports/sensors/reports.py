@@ -209,8 +209,8 @@ class ReportCompleteSensor(BaseSensorOperator):
         remember_link(self, None)  # until the connection gives a URL
         url = self.hook.reports_page_url(self._account_id())
         remember_link(self, url)
-        if self.do_xcom_push:
-            context["ti"].xcom_push(key=XCOM_KEY, value=url)
+        # In any case: a deferred wait resumes in a new try, whose link reads it (see the start's).
+        context["ti"].xcom_push(key=XCOM_KEY, value=url)
         self._report_id()  # a bad id fails before any wait
         # A rescheduled poke keeps the place its try's first poke took.
         if not self.reschedule or context["ti"].get_first_reschedule_date(context) is None:

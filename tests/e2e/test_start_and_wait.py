@@ -81,6 +81,28 @@ class TestDeferrableSensor:
         assert result["wait"].xcoms[LINK_KEY] == url
         no_token(canvas_simulator, result, output)
 
+    def test_the_link_survives_the_deferral_without_xcom_push(self, canvas_simulator, run_dag, capsys):
+        # do_xcom_push=False keeps the results out of XCom, not the link: the resumed try reads it.
+        held = queued_until_the_sensor_starts(canvas_simulator.sim)
+        with DAG("sw_no_xcom_push", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+            StartAccountReportOperator(
+                task_id="start",
+                report=REPORT,
+                parameters={"users": True},
+                wait_for_completion=True,
+                deferrable=True,
+                do_xcom_push=False,
+                poll_interval=0.2,
+                **held,
+            )
+        result = run_dag(dag)
+        assert result.states() == {"start": "success"}
+        url = f"{canvas_simulator.url}/accounts/self/settings#tab-reports"
+        assert result["start"].xcoms[LINK_KEY] == url
+        assert "report_id" not in result["start"].xcoms
+        assert "return_value" not in result["start"].xcoms
+        assert "XCom not found" not in capsys.readouterr().out
+
     @pytest.mark.parametrize(
         ("fate", "said"),
         [

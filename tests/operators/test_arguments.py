@@ -29,6 +29,14 @@ def test_none_is_the_default_where_there_is_one():
         duration(None, name="expected_run_time")
 
 
+def test_a_timeout_of_none_is_refused_not_read_as_no_limit():
+    # Written out, None reads as "no limit"; the start operator's wait always has a deadline.
+    from airflow_provider_canvas_reports.operators.reports import StartAccountReportOperator
+
+    with pytest.raises(TypeError, match=r"timeout=None: every wait has a deadline.*default is 24 hours"):
+        StartAccountReportOperator(task_id="start", report="provisioning_csv", timeout=None)
+
+
 def test_a_number_in_a_string_is_a_duration():
     # What Variable.get() gives for a value kept in a Variable.
     assert duration("120", name="poll_interval", default=60.0) == 120.0
