@@ -98,73 +98,14 @@ def _record_lineage(target: ObjectStoragePath) -> None:
 
 
 def write_stream(
-    chunks: Iterable[bytes] | Readable,
-    target: ObjectStoragePath,
-    *,
-    expected_size: int | None,
-    overwrite: OverwritePolicy | str = OverwritePolicy.REPLACE,
-    verify: Verify | None = None,
-    block_size: int | None = None,
-    progress: Progress | None = None,
+    chunks: Iterable[bytes] | Readable, target: ObjectStoragePath, **options: Any
 ) -> LandedObject:
     """Stream ``chunks`` to the object ``target``; return it once it is committed and verified.
 
-    :param chunks: the bytes, in chunks of any size (coalesced into ~1 MiB writes), or a
-        :class:`Readable` (read into reusable buffers: the fastest way).
-    :param target: the final object path; its name must pass :func:`safe_name` unchanged.
-    :param expected_size: bytes announced by the source; a different count raises
-        VerificationError and nothing is committed (the stream is cut as soon as it overflows).
-    :param overwrite: see :class:`OverwritePolicy`.
-    :param verify: ``verify(size, sha256_hex)`` runs after the last byte and before the commit;
-        if it raises, nothing is committed and its exception propagates unchanged.
-    :param block_size: object-store upload part size (default: :func:`upload_block_size`).
-    :param progress: told the byte count so far after each chunk.
+    :func:`stage_stream` and :meth:`StagedObject.commit` at once, with the same ``options``. A
+    small object on S3 then goes up as one PUT rather than a multipart upload.
     """
-    staged = _stage(
-        chunks,
-        target,
-        expected_size=expected_size,
-        overwrite=overwrite,
-        verify=verify,
-        block_size=block_size,
-        progress=progress,
-        defer=False,
-    )
-    return staged.commit()
-
-
-def stage_stream(
-    chunks: Iterable[bytes] | Readable,
-    target: ObjectStoragePath,
-    *,
-    expected_size: int | None,
-    overwrite: OverwritePolicy | str = OverwritePolicy.REPLACE,
-    verify: Verify | None = None,
-    block_size: int | None = None,
-    progress: Progress | None = None,
-) -> StagedObject:
-    """Write and verify ``chunks`` as :func:`write_stream` does, but do not commit them yet.
-
-    Returns a :class:`StagedObject`: nothing new is visible under ``target``'s name (an older
-    object there is untouched) until its :meth:`~StagedObject.commit`, and
-    :meth:`~StagedObject.discard` throws it away. Every byte has been sent to the store already:
-    a staged object keeps no data in memory, only a temp name or an upload id and its part list.
-    ``overwrite='skip_identical'`` is decided here (a staged object that is ``skipped`` commits
-    nothing); ``overwrite='fail'`` is checked here and again by the commit.
-
-    Call ``commit()`` or ``discard()`` on every staged object, also when the task is killed
-    (``BaseException``): until then it holds a hidden temp file (local) or an unfinished upload.
-    """
-    return _stage(
-        chunks,
-        target,
-        expected_size=expected_size,
-        overwrite=overwrite,
-        verify=verify,
-        block_size=block_size,
-        progress=progress,
-        defer=True,
-    )
+    return stage_stream(chunks, target, defer=False, **options).commit()
 
 
 class StagedObject:
@@ -231,17 +172,43 @@ def record_lineage(target: ObjectStoragePath) -> None:
     _record_lineage(target)
 
 
-def _stage(
+def stage_stream(
     chunks: Iterable[bytes] | Readable,
     target: ObjectStoragePath,
     *,
     expected_size: int | None,
-    overwrite: OverwritePolicy | str,
-    verify: Verify | None,
-    block_size: int | None,
-    progress: Progress | None,
-    defer: bool,
+    overwrite: OverwritePolicy | str = OverwritePolicy.REPLACE,
+    verify: Verify | None = None,
+    block_size: int | None = None,
+    progress: Progress | None = None,
+    defer: bool = True,
 ) -> StagedObject:
+    """Write and verify ``chunks`` for the object ``target``, but do not commit them yet.
+
+    Returns a :class:`StagedObject`: nothing new is visible under ``target``'s name (an older
+    object there is untouched) until its :meth:`~StagedObject.commit`, and
+    :meth:`~StagedObject.discard` throws it away. ``overwrite='skip_identical'`` is decided here
+    (a staged object that is ``skipped`` commits nothing); ``overwrite='fail'`` is checked here
+    and again by the commit.
+
+    Call ``commit()`` or ``discard()`` on every staged object, also when the task is killed
+    (``BaseException``): until then it holds a hidden temp file (local) or an unfinished upload.
+
+    :param chunks: the bytes, in chunks of any size (coalesced into ~1 MiB writes), or a
+        :class:`Readable` (read into reusable buffers: the fastest way).
+    :param target: the final object path; its name must pass :func:`safe_name` unchanged.
+    :param expected_size: bytes announced by the source; a different count raises
+        VerificationError and nothing is committed (the stream is cut as soon as it overflows).
+    :param overwrite: see :class:`OverwritePolicy`.
+    :param verify: ``verify(size, sha256_hex)`` runs after the last byte and before the commit;
+        if it raises, nothing is committed and its exception propagates unchanged.
+    :param block_size: object-store upload part size (default: :func:`upload_block_size`).
+    :param progress: told the byte count so far after each chunk.
+    :param defer: on S3 and GCS, send every part now, so that a staged object holds no data in
+        memory (only an upload id and its part list) and only the completion waits for commit();
+        ``False`` (write_stream) keeps the last part buffered, at most ``block_size``, until the
+        commit, so that a small object is one PUT.
+    """
     policy = OverwritePolicy.coerce(overwrite)
     name = target.name
     if safe_name(name) != name:
@@ -316,12 +283,13 @@ def _commit_local(tmp: str, final: str, policy: OverwritePolicy, target: ObjectS
     _remove_quietly(tmp)  # the object is committed under its final name already
 
 
-def _remove_quietly(path: str) -> None:
+def _remove_quietly(path: str, remove: Callable[[str], Any] = os.unlink) -> None:
+    """Remove a temp file (``remove``: how, on its filesystem); a failure is only logged."""
     try:
-        os.unlink(path)
+        remove(path)
     except FileNotFoundError:
         pass
-    except OSError as exc:
+    except Exception as exc:
         log.warning("Could not remove temp file %s: %s (clean_stale_partials removes it later)", path, exc)
 
 
@@ -563,12 +531,7 @@ def _stage_generic(
     tmp = f"{target.parent.path.rstrip('/')}/{new_partial_name(target.name)}"
 
     def remove_tmp() -> None:
-        try:
-            fs.rm_file(tmp)
-        except FileNotFoundError:
-            pass
-        except Exception as exc:
-            log.warning("Could not remove temp object %s: %s", tmp, exc)
+        _remove_quietly(tmp, fs.rm_file)
 
     staged = False
     try:

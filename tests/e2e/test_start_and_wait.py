@@ -43,6 +43,20 @@ def start_and_sense(dag_id: str, *, parameters: dict[str, Any] | None = None, **
     return dag
 
 
+def start_and_wait(dag_id: str, **start_kwargs: Any) -> DAG:
+    """One start task that waits for its report (``wait_for_completion``), polling every 0.2 s."""
+    start_kwargs.setdefault("poll_interval", 0.2)
+    with DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+        StartAccountReportOperator(
+            task_id="start",
+            report=REPORT,
+            parameters={"users": True},
+            wait_for_completion=True,
+            **start_kwargs,
+        )
+    return dag
+
+
 def no_token(canvas: Any, result: Any, output: str) -> None:
     for task in result.tasks.values():
         assert canvas.token not in json.dumps(task.xcoms, default=str)
@@ -84,18 +98,7 @@ class TestDeferrableSensor:
     def test_the_link_survives_the_deferral_without_xcom_push(self, canvas_simulator, run_dag, capsys):
         # do_xcom_push=False keeps the results out of XCom, not the link: the resumed try reads it.
         held = queued_until_the_sensor_starts(canvas_simulator.sim)
-        with DAG("sw_no_xcom_push", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-            StartAccountReportOperator(
-                task_id="start",
-                report=REPORT,
-                parameters={"users": True},
-                wait_for_completion=True,
-                deferrable=True,
-                do_xcom_push=False,
-                poll_interval=0.2,
-                **held,
-            )
-        result = run_dag(dag)
+        result = run_dag(start_and_wait("sw_no_xcom_push", deferrable=True, do_xcom_push=False, **held))
         assert result.states() == {"start": "success"}
         url = f"{canvas_simulator.url}/accounts/self/settings#tab-reports"
         assert result["start"].xcoms[LINK_KEY] == url
@@ -201,17 +204,9 @@ class TestExecutionTimeout:
             )
             waiting = "wait"
         else:
-            with DAG("sw_exec_timeout_start", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-                StartAccountReportOperator(
-                    task_id="start",
-                    report=REPORT,
-                    parameters={"users": True},
-                    wait_for_completion=True,
-                    deferrable=False,
-                    poll_interval=0.2,
-                    adaptive_polling=False,
-                    execution_timeout=limit,
-                )
+            dag = start_and_wait(
+                "sw_exec_timeout_start", deferrable=False, adaptive_polling=False, execution_timeout=limit
+            )
             waiting = "start"
         result = run_dag(dag)
         assert result[waiting].state == "failed"
@@ -228,16 +223,7 @@ class TestStartOperatorWaiting:
     def test_wait_for_completion_returns_the_final_report(
         self, canvas_simulator, run_dag, capsys, deferrable
     ):
-        with DAG(f"sw_wait_{deferrable}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-            StartAccountReportOperator(
-                task_id="start",
-                report=REPORT,
-                parameters={"users": True},
-                wait_for_completion=True,
-                deferrable=deferrable,
-                poll_interval=0.2,
-            )
-        result = run_dag(dag)
+        result = run_dag(start_and_wait(f"sw_wait_{deferrable}", deferrable=deferrable))
         assert result.states() == {"start": "success"}
         final = result["start"].return_value
         assert final["status"] == "complete"
@@ -248,23 +234,13 @@ class TestStartOperatorWaiting:
     @pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "in-worker"])
     def test_error_fails_with_canvas_reason(self, canvas_simulator, run_dag, capsys, deferrable):
         canvas_simulator.sim.script_report(REPORT, "error")
-        with DAG(f"sw_wait_error_{deferrable}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-            StartAccountReportOperator(
-                task_id="start", report=REPORT, parameters={"users": True}, wait_for_completion=True,
-                deferrable=deferrable, poll_interval=0.2,
-            )  # fmt: skip
-        result = run_dag(dag)
+        result = run_dag(start_and_wait(f"sw_wait_error_{deferrable}", deferrable=deferrable))
         assert result.states() == {"start": "failed"}
         assert "Failed, the report failed to generate a file" in capsys.readouterr().out
 
     def test_deadline_aborts_a_running_report(self, canvas_simulator, run_dag, capsys):
         canvas_simulator.sim.script_report(REPORT, "stuck_running")
-        with DAG("sw_wait_deadline", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-            StartAccountReportOperator(
-                task_id="start", report=REPORT, parameters={"users": True}, wait_for_completion=True,
-                deferrable=True, poll_interval=0.2, timeout=1.5,
-            )  # fmt: skip
-        result = run_dag(dag)
+        result = run_dag(start_and_wait("sw_wait_deadline", deferrable=True, timeout=1.5))
         assert result.states() == {"start": "failed"}
         assert canvas_simulator.requests["abort"] == 1
         assert "Cancelled it in Canvas: aborted it (it was running)" in capsys.readouterr().out

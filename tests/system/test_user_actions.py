@@ -8,6 +8,7 @@ where it is (Canvas cannot stop it before it starts), and the task's log says so
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,41 @@ from .helpers import REPORT, one_new_report
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
 
 SENSOR = "wait_for_export"
+
+
+def sensor_waiting(system: System, dag_id: str, sim: Any, run_id: str, state: str) -> int:
+    """Trigger the DAG, and return its report's id once the sensor is `state` (deferred, or
+    running in the worker) and has polled the report again since: the wait is under way."""
+    counters = sim.sim.counters
+    before = set(sim.sim.reports)
+    system.api.unpause(dag_id)
+    system.api.trigger(dag_id, run_id)
+    report_id = one_new_report(sim, before)
+    system.deployment.wait_task(
+        dag_id, run_id, SENSOR, lambda ti: ti["state"] == state, what=state, timeout=120
+    )
+    # A deferring sensor checks once in the worker first: the poll after that is the trigger's.
+    # (Marked failed before a triggerer runs it, a trigger never gets an on_kill call: see
+    # RELIABILITY.md.)
+    polls = counters.status_polls[report_id]
+    wait_for(
+        "the sensor to poll the report",
+        lambda: counters.status_polls[report_id] > polls,
+        timeout=60,
+        interval=0.2,
+    )
+    return report_id
+
+
+def wait_for_log(system: System, dag_id: str, run_id: str, text: str) -> None:
+    """Until the sensor's first try's log holds `text` (what on_kill did to the report)."""
+    wait_for(
+        f"the task log to say {text!r}",
+        lambda: text in system.api.log(dag_id, run_id, SENSOR, 1),
+        timeout=60,
+        interval=0.5,
+        on_timeout=lambda: system.deployment.describe_run(dag_id, run_id),
+    )
 
 
 @pytest.mark.parametrize(
@@ -59,35 +95,13 @@ def test_marking_a_deferred_sensor_failed_cancels_the_report(
     before = set(sim.sim.reports)
     calls_before = {name: counters.requests[name] for name in ("abort", "delete")}
     starts_before = counters.starts[REPORT]
-    api.unpause(dag_id)
-    api.trigger(dag_id, run_id)
-
-    report_id = one_new_report(sim, before)
-    system.deployment.wait_task(
-        dag_id, run_id, SENSOR, lambda ti: ti["state"] == "deferred", what="deferred", timeout=120
-    )
-    # The sensor checked once in the worker before deferring; a further poll is the trigger's,
-    # running in the triggerer. (Marked failed before a triggerer runs it, a trigger never gets
-    # an on_kill call: see RELIABILITY.md.)
-    polls_when_deferred = counters.status_polls[report_id]
-    wait_for(
-        "the trigger to poll the report",
-        lambda: counters.status_polls[report_id] > polls_when_deferred,
-        timeout=60,
-        interval=0.2,
-    )
+    report_id = sensor_waiting(system, dag_id, sim, run_id, "deferred")
     assert sim.sim.reports[report_id].status == status_when_marked
 
     api.set_task_state(dag_id, run_id, SENSOR, "failed")
 
     # The trigger's on_kill logs what it did to the report, in the task's log.
-    wait_for(
-        f"the task log to say what became of report #{report_id}",
-        lambda: f"#{report_id} {logged}" in api.log(dag_id, run_id, SENSOR, 1),
-        timeout=60,
-        interval=0.5,
-        on_timeout=lambda: system.deployment.describe_run(dag_id, run_id),
-    )
+    wait_for_log(system, dag_id, run_id, f"#{report_id} {logged}")
     assert sim.sim.reports[report_id].status == final_status
     for call in ("abort", "delete"):
         assert counters.requests[call] == calls_before[call] + (call == cancel_call)
@@ -116,35 +130,14 @@ def test_marking_a_poking_sensor_stops_its_report_only_if_it_failed(
     """In the worker, Airflow's SIGTERM calls on_kill alike for both; the task's state decides."""
     dag_id = "canvas_system_long_poke"
     sim = system.sims["canvas_long"]
-    counters = sim.sim.counters
-    api = system.api
+    aborts_before = sim.sim.counters.requests["abort"]
     run_id = f"mark-poking-{new_state}"
-    before = set(sim.sim.reports)
-    aborts_before = counters.requests["abort"]
-    api.unpause(dag_id)
-    api.trigger(dag_id, run_id)
-    report_id = one_new_report(sim, before)
-    system.deployment.wait_task(
-        dag_id, run_id, SENSOR, lambda ti: ti["state"] == "running", what="running", timeout=120
-    )
-    polls = counters.status_polls[report_id]
-    wait_for(
-        "the sensor to poke the report",
-        lambda: counters.status_polls[report_id] > polls + 1,
-        timeout=60,
-        interval=0.2,
-    )
+    report_id = sensor_waiting(system, dag_id, sim, run_id, "running")
     assert sim.sim.reports[report_id].status == "running"
 
-    api.set_task_state(dag_id, run_id, SENSOR, new_state)
+    system.api.set_task_state(dag_id, run_id, SENSOR, new_state)
 
-    wait_for(
-        f"the task log to say what became of report #{report_id}",
-        lambda: logged in api.log(dag_id, run_id, SENSOR, 1),
-        timeout=60,
-        interval=0.5,
-        on_timeout=lambda: system.deployment.describe_run(dag_id, run_id),
-    )
+    wait_for_log(system, dag_id, run_id, logged)
     assert sim.sim.reports[report_id].status == final_status
-    assert counters.requests["abort"] == aborts_before + (new_state == "failed")
-    assert api.task_instance(dag_id, run_id, SENSOR)["state"] == new_state
+    assert sim.sim.counters.requests["abort"] == aborts_before + (new_state == "failed")
+    assert system.api.task_instance(dag_id, run_id, SENSOR)["state"] == new_state

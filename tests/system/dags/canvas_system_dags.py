@@ -98,10 +98,12 @@ with DAG(
         timeout=600,
     )
 
-# Deferred sensors waiting on long reports: triggerer crashes, failover, a user marking failed.
-for _conn_id, _dag_id in (
-    ("canvas_long", "canvas_system_long_wait"),
-    ("canvas_queued", "canvas_system_queued_wait"),
+# Sensors waiting on long reports: deferred (triggerer crashes, failover, a user marking failed),
+# and poking in the worker (a user marking it success or failed: SIGTERM, then on_kill).
+for _conn_id, _dag_id, _deferrable in (
+    ("canvas_long", "canvas_system_long_wait", True),
+    ("canvas_queued", "canvas_system_queued_wait", True),
+    ("canvas_long", "canvas_system_long_poke", False),
 ):
     with DAG(
         dag_id=_dag_id,
@@ -122,41 +124,13 @@ for _conn_id, _dag_id in (
             canvas_conn_id=_conn_id,
             report=REPORT,
             report_id=REPORT_ID,
-            deferrable=True,
+            deferrable=_deferrable,
             poke_interval=1,
             adaptive_polling=False,
             timeout=600,
         )
         _start >> _wait
     globals()[_dag_id] = _dag
-
-# A sensor poking in the worker on a long report: a user marking it success or failed (the
-# worker's task runner gets SIGTERM and calls on_kill).
-with DAG(
-    dag_id="canvas_system_long_poke",
-    schedule=None,
-    start_date=START,
-    catchup=False,
-    max_active_runs=16,
-    tags=["canvas", "system-test"],
-) as long_poke:
-    _start = StartAccountReportOperator(
-        task_id="start_export",
-        canvas_conn_id="canvas_long",
-        report=REPORT,
-        parameters={"users": True, "skip_message": True},
-    )
-    _wait = ReportCompleteSensor(
-        task_id="wait_for_export",
-        canvas_conn_id="canvas_long",
-        report=REPORT,
-        report_id=REPORT_ID,
-        deferrable=False,
-        poke_interval=1,
-        adaptive_polling=False,
-        timeout=600,
-    )
-    _start >> _wait
 
 # Start tasks released together take turns (their rank in this DAG, read by the task runner).
 with DAG(
