@@ -103,7 +103,7 @@ class DownloadReportOperator(BaseOperator):
         templated, and an empty string means none.
     :param extract_zip: land a ZIP report's members instead of the ZIP itself.
     :param overwrite: ``"replace"`` (default), ``"fail"`` or ``"skip_identical"``.
-    :param canvas_conn_id: the ``canvas`` connection.
+    :param canvas_conn_id: the ``canvas`` connection (templated).
     :param account_id: Canvas account (templated); default: the connection's, else ``self``.
     :param zip_limits: limits for ZIP extraction (a ``ZipLimits`` or a dict of its fields);
         defaults guard against ZIP bombs.
@@ -125,7 +125,14 @@ class DownloadReportOperator(BaseOperator):
         as start tasks do. A task alone never waits; 0 turns both off.
     """
 
-    template_fields: Sequence[str] = ("report", "report_id", "destination", "dest_conn_id", "account_id")
+    template_fields: Sequence[str] = (
+        "report",
+        "report_id",
+        "destination",
+        "dest_conn_id",
+        "account_id",
+        "canvas_conn_id",
+    )
     ui_color = "#e8f3fc"
     #: Seconds a temp file of ours must be untouched before a new try removes it. 0: only this
     #: task's object names are cleaned, and a writer of those names now is an earlier try of this

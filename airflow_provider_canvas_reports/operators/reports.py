@@ -115,7 +115,7 @@ class StartAccountReportOperator(BaseOperator):
         left for a retry to reconnect to) and the task fails saying so.
     :param max_consecutive_errors: failed polls in a row (each already retried by the client)
         tolerated before the wait fails.
-    :param canvas_conn_id: the Canvas connection.
+    :param canvas_conn_id: the Canvas connection (templated).
     :param account_id: the account (templated); default: the connection's, else ``self``.
     :param validate_parameters: check the report and its parameters against the account's
         available reports before starting (unknown report, unknown or missing required
@@ -140,7 +140,7 @@ class StartAccountReportOperator(BaseOperator):
         the same instant on different hosts, which cannot know of each other (see BENCHMARKS.md).
     """
 
-    template_fields: Sequence[str] = ("report", "parameters", "account_id")
+    template_fields: Sequence[str] = ("report", "parameters", "account_id", "canvas_conn_id")
     template_fields_renderers = {"parameters": "json"}
     # This task instance's name, sent with the start as the `airflow_task` parameter (set by execute).
     _started_by: str | None = None

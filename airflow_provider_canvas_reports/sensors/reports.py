@@ -93,7 +93,7 @@ class ReportCompleteSensor(BaseSensorOperator):
     :param max_consecutive_errors: failed polls in a row (each already retried by the client)
         tolerated before the task fails. In reschedule mode each poke is its own try, so a
         failed poll fails that try (Airflow's ``retries`` apply).
-    :param canvas_conn_id: the Canvas connection.
+    :param canvas_conn_id: the Canvas connection (templated).
     :param account_id: the account (templated); default: the connection's, else ``self``.
     :param canvas_retry_policy: the client's bounds for retries on throttling, 5xx and resets.
     :param start_spacing: sensors released together take turns for their first check, as start
@@ -105,7 +105,7 @@ class ReportCompleteSensor(BaseSensorOperator):
         turn on the token, as start tasks do. A sensor alone never waits; 0 turns both off.
     """
 
-    template_fields: Sequence[str] = ("report", "report_id", "account_id")
+    template_fields: Sequence[str] = ("report", "report_id", "account_id", "canvas_conn_id")
     operator_extra_links = (CanvasReportsLink(),)
     ui_color = "#e4f0e8"
 

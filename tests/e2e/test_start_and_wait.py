@@ -246,6 +246,31 @@ class TestStartOperatorWaiting:
         assert "Cancelled it in Canvas: aborted it (it was running)" in capsys.readouterr().out
 
 
+def test_the_canvas_connection_may_come_from_a_template(canvas_simulator, run_dag):
+    # One DAG file for several Canvas instances: the connection id rendered per run.
+    with DAG(
+        "sw_templated_conn",
+        schedule=None,
+        start_date=datetime(2026, 1, 1),
+        params={"canvas": "canvas_default"},
+    ) as dag:
+        start = StartAccountReportOperator(
+            task_id="start", report=REPORT, parameters={"users": True}, canvas_conn_id="{{ params.canvas }}"
+        )
+        wait = ReportCompleteSensor(
+            task_id="wait",
+            report=REPORT,
+            report_id=REPORT_ID,
+            canvas_conn_id="{{ params.canvas }}",
+            deferrable=True,
+            poke_interval=0.2,
+        )
+        start >> wait
+    result = run_dag(dag)
+    assert result.states() == {"start": "success", "wait": "success"}
+    assert result["wait"].return_value["status"] == "complete"
+
+
 class CrashAfterStart(StartAccountReportOperator):
     """Dies on its first try right after the parent started the report (a worker lost mid-task)."""
 

@@ -58,7 +58,7 @@ def finished(report: str, parameters: dict[str, Any]) -> int:
 def test_default_outlet_is_the_canvas_reports_alias() -> None:
     op = DownloadReportOperator(task_id="t", report="r", report_id=1, destination="file:///tmp/x/")
     assert op.outlets == [AssetAlias("canvas-reports")]
-    assert set(op.template_fields) >= {"report", "report_id", "destination", "account_id"}
+    assert set(op.template_fields) >= {"report", "report_id", "destination", "account_id", "canvas_conn_id"}
 
 
 def test_alias_name_is_configurable_and_joins_user_outlets() -> None:

@@ -233,11 +233,21 @@ class TestStart:
             report="{{ params.kind }}_csv",
             parameters={"users": "{{ params.flag }}", "enrollment_term_id": "sis_term_id:{{ params.term }}"},
             account_id="{{ params.account }}",
+            canvas_conn_id="{{ params.canvas }}",
         )
-        assert set(task.template_fields) == {"report", "parameters", "account_id"}
+        assert set(task.template_fields) == {"report", "parameters", "account_id", "canvas_conn_id"}
         task.render_template_fields(
-            {"params": {"kind": "sis_export", "flag": True, "term": "2026FA", "account": 2}}
+            {
+                "params": {
+                    "kind": "sis_export",
+                    "flag": True,
+                    "term": "2026FA",
+                    "account": 2,
+                    "canvas": "canvas_b",
+                }
+            }
         )
+        assert task.canvas_conn_id == "canvas_b"
         assert task.report == "sis_export_csv"
         assert task.parameters == {"users": "True", "enrollment_term_id": "sis_term_id:2026FA"}
         assert task.account_id == "2"

@@ -325,10 +325,14 @@ def test_templated_fields(canvas: CanvasSimulator):
         report="{{ params.kind }}_csv",
         report_id="{{ params.rid }}",
         account_id="{{ params.account }}",
+        canvas_conn_id="{{ params.canvas }}",
     )
-    assert set(task.template_fields) == {"report", "report_id", "account_id"}
-    task.render_template_fields({"params": {"kind": "provisioning", "rid": 12, "account": 3}})
+    assert set(task.template_fields) == {"report", "report_id", "account_id", "canvas_conn_id"}
+    task.render_template_fields(
+        {"params": {"kind": "provisioning", "rid": 12, "account": 3, "canvas": "canvas_b"}}
+    )
     assert (task.report, task.report_id, task.account_id) == ("provisioning_csv", "12", "3")
+    assert task.canvas_conn_id == "canvas_b"
 
 
 class TestExpectedRunTime:
