@@ -378,18 +378,18 @@ async def test_cancel_running_report_aborts_it(canvas: Canvas, client: Client) -
     assert canvas.counters.requests["delete"] == 0
 
 
-async def test_cancel_created_report_deletes_it(canvas: Canvas, client: Client) -> None:
+async def test_cancel_created_report_leaves_it(canvas: Canvas, client: Client) -> None:
+    # Canvas cannot stop a queued report: a delete only hides it until its job runs it anyway.
     canvas.sim.script_report("grade_export_csv", "stuck_created")
     started = await client.start_report("grade_export_csv")
 
     result = await client.cancel_report("grade_export_csv", started.id)
 
     assert result is not None
-    assert result.status == "deleted"
+    assert result.status == "created"  # as read: untouched
     assert canvas.counters.requests["abort"] == 0
-    assert canvas.counters.requests["delete"] == 1
-    with pytest.raises(ReportNotFoundError):
-        await client.get_report("grade_export_csv", started.id)
+    assert canvas.counters.requests["delete"] == 0
+    assert (await client.get_report("grade_export_csv", started.id)).status == "created"
 
 
 async def test_cancel_finished_report_does_nothing(canvas: Canvas, client: Client) -> None:
@@ -428,8 +428,8 @@ async def test_cancel_running_report_whose_status_cannot_be_read_still_aborts_it
 async def test_cancel_of_a_report_not_running_whose_status_cannot_be_read_deletes_nothing(
     canvas: Canvas, client: Client, fate: str | None
 ) -> None:
-    # Abort says "not running": queued (delete would stop it) or done (delete would throw its file
-    # away). Without its status the two cannot be told apart, so nothing is deleted.
+    # Abort says "not running": queued (left as it is), compiling (delete stops it) or done (delete
+    # would throw its file away). Without its status they cannot be told apart: nothing is deleted.
     if fate:
         canvas.sim.script_report("grade_export_csv", fate)
     started = await client.start_report("grade_export_csv")
