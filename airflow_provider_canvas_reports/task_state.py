@@ -34,6 +34,32 @@ def task_state(ti: Any) -> str:
     return "none" if state is None else str(getattr(state, "value", state))
 
 
+def kept_because(state: str) -> str | None:
+    """Why a kill leaves the report to finish, for a task Airflow now records in `state`; None
+    when the task gave the report up and the kill stops it."""
+    if state in GIVEN_UP_STATES:
+        return None
+    if state == "deferred":  # seen by a trigger only: the task still waits for the report
+        return (
+            "its task is still deferred, so this trigger was stopped for another reason than a user "
+            "action (it moved to another triggerer, which keeps waiting for the report)"
+        )
+    return (
+        f"its task is now '{state}' (marked success or cleared, say, or its worker is stopping), and "
+        "the report may still be wanted: a next try waits for the same report, and after a success "
+        "the download lands it once it completes"
+    )
+
+
+def unknown_state_note(exc: BaseException, where: str) -> str:
+    """What a kill that cannot read its task's state says: it leaves the report, and where to stop
+    it by hand (`where`) if the task was in fact marked failed."""
+    return (
+        f"could not tell whether its task still waits for it ({str(exc) or type(exc).__name__}). "
+        f"If the task was marked failed, stop the report by hand {where}"
+    )
+
+
 def is_execution_timeout(exc: BaseException | None) -> bool:
     """Whether `exc` is Airflow's execution_timeout firing."""
     try:

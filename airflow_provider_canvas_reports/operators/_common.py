@@ -265,34 +265,27 @@ def cancel_on_kill(
     as well when a user marks the task success or clears it, and when the worker shuts down. The
     timeout and a task marked failed give the report up; after a success the download lands it,
     and a cleared or interrupted task's next try reconnects to it, so those leave it to finish:
-    the same rule as the trigger's, for the same states (`task_state.GIVEN_UP_STATES`).
+    the same rule as the trigger's (`task_state.kept_because`).
     """
-    from airflow_provider_canvas_reports.task_state import GIVEN_UP_STATES, is_execution_timeout, task_state
+    from airflow_provider_canvas_reports.task_state import (
+        is_execution_timeout,
+        kept_because,
+        task_state,
+        unknown_state_note,
+    )
 
     # Airflow calls on_kill from the except clause that caught its timeout: that is the one at hand.
     if not is_execution_timeout(sys.exc_info()[1]):
         try:
             state = task_state(ti)
         except Exception as exc:
+            where = f"on the account's reports page: {hook.reports_page_url(account)}"
             log.warning(
-                "Leaving Canvas report %s #%s running: could not tell whether its task still waits for "
-                "it (%s). If the task was marked failed, stop the report by hand on the account's "
-                "reports page: %s",
-                report,
-                report_id,
-                str(exc) or type(exc).__name__,
-                hook.reports_page_url(account),
+                "Leaving Canvas report %s #%s running: %s", report, report_id, unknown_state_note(exc, where)
             )
             return
-        if state not in GIVEN_UP_STATES:
-            log.info(
-                "Not cancelling Canvas report %s #%s: its task is now '%s' (marked success, cleared, or "
-                "its worker is stopping), and the report may still be wanted: a next try waits for the "
-                "same report, and after a success the download lands it once it completes.",
-                report,
-                report_id,
-                state,
-            )
+        if (why := kept_because(state)) is not None:
+            log.info("Not cancelling Canvas report %s #%s: %s.", report, report_id, why)
             return
     describe_cancel(hook, report, report_id, account, log)
 

@@ -431,7 +431,7 @@ class StartAccountReportOperator(BaseOperator):
         report: Report,
         *,
         last_run: Report | None = None,
-        ti: Any = None,
+        ti: Any,
     ) -> dict[str, Any]:
         from airflow_provider_canvas_reports.canvas.errors import ReportFailedError
         from airflow_provider_canvas_reports.canvas.report import Phase

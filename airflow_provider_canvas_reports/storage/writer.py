@@ -133,13 +133,12 @@ class StagedObject:
     def name(self) -> str:
         return self.target.name
 
-    def commit(self, *, record: bool = True) -> LandedObject:
-        """Make the object appear, whole, under its final name; return it.
+    def commit(self) -> LandedObject:
+        """Make the object appear, whole, under its final name, record it (hook lineage); return it.
 
         If the commit fails, the staged object is discarded and the error propagates: the final
         name then holds what it held before (or, in the rare case that the store reports a wrong
-        size after completing the upload, nothing: see the error). ``record=False`` leaves the
-        hook-lineage record to the caller (:func:`record_lineage`).
+        size after completing the upload, nothing: see the error).
         """
         if self.state == "skipped":
             return self.landed
@@ -151,8 +150,7 @@ class StagedObject:
             self.discard()
             raise
         self.state = "committed"
-        if record:
-            record_lineage(self.target)
+        _record_lineage(self.target)
         return self.landed
 
     def discard(self) -> None:
@@ -165,11 +163,6 @@ class StagedObject:
                 self._discard()
             except Exception as exc:  # the discards below log their own failures; this is a last resort
                 log.warning("Could not discard the staged object for %s: %s", object_uri(self.target), exc)
-
-
-def record_lineage(target: ObjectStoragePath) -> None:
-    """Tell Airflow's hook-lineage collector that ``target`` was written (never fails)."""
-    _record_lineage(target)
 
 
 def stage_stream(
@@ -480,15 +473,16 @@ def _stage_object_store(
         if not staged:
             _abort_upload(f, uri)
 
-    completed: list[bool] = []
+    completed = False  # from then on there is no upload left to abort
 
     def commit() -> None:
+        nonlocal completed
         if policy is OverwritePolicy.FAIL and object_exists(target):
             # Checked again just before the commit to keep the race window small. (S3's
             # If-None-Match would close it, but S3-compatible stores do not all honour it.)
             raise destination_exists_error(target)
         _complete(f, fs, defer)
-        completed.append(True)  # from here on there is no upload left to abort
+        completed = True
         fs.invalidate_cache(path)
         try:
             stored = int(fs.info(path).get("size") or 0)

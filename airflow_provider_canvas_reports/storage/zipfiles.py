@@ -37,7 +37,6 @@ from airflow_provider_canvas_reports.storage.writer import (
     StagedObject,
     destination_exists_error,
     object_exists,
-    record_lineage,
     stage_stream,
 )
 
@@ -307,37 +306,28 @@ def _nothing_written(error: str, discarded: list[str]) -> str:
 
 
 def _commit_all(staged: list[StagedObject], label: str, dest_dir: ObjectStoragePath) -> list[LandedObject]:
-    """Commit every staged member, in order; then record them (hook lineage).
+    """Commit every staged member, in order (each is recorded as it is committed).
 
     A commit that fails (rare: a rename or an upload completion refused) stops the rest: those
     are discarded, and the error names what was committed and what was not. Committed members
     stay: each is complete and verified.
     """
-    landed: list[LandedObject] = []
-    failure: BaseException | None = None
-    failed_at = ""
     try:
-        for item in staged:
-            failed_at = item.name
-            landed.append(item.commit(record=False))
+        return [item.commit() for item in staged]
     except BaseException as exc:
         failure = exc
         _discard_all(staged)
-    for item in staged:
-        if item.state == "committed":
-            record_lineage(item.target)
-    if failure is None:
-        return landed
     if not isinstance(failure, Exception):
         raise failure  # killed or timed out: the committed members stay, the rest are discarded
     # The member's own error may say "Nothing was written": true of that member only.
     reason = str(failure).replace(" Nothing was written.", "").rstrip(".")
     committed = [item.name for item in staged if item.state == "committed"]
     kept = [item.name for item in staged if item.state == "skipped"]
+    # In order: the first is the one whose commit failed (it discarded itself), then the rest.
     not_committed = [item.name for item in staged if item.state == "discarded"]
     note = (
         f"Committing the verified members of {label} to {describe(dest_dir)} failed at "
-        f"{failed_at!r}: {reason}. Committed (complete and verified, left in place): "
+        f"{not_committed[0]!r}: {reason}. Committed (complete and verified, left in place): "
         f"{', '.join(committed) or 'none'}. NOT committed (their names keep what they held "
         f"before): {', '.join(not_committed)}."
     )

@@ -26,7 +26,7 @@ from airflow_provider_canvas_reports.canvas.polling import (
 )
 from airflow_provider_canvas_reports.canvas.report import QUEUED_CANNOT_STOP, Report
 from airflow_provider_canvas_reports.hooks.canvas import CanvasHook
-from airflow_provider_canvas_reports.task_state import GIVEN_UP_STATES, task_state
+from airflow_provider_canvas_reports.task_state import kept_because, task_state, unknown_state_note
 from airflow_provider_canvas_reports.triggers import wake
 
 # The event helpers live in triggers/events.py, which the operators can import without loading
@@ -270,32 +270,16 @@ class ReportStatusTrigger(BaseTrigger):
             # Aborting a report another triggerer waits for fails that run; a report left
             # running only costs Canvas time. Unsure, leave it.
             self.log.warning(
-                "Leaving Canvas report %s #%s running: could not tell whether its task still waits for "
-                "it (%s). If the task was marked failed, stop the report by hand "
-                "in Canvas (Account > Settings > Reports).",
+                "Leaving Canvas report %s #%s running: %s",
                 self.report,
                 self.report_id,
-                str(exc) or type(exc).__name__,
+                unknown_state_note(exc, "in Canvas (Account > Settings > Reports)."),
             )
             return
-        if state == "deferred":
-            self.log.warning(
-                "Not cancelling Canvas report %s #%s: its task is still deferred, so this trigger was "
-                "stopped for another reason than a user action (it moved to another triggerer, which "
-                "keeps waiting for the report).",
-                self.report,
-                self.report_id,
-            )
-            return
-        if state not in GIVEN_UP_STATES:
-            self.log.info(
-                "Not cancelling Canvas report %s #%s: its task is now '%s' (marked success, or cleared), "
-                "and the report may still be wanted: a cleared task's next try waits for the same report, "
-                "and after a success the download can land it once it completes.",
-                self.report,
-                self.report_id,
-                state,
-            )
+        if (why := kept_because(state)) is not None:
+            # Still deferred: a trigger stopped by mistake, worth a warning; else a user's choice.
+            log = self.log.warning if state == "deferred" else self.log.info
+            log("Not cancelling Canvas report %s #%s: %s.", self.report, self.report_id, why)
             return
         hook = self._hook()
         try:
